@@ -1,0 +1,396 @@
+/*
+ * admin.c - the admin and metrics endpoint; see admin.h. Runs on the main
+ * thread's event_base. It reads workers' counters (relaxed atomics) and
+ * their per-shard snapshots (under each worker's lock, refreshed every
+ * second); it never touches a worker's pool.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "admin.h"
+#include "entry.h"
+#include "inspect.h"
+#include "key.h"
+#include "log.h"
+#include "metrics.h"
+#include "pool.h"
+#include "worker.h"
+
+struct admin {
+	struct event_base *base;
+	struct evhttp *http;
+	const struct sc_config *cf;
+	SSL_CTX *tls;
+	struct pool *pool;
+	struct worker *workers;
+	int nworkers;
+};
+
+/* One pending admin request waiting on memcached. */
+struct pending {
+	struct admin *a;
+	struct evhttp_request *req;
+	char key[KEY_HEX_LEN + 1];
+	int left;			/* flush: shards still to answer */
+	int failed;
+	struct evbuffer *body;
+};
+
+static void
+reply(struct evhttp_request *req, int code, const char *reason, const char *ctype, struct evbuffer *body)
+{
+	if (ctype != NULL)
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+	evhttp_send_reply(req, code, reason, body);
+}
+
+static void
+reply_text(struct evhttp_request *req, int code, const char *reason, const char *text)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b != NULL)
+		evbuffer_add_printf(b, "%s\n", text);
+	reply(req, code, reason, "text/plain", b);
+	if (b != NULL)
+		evbuffer_free(b);
+}
+
+static int
+authorized(struct admin *a, struct evhttp_request *req)
+{
+	const char *tok = a->cf->agent.admin_token, *h;
+	size_t tl;
+
+	if (tok == NULL || tok[0] == '\0')
+		return 1;
+	h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	tl = strlen(tok);
+	return h != NULL && strncmp(h, "Bearer ", 7) == 0 && strlen(h + 7) == tl &&
+	    CRYPTO_memcmp(h + 7, tok, tl) == 0;
+}
+
+static void
+metrics(struct admin *a, struct evhttp_request *req)
+{
+	struct evbuffer *b = evbuffer_new();
+	uint64_t lk[CS_MAX] = { 0 }, ref[SR_MAX] = { 0 };
+	uint64_t stores = 0, inval = 0, ctot = 0, fin = 0, fout = 0, disc = 0, bad = 0;
+	int64_t copen = 0, infl = 0;
+	int ns = pool_nshards(a->pool);
+	struct pool_shard_stats *sh = calloc((size_t)ns, sizeof(*sh));
+
+	if (b == NULL || sh == NULL) {
+		free(sh);
+		if (b != NULL)
+			evbuffer_free(b);
+		reply_text(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	for (int i = 0; i < a->nworkers; i++) {
+		struct metrics *m = &a->workers[i].m;
+
+		for (int s = 0; s < CS_MAX; s++)
+			lk[s] += M_GET(m, lookups[s]);
+		for (int s = 0; s < SR_MAX; s++)
+			ref[s] += M_GET(m, refused[s]);
+		stores += M_GET(m, stores);
+		inval += M_GET(m, invalidations);
+		ctot += M_GET(m, conns_total);
+		copen += M_GET(m, conns_open);
+		fin += M_GET(m, frames_in);
+		fout += M_GET(m, frames_out);
+		disc += M_GET(m, disconnects);
+		infl += M_GET(m, inflight);
+		bad += M_GET(m, bad_messages);
+		worker_sum_shards(&a->workers[i], sh, ns);
+	}
+	evbuffer_add_printf(b, "# HELP spoe_cache_lookups_total Lookups by cache status.\n"
+	    "# TYPE spoe_cache_lookups_total counter\n");
+	for (int s = 0; s < CS_MAX; s++)
+		evbuffer_add_printf(b, "spoe_cache_lookups_total{status=\"%s\"} %llu\n",
+		    cache_status_name[s], (unsigned long long)lk[s]);
+	evbuffer_add_printf(b, "# HELP spoe_cache_stores_total Responses stored.\n"
+	    "# TYPE spoe_cache_stores_total counter\nspoe_cache_stores_total %llu\n",
+	    (unsigned long long)stores);
+	evbuffer_add_printf(b, "# HELP spoe_cache_store_refusals_total Responses not stored, by reason.\n"
+	    "# TYPE spoe_cache_store_refusals_total counter\n");
+	for (int s = 0; s < SR_MAX; s++)
+		evbuffer_add_printf(b, "spoe_cache_store_refusals_total{reason=\"%s\"} %llu\n",
+		    store_refusal_name[s], (unsigned long long)ref[s]);
+	evbuffer_add_printf(b,
+	    "# TYPE spoe_cache_invalidations_total counter\nspoe_cache_invalidations_total %llu\n"
+	    "# TYPE spoe_cache_spop_connections_total counter\nspoe_cache_spop_connections_total %llu\n"
+	    "# TYPE spoe_cache_spop_connections gauge\nspoe_cache_spop_connections %lld\n"
+	    "# TYPE spoe_cache_spop_frames_total counter\n"
+	    "spoe_cache_spop_frames_total{direction=\"in\"} %llu\n"
+	    "spoe_cache_spop_frames_total{direction=\"out\"} %llu\n"
+	    "# TYPE spoe_cache_spop_disconnects_total counter\nspoe_cache_spop_disconnects_total %llu\n"
+	    "# TYPE spoe_cache_inflight gauge\nspoe_cache_inflight %lld\n"
+	    "# TYPE spoe_cache_bad_messages_total counter\nspoe_cache_bad_messages_total %llu\n",
+	    (unsigned long long)inval, (unsigned long long)ctot, (long long)copen,
+	    (unsigned long long)fin, (unsigned long long)fout, (unsigned long long)disc,
+	    (long long)infl, (unsigned long long)bad);
+	evbuffer_add_printf(b, "# TYPE spoe_cache_memcached_up gauge\n"
+	    "# TYPE spoe_cache_memcached_requests_total counter\n"
+	    "# TYPE spoe_cache_memcached_errors_total counter\n"
+	    "# TYPE spoe_cache_memcached_timeouts_total counter\n"
+	    "# TYPE spoe_cache_memcached_latency_seconds histogram\n");
+	for (int i = 0; i < ns; i++) {
+		const char *n = pool_shard_name(a->pool, i);
+		uint64_t cum = 0;
+
+		evbuffer_add_printf(b, "spoe_cache_memcached_up{shard=\"%s\"} %d\n", n,
+		    sh[i].up == a->nworkers ? 1 : 0);
+		evbuffer_add_printf(b, "spoe_cache_memcached_requests_total{shard=\"%s\"} %llu\n", n,
+		    (unsigned long long)sh[i].requests);
+		evbuffer_add_printf(b, "spoe_cache_memcached_errors_total{shard=\"%s\"} %llu\n", n,
+		    (unsigned long long)sh[i].errors);
+		evbuffer_add_printf(b, "spoe_cache_memcached_timeouts_total{shard=\"%s\"} %llu\n", n,
+		    (unsigned long long)sh[i].timeouts);
+		for (int k = 0; k < POOL_LAT_NBOUNDS; k++) {
+			cum += sh[i].lat_hist[k];
+			evbuffer_add_printf(b, "spoe_cache_memcached_latency_seconds_bucket{shard=\"%s\",le=\"%g\"} %llu\n",
+			    n, pool_lat_bounds_us[k] / 1e6, (unsigned long long)cum);
+		}
+		cum += sh[i].lat_hist[POOL_LAT_NBOUNDS];
+		evbuffer_add_printf(b, "spoe_cache_memcached_latency_seconds_bucket{shard=\"%s\",le=\"+Inf\"} %llu\n"
+		    "spoe_cache_memcached_latency_seconds_sum{shard=\"%s\"} %g\n"
+		    "spoe_cache_memcached_latency_seconds_count{shard=\"%s\"} %llu\n",
+		    n, (unsigned long long)cum, n, sh[i].lat_sum_us / 1e6, n,
+		    (unsigned long long)sh[i].lat_count);
+	}
+	free(sh);
+	reply(req, 200, "OK", "text/plain; version=0.0.4", b);
+	evbuffer_free(b);
+}
+
+static struct pending *
+pending_new(struct admin *a, struct evhttp_request *req, const char *key)
+{
+	struct pending *p = calloc(1, sizeof(*p));
+
+	if (p == NULL)
+		return NULL;
+	p->a = a;
+	p->req = req;
+	if (key != NULL)
+		snprintf(p->key, sizeof(p->key), "%s", key);
+	return p;
+}
+
+static void
+on_get(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct pending *p = arg;
+	struct entry e;
+	struct evbuffer *b;
+
+	if (st == MC_NOTFOUND) {
+		reply_text(p->req, 404, "Not Found", "not in the cache");
+	} else if (st != MC_OK) {
+		reply_text(p->req, 502, "Bad Gateway", mc_status_name(st));
+	} else if (entry_decode(val, vlen, &e) < 0) {
+		reply_text(p->req, 422, "Unprocessable Entity", "entry is corrupt or of another version");
+	} else if ((b = evbuffer_new()) != NULL) {
+		inspect_entry_json(b, p->key, &e, (int64_t)time(NULL));
+		reply(p->req, 200, "OK", "application/json", b);
+		evbuffer_free(b);
+	} else {
+		reply_text(p->req, 500, "Internal Server Error", "out of memory");
+	}
+	free(p);
+}
+
+static void
+on_delete(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct pending *p = arg;
+
+	(void)val;
+	(void)vlen;
+	if (st == MC_OK)
+		reply_text(p->req, 200, "OK", "purged");
+	else if (st == MC_NOTFOUND)
+		reply_text(p->req, 404, "Not Found", "not in the cache");
+	else
+		reply_text(p->req, 502, "Bad Gateway", mc_status_name(st));
+	free(p);
+}
+
+static void
+on_flush(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct pending *p = arg;
+
+	(void)val;
+	(void)vlen;
+	if (st != MC_OK)
+		p->failed++;
+	if (--p->left > 0)
+		return;
+	evbuffer_add_printf(p->body, "%d of %d shards flushed\n",
+	    pool_nshards(p->a->pool) - p->failed, pool_nshards(p->a->pool));
+	reply(p->req, p->failed ? 502 : 200, p->failed ? "Bad Gateway" : "OK", "text/plain", p->body);
+	evbuffer_free(p->body);
+	free(p);
+}
+
+static void
+flush_all(struct admin *a, struct evhttp_request *req)
+{
+	struct pending *p = pending_new(a, req, NULL);
+	int n = pool_nshards(a->pool);
+
+	if (p == NULL || (p->body = evbuffer_new()) == NULL) {
+		free(p);
+		reply_text(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	p->left = n;
+	for (int i = 0; i < n; i++) {
+		if (pool_flush_shard(a->pool, i, on_flush, p) < 0) {
+			evbuffer_add_printf(p->body, "%s: cannot send\n", pool_shard_name(a->pool, i));
+			on_flush(p, MC_ERROR, NULL, 0);
+		}
+	}
+}
+
+static int
+valid_key(const char *k)
+{
+	size_t n = strlen(k);
+
+	if (n != KEY_HEX_LEN)
+		return 0;
+	for (size_t i = 0; i < n; i++)
+		if (!((k[i] >= '0' && k[i] <= '9') || (k[i] >= 'a' && k[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+static void
+on_request(struct evhttp_request *req, void *arg)
+{
+	struct admin *a = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	struct pending *p;
+	int rc;
+
+	if (path == NULL)
+		path = "/";
+	if (strcmp(path, "/healthz") == 0) {
+		reply_text(req, 200, "OK", "ok");
+		return;
+	}
+	if (!authorized(a, req)) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+		reply_text(req, 401, "Unauthorized", "bearer token required");
+		return;
+	}
+	if (strcmp(path, "/metrics") == 0 && cmd == EVHTTP_REQ_GET) {
+		metrics(a, req);
+		return;
+	}
+	if (strcmp(path, "/cache") == 0 && cmd == EVHTTP_REQ_DELETE) {
+		flush_all(a, req);
+		return;
+	}
+	if (strncmp(path, "/cache/", 7) == 0 && (cmd == EVHTTP_REQ_GET || cmd == EVHTTP_REQ_DELETE)) {
+		if (!valid_key(path + 7)) {
+			reply_text(req, 400, "Bad Request", "a key is 64 lowercase hex digits");
+			return;
+		}
+		p = pending_new(a, req, path + 7);
+		if (p == NULL) {
+			reply_text(req, 500, "Internal Server Error", "out of memory");
+			return;
+		}
+		rc = cmd == EVHTTP_REQ_GET ? pool_get(a->pool, p->key, KEY_HEX_LEN, on_get, p) :
+		    pool_delete(a->pool, p->key, KEY_HEX_LEN, on_delete, p);
+		if (rc < 0) {
+			free(p);
+			reply_text(req, 500, "Internal Server Error", "cannot send to memcached");
+		}
+		return;
+	}
+	reply_text(req, 404, "Not Found", "GET /healthz, GET /metrics, GET|DELETE /cache/KEY, DELETE /cache");
+}
+
+struct admin *
+admin_new(struct event_base *base, const struct sc_config *cf, SSL_CTX *tls,
+    struct worker *workers, int nworkers, char *err, size_t errlen)
+{
+	struct admin *a;
+
+	err[0] = '\0';
+	if (cf->agent.admin_listen[0] == '\0')
+		return NULL;
+	a = calloc(1, sizeof(*a));
+	if (a == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	a->base = base;
+	a->cf = cf;
+	a->tls = tls;
+	a->workers = workers;
+	a->nworkers = nworkers;
+	a->pool = pool_new(base, &cf->pool, tls, err, errlen);
+	if (a->pool == NULL)
+		goto fail;
+	a->http = evhttp_new(base);
+	if (a->http == NULL) {
+		snprintf(err, errlen, "evhttp_new failed");
+		goto fail_pool;
+	}
+	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_DELETE);
+	evhttp_set_gencb(a->http, on_request, a);
+	if (evhttp_bind_socket(a->http, cf->agent.admin_listen, cf->agent.admin_port) < 0) {
+		snprintf(err, errlen, "cannot listen on %s:%u", cf->agent.admin_listen,
+		    cf->agent.admin_port);
+		goto fail_http;
+	}
+	return a;
+fail_http:
+	evhttp_free(a->http);
+fail_pool:
+	pool_free(a->pool);
+fail:
+	free(a);
+	return NULL;
+}
+
+void
+admin_reload(struct admin *a, const struct sc_config *cf)
+{
+	char err[256];
+	struct pool *p;
+
+	if (a == NULL)
+		return;
+	p = pool_new(a->base, &cf->pool, a->tls, err, sizeof(err));
+	if (p == NULL) {
+		log_err("admin: reload: %s; keeping the old memcached pool", err);
+		return;
+	}
+	pool_free(a->pool);
+	a->pool = p;
+	a->cf = cf;
+}
+
+void
+admin_free(struct admin *a)
+{
+	if (a == NULL)
+		return;
+	evhttp_free(a->http);
+	pool_free(a->pool);
+	free(a);
+}

@@ -1,0 +1,645 @@
+/*
+ * config.c - read the agent's and the CLI's configuration with libconfig.
+ *
+ * Every section is described by a table of {name, kind, offset, min, max};
+ * one walker applies a table to a libconfig group, so an unknown setting, a
+ * wrong type or an out-of-range number is reported the same way everywhere:
+ * "FILE:LINE: setting: message". A validation pass runs after parsing. This
+ * file never starts anything: it only turns a file into a struct sc_config.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include <libconfig.h>
+
+#include "config.h"
+#include "log.h"
+
+enum kind { K_INT, K_BOOL, K_STR, K_STRLIST, K_INTLIST, K_SIZE, K_U32, K_PORT, K_LOGLEVEL, K_LOGTARGET };
+
+struct field {
+	const char *name;
+	enum kind kind;
+	size_t off;
+	long long min, max;
+	size_t count_off;	/* K_INTLIST: where the element count goes */
+};
+
+struct ctx {
+	const char *file;
+	char *err;
+	size_t errlen;
+};
+
+static int
+fail(struct ctx *c, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	const char *file = c->file;
+	int line = 0;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s != NULL) {
+		line = (int)config_setting_source_line(s);
+		if (config_setting_source_file(s) != NULL)
+			file = config_setting_source_file(s);
+	}
+	snprintf(c->err, c->errlen, "%s:%d: %s", file, line, msg);
+	return -1;
+}
+
+/* Dotted path of a setting, for messages: "memcached.hosts[1].port". */
+static void
+setting_path(const config_setting_t *s, char *out, size_t cap)
+{
+	const config_setting_t *chain[16];
+	size_t n = 0, off = 0;
+
+	out[0] = '\0';
+	for (; s != NULL && config_setting_parent(s) != NULL && n < 16; s = config_setting_parent(s))
+		chain[n++] = s;
+	while (n-- > 0 && off < cap) {
+		const config_setting_t *e = chain[n];
+		int w;
+
+		if (config_setting_name(e) != NULL)
+			w = snprintf(out + off, cap - off, "%s%s", off ? "." : "", config_setting_name(e));
+		else
+			w = snprintf(out + off, cap - off, "[%d]", config_setting_index(e));
+		if (w < 0)
+			break;
+		off += (size_t)w;
+	}
+}
+
+static int
+get_int(struct ctx *c, const config_setting_t *s, long long min, long long max, long long *out)
+{
+	char path[256];
+	long long v;
+
+	setting_path(s, path, sizeof(path));
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_INT:
+		v = config_setting_get_int(s);
+		break;
+	case CONFIG_TYPE_INT64:
+		v = config_setting_get_int64(s);
+		break;
+	default:
+		return fail(c, s, "%s: expected an integer", path);
+	}
+	if (v < min || v > max)
+		return fail(c, s, "%s: %lld is out of range [%lld, %lld]", path, v, min, max);
+	*out = v;
+	return 0;
+}
+
+static int
+get_str(struct ctx *c, const config_setting_t *s, char **out)
+{
+	char path[256];
+	const char *v;
+
+	setting_path(s, path, sizeof(path));
+	if (config_setting_type(s) != CONFIG_TYPE_STRING)
+		return fail(c, s, "%s: expected a string", path);
+	v = config_setting_get_string(s);
+	free(*out);
+	*out = strdup(v);
+	return *out != NULL ? 0 : fail(c, s, "%s: out of memory", path);
+}
+
+static int
+is_list(const config_setting_t *s)
+{
+	return config_setting_type(s) == CONFIG_TYPE_ARRAY || config_setting_type(s) == CONFIG_TYPE_LIST;
+}
+
+static void
+strlist_free(struct sc_strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = 0;
+}
+
+static int
+get_strlist(struct ctx *c, const config_setting_t *s, struct sc_strlist *l)
+{
+	char path[256];
+	int n;
+
+	setting_path(s, path, sizeof(path));
+	if (!is_list(s))
+		return fail(c, s, "%s: expected a list of strings, like [\"a\", \"b\"]", path);
+	strlist_free(l);
+	n = config_setting_length(s);
+	l->v = calloc((size_t)n + 1, sizeof(char *));
+	if (l->v == NULL)
+		return fail(c, s, "%s: out of memory", path);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+
+		if (config_setting_type(e) != CONFIG_TYPE_STRING)
+			return fail(c, e, "%s[%d]: expected a string", path, i);
+		if (config_setting_get_string(e)[0] == '\0')
+			return fail(c, e, "%s[%d]: empty string", path, i);
+		l->v[l->n] = strdup(config_setting_get_string(e));
+		if (l->v[l->n] == NULL)
+			return fail(c, e, "%s: out of memory", path);
+		l->n++;
+	}
+	return 0;
+}
+
+static int
+apply_field(struct ctx *c, const struct field *f, const config_setting_t *s, void *base)
+{
+	char *p = (char *)base + f->off;
+	char path[256];
+	long long v;
+
+	setting_path(s, path, sizeof(path));
+	switch (f->kind) {
+	case K_INT:
+		if (get_int(c, s, f->min, f->max, &v) < 0)
+			return -1;
+		*(int *)p = (int)v;
+		return 0;
+	case K_PORT:
+		if (get_int(c, s, f->min, f->max, &v) < 0)
+			return -1;
+		*(uint16_t *)p = (uint16_t)v;
+		return 0;
+	case K_SIZE:
+		if (get_int(c, s, f->min, f->max, &v) < 0)
+			return -1;
+		*(size_t *)p = (size_t)v;
+		return 0;
+	case K_U32:
+		if (get_int(c, s, f->min, f->max, &v) < 0)
+			return -1;
+		*(uint32_t *)p = (uint32_t)v;
+		return 0;
+	case K_BOOL:
+		if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+			return fail(c, s, "%s: expected true or false", path);
+		*(int *)p = config_setting_get_bool(s);
+		return 0;
+	case K_STR:
+		return get_str(c, s, (char **)p);
+	case K_STRLIST:
+		return get_strlist(c, s, (struct sc_strlist *)p);
+	case K_INTLIST: {
+		int **arr = (int **)p;
+		size_t *cnt = (size_t *)((char *)base + f->count_off);
+		int n;
+
+		if (!is_list(s))
+			return fail(c, s, "%s: expected a list of integers, like [200, 301]", path);
+		n = config_setting_length(s);
+		if (n == 0)
+			return fail(c, s, "%s: empty list", path);
+		free(*arr);
+		*arr = calloc((size_t)n, sizeof(int));
+		if (*arr == NULL)
+			return fail(c, s, "%s: out of memory", path);
+		*cnt = 0;
+		for (int i = 0; i < n; i++) {
+			if (get_int(c, config_setting_get_elem(s, (unsigned)i), f->min, f->max, &v) < 0)
+				return -1;
+			(*arr)[(*cnt)++] = (int)v;
+		}
+		return 0;
+	}
+	case K_LOGLEVEL: {
+		int lvl;
+
+		if (config_setting_type(s) != CONFIG_TYPE_STRING)
+			return fail(c, s, "%s: expected a string", path);
+		lvl = log_level_parse(config_setting_get_string(s));
+		if (lvl < 0)
+			return fail(c, s, "%s: unknown level \"%s\" (err, warning, notice, info, debug)",
+			    path, config_setting_get_string(s));
+		*(int *)p = lvl;
+		return 0;
+	}
+	case K_LOGTARGET: {
+		const char *t;
+
+		if (config_setting_type(s) != CONFIG_TYPE_STRING)
+			return fail(c, s, "%s: expected a string", path);
+		t = config_setting_get_string(s);
+		if (strcmp(t, "stderr") == 0)
+			*(enum sc_log_target *)p = SC_LOG_STDERR;
+		else if (strcmp(t, "syslog") == 0)
+			*(enum sc_log_target *)p = SC_LOG_SYSLOG;
+		else
+			return fail(c, s, "%s: unknown target \"%s\" (stderr, syslog)", path, t);
+		return 0;
+	}
+	}
+	return fail(c, s, "%s: internal error", path);
+}
+
+/* Apply table to every member of group; members named in skip[] are left to
+ * the caller. An unknown member is an error. */
+static int
+apply_table(struct ctx *c, const config_setting_t *group, const struct field *tab,
+    void *base, const char *const *skip)
+{
+	char path[256];
+	int n = config_setting_length(group);
+
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(group, (unsigned)i);
+		const char *name = config_setting_name(s);
+		const struct field *f;
+		int skipped = 0;
+
+		for (const char *const *k = skip; k != NULL && *k != NULL; k++)
+			if (strcmp(*k, name) == 0)
+				skipped = 1;
+		if (skipped)
+			continue;
+		for (f = tab; f->name != NULL; f++)
+			if (strcmp(f->name, name) == 0)
+				break;
+		if (f->name == NULL) {
+			setting_path(s, path, sizeof(path));
+			return fail(c, s, "%s: unknown setting", path);
+		}
+		if (apply_field(c, f, s, base) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+#define AG(f) offsetof(struct sc_agent_conf, f)
+static const struct field agent_fields[] = {
+	{ "listen", K_STR, AG(listen), 0, 0, 0 },
+	{ "port", K_PORT, AG(port), 1, 65535, 0 },
+	{ "threads", K_INT, AG(threads), 1, 64, 0 },
+	{ "max_frame_size", K_U32, AG(max_frame_size), 256, 16 * 1024 * 1024, 0 },
+	{ "max_inflight", K_INT, AG(max_inflight), 1, 65536, 0 },
+	{ "max_output", K_SIZE, AG(max_output), 65536, 1LL << 30, 0 },
+	{ "max_frag_size", K_SIZE, AG(max_frag_size), 256, 64 * 1024 * 1024, 0 },
+	{ "max_query_params", K_INT, AG(max_query_params), 1, 1000, 0 },
+	{ "max_headers", K_INT, AG(max_headers), 1, 1000, 0 },
+	{ NULL, K_INT, 0, 0, 0, 0 }
+};
+static const struct field admin_fields[] = {
+	{ "listen", K_STR, AG(admin_listen), 0, 0, 0 },
+	{ "port", K_PORT, AG(admin_port), 1, 65535, 0 },
+	{ "token", K_STR, AG(admin_token), 0, 0, 0 },
+	{ NULL, K_INT, 0, 0, 0, 0 }
+};
+static const struct field log_fields[] = {
+	{ "level", K_LOGLEVEL, AG(log_level), 0, 0, 0 },
+	{ "target", K_LOGTARGET, AG(log_target), 0, 0, 0 },
+	{ NULL, K_INT, 0, 0, 0, 0 }
+};
+#undef AG
+
+#define PL(f) offsetof(struct sc_pool_conf, f)
+static const struct field pool_fields[] = {
+	{ "timeout", K_INT, PL(timeout_ms), 1, 600000, 0 },
+	{ "keepalive_timeout", K_INT, PL(keepalive_timeout_ms), 0, 86400000, 0 },
+	{ "keepalive_pool_size", K_INT, PL(keepalive_pool_size), 1, 64, 0 },
+	{ "fail_threshold", K_INT, PL(fail_threshold), 1, 1000, 0 },
+	{ "retry_interval", K_INT, PL(retry_interval_ms), 10, 3600000, 0 },
+	{ "max_item_size", K_SIZE, PL(max_item_size), 1024, 1LL << 30, 0 },
+	{ "tls", K_BOOL, PL(tls), 0, 0, 0 },
+	{ "tls_verify", K_BOOL, PL(tls_verify), 0, 0, 0 },
+	{ "tls_server_name", K_STR, PL(tls_server_name), 0, 0, 0 },
+	{ "tls_ca_file", K_STR, PL(tls_ca_file), 0, 0, 0 },
+	{ "tls_cert_file", K_STR, PL(tls_cert_file), 0, 0, 0 },
+	{ "tls_key_file", K_STR, PL(tls_key_file), 0, 0, 0 },
+	{ NULL, K_INT, 0, 0, 0, 0 }
+};
+#undef PL
+
+#define HO(f) offsetof(struct sc_host, f)
+static const struct field host_fields[] = {
+	{ "host", K_STR, HO(host), 0, 0, 0 },
+	{ "port", K_PORT, HO(port), 1, 65535, 0 },
+	{ "weight", K_U32, HO(weight), 1, 100000, 0 },
+	{ NULL, K_INT, 0, 0, 0, 0 }
+};
+#undef HO
+
+#define PO(f) offsetof(struct sc_policy, f)
+static const struct field policy_fields[] = {
+	{ "response_code", K_INTLIST, PO(response_codes), 100, 599, PO(n_response_codes) },
+	{ "request_method", K_STRLIST, PO(request_method), 0, 0, 0 },
+	{ "content_type", K_STRLIST, PO(content_type), 0, 0, 0 },
+	{ "cache_ttl", K_INT, PO(cache_ttl), 0, 365 * 86400, 0 },
+	{ "storage_ttl", K_INT, PO(storage_ttl), 1, 365 * 86400, 0 },
+	{ "cache_control", K_BOOL, PO(cache_control), 0, 0, 0 },
+	{ "allow_force_cache_header", K_BOOL, PO(allow_force_cache_header), 0, 0, 0 },
+	{ "vary_headers", K_STRLIST, PO(vary_headers), 0, 0, 0 },
+	{ "vary_query_params", K_STRLIST, PO(vary_query_params), 0, 0, 0 },
+	{ "vary_body_json_fields", K_STRLIST, PO(vary_body_json_fields), 0, 0, 0 },
+	{ NULL, K_INT, 0, 0, 0, 0 }
+};
+#undef PO
+
+static int
+strlist_set(struct sc_strlist *l, const char *const *v)
+{
+	size_t n = 0;
+
+	while (v[n] != NULL)
+		n++;
+	l->v = calloc(n + 1, sizeof(char *));
+	if (l->v == NULL)
+		return -1;
+	for (l->n = 0; l->n < n; l->n++)
+		if ((l->v[l->n] = strdup(v[l->n])) == NULL)
+			return -1;
+	return 0;
+}
+
+static int
+policy_defaults(struct sc_policy *p)
+{
+	static const char *const methods[] = { "GET", "HEAD", NULL };
+	static const char *const types[] = { "text/plain", "application/json", NULL };
+	static const int codes[] = { 200, 301, 404 };
+
+	p->response_codes = malloc(sizeof(codes));
+	if (p->response_codes == NULL)
+		return -1;
+	memcpy(p->response_codes, codes, sizeof(codes));
+	p->n_response_codes = 3;
+	p->cache_ttl = 300;
+	p->storage_ttl = -1;
+	if (strlist_set(&p->request_method, methods) < 0 || strlist_set(&p->content_type, types) < 0)
+		return -1;
+	return 0;
+}
+
+static void
+policy_free(struct sc_policy *p)
+{
+	free(p->name);
+	free(p->response_codes);
+	strlist_free(&p->request_method);
+	strlist_free(&p->content_type);
+	strlist_free(&p->vary_headers);
+	strlist_free(&p->vary_query_params);
+	strlist_free(&p->vary_body_json_fields);
+}
+
+static int
+is_token(const char *s)
+{
+	/* RFC 9110 tchar */
+	static const char extra[] = "!#$%&'*+-.^_`|~";
+
+	if (*s == '\0')
+		return 0;
+	for (; *s != '\0'; s++)
+		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
+		    (*s >= 'A' && *s <= 'Z') || strchr(extra, *s) != NULL))
+			return 0;
+	return 1;
+}
+
+static int
+parse_hosts(struct ctx *c, const config_setting_t *s, struct sc_pool_conf *pc)
+{
+	char path[256];
+	int n;
+
+	setting_path(s, path, sizeof(path));
+	if (config_setting_type(s) != CONFIG_TYPE_LIST)
+		return fail(c, s, "%s: expected a list of groups, like ( { host = \"127.0.0.1\"; } )", path);
+	n = config_setting_length(s);
+	if (n == 0)
+		return fail(c, s, "%s: at least one memcached host is needed", path);
+	pc->hosts = calloc((size_t)n, sizeof(struct sc_host));
+	if (pc->hosts == NULL)
+		return fail(c, s, "%s: out of memory", path);
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+		struct sc_host *h = &pc->hosts[i];
+
+		pc->nhosts++;
+		h->port = 11211;
+		h->weight = 100;
+		h->line = (int)config_setting_source_line(e);
+		if (config_setting_type(e) != CONFIG_TYPE_GROUP)
+			return fail(c, e, "%s[%d]: expected a group { host = ...; }", path, i);
+		if (apply_table(c, e, host_fields, h, NULL) < 0)
+			return -1;
+		if (h->host == NULL || h->host[0] == '\0')
+			return fail(c, e, "%s[%d].host: missing", path, i);
+		for (int j = 0; j < i; j++)
+			if (strcmp(pc->hosts[j].host, h->host) == 0 && pc->hosts[j].port == h->port)
+				return fail(c, e, "%s[%d]: duplicate host %s:%u (also at line %d)",
+				    path, i, h->host, h->port, pc->hosts[j].line);
+	}
+	return 0;
+}
+
+static int
+parse_policy(struct ctx *c, const config_setting_t *s, struct sc_policy *p)
+{
+	char path[256];
+
+	setting_path(s, path, sizeof(path));
+	p->line = (int)config_setting_source_line(s);
+	if (policy_defaults(p) < 0)
+		return fail(c, s, "%s: out of memory", path);
+	p->name = strdup(config_setting_name(s));
+	if (p->name == NULL)
+		return fail(c, s, "%s: out of memory", path);
+	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
+		return fail(c, s, "%s: a policy is a group { cache_ttl = 60; ... }", path);
+	if (apply_table(c, s, policy_fields, p, NULL) < 0)
+		return -1;
+	for (size_t i = 0; i < p->request_method.n; i++)
+		if (!is_token(p->request_method.v[i]))
+			return fail(c, config_setting_get_member(s, "request_method"),
+			    "%s.request_method: \"%s\" is not an HTTP method", path, p->request_method.v[i]);
+	for (size_t i = 0; i < p->vary_headers.n; i++)
+		if (!is_token(p->vary_headers.v[i]))
+			return fail(c, config_setting_get_member(s, "vary_headers"),
+			    "%s.vary_headers: \"%s\" is not a header name", path, p->vary_headers.v[i]);
+	if (p->request_method.n == 0)
+		return fail(c, s, "%s.request_method: empty list", path);
+	if (p->content_type.n == 0)
+		return fail(c, s, "%s.content_type: empty list", path);
+	return 0;
+}
+
+static void
+defaults(struct sc_config *cf)
+{
+	cf->agent.port = 12345;
+	cf->agent.threads = 2;
+	cf->agent.max_frame_size = 262140;
+	cf->agent.max_inflight = 256;
+	cf->agent.max_output = 4u << 20;
+	cf->agent.max_frag_size = 1u << 20;
+	cf->agent.max_query_params = 100;
+	cf->agent.max_headers = 200;
+	cf->agent.admin_port = 12346;
+	cf->agent.log_level = LOG_NOTICE;
+	cf->agent.log_target = SC_LOG_STDERR;
+	cf->pool.timeout_ms = 2000;
+	cf->pool.keepalive_timeout_ms = 10000;
+	cf->pool.keepalive_pool_size = 2;
+	cf->pool.fail_threshold = 2;
+	cf->pool.retry_interval_ms = 1000;
+	cf->pool.max_item_size = 1u << 20;
+}
+
+static int
+validate(struct ctx *c, struct sc_config *cf, const config_setting_t *root)
+{
+	const config_setting_t *mc = config_setting_get_member(root, "memcached");
+
+	if (cf->pool.nhosts == 0)
+		return fail(c, mc != NULL ? mc : root, "memcached.hosts: at least one memcached host is needed");
+	if ((cf->pool.tls_cert_file == NULL) != (cf->pool.tls_key_file == NULL))
+		return fail(c, mc, "memcached: tls_cert_file and tls_key_file go together");
+	if (!cf->pool.tls && (cf->pool.tls_verify || cf->pool.tls_ca_file != NULL ||
+	    cf->pool.tls_cert_file != NULL || cf->pool.tls_server_name != NULL))
+		return fail(c, mc, "memcached: tls_* settings need tls = true");
+	if (cf->agent.listen == NULL && (cf->agent.listen = strdup("127.0.0.1")) == NULL)
+		return fail(c, root, "out of memory");
+	if (cf->agent.admin_listen == NULL && (cf->agent.admin_listen = strdup("127.0.0.1")) == NULL)
+		return fail(c, root, "out of memory");
+	return 0;
+}
+
+struct sc_config *
+config_load(const char *file, char *err, size_t errlen)
+{
+	struct ctx c = { file, err, errlen };
+	struct sc_config *cf;
+	config_t lc;
+	const config_setting_t *root, *s;
+	static const char *const agent_skip[] = { "admin", "log", NULL };
+	static const char *const pool_skip[] = { "hosts", NULL };
+
+	cf = calloc(1, sizeof(*cf));
+	if (cf == NULL) {
+		snprintf(err, errlen, "%s: out of memory", file);
+		return NULL;
+	}
+	defaults(cf);
+	cf->path = strdup(file);
+	config_init(&lc);
+	if (!config_read_file(&lc, file)) {
+		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
+			snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
+		else
+			snprintf(err, errlen, "%s:%d: syntax error: %s",
+			    config_error_file(&lc) ? config_error_file(&lc) : file,
+			    config_error_line(&lc), config_error_text(&lc));
+		goto fail;
+	}
+	root = config_root_setting(&lc);
+	for (int i = 0; i < config_setting_length(root); i++) {
+		const char *n;
+
+		s = config_setting_get_elem(root, (unsigned)i);
+		n = config_setting_name(s);
+		if (strcmp(n, "agent") != 0 && strcmp(n, "memcached") != 0 && strcmp(n, "policies") != 0) {
+			fail(&c, s, "%s: unknown section (agent, memcached, policies)", n);
+			goto fail;
+		}
+		if (config_setting_type(s) != CONFIG_TYPE_GROUP) {
+			fail(&c, s, "%s: expected a group { ... }", n);
+			goto fail;
+		}
+	}
+	if ((s = config_setting_get_member(root, "agent")) != NULL) {
+		const config_setting_t *g;
+
+		if (apply_table(&c, s, agent_fields, &cf->agent, agent_skip) < 0)
+			goto fail;
+		if ((g = config_setting_get_member(s, "admin")) != NULL &&
+		    apply_table(&c, g, admin_fields, &cf->agent, NULL) < 0)
+			goto fail;
+		if ((g = config_setting_get_member(s, "log")) != NULL &&
+		    apply_table(&c, g, log_fields, &cf->agent, NULL) < 0)
+			goto fail;
+	}
+	if ((s = config_setting_get_member(root, "memcached")) != NULL) {
+		const config_setting_t *h;
+
+		if (apply_table(&c, s, pool_fields, &cf->pool, pool_skip) < 0)
+			goto fail;
+		if ((h = config_setting_get_member(s, "hosts")) != NULL && parse_hosts(&c, h, &cf->pool) < 0)
+			goto fail;
+	}
+	if ((s = config_setting_get_member(root, "policies")) != NULL) {
+		int n = config_setting_length(s);
+
+		cf->policies = calloc((size_t)n + 1, sizeof(struct sc_policy));
+		if (cf->policies == NULL) {
+			fail(&c, s, "policies: out of memory");
+			goto fail;
+		}
+		for (int i = 0; i < n; i++) {
+			cf->npolicies++;
+			if (parse_policy(&c, config_setting_get_elem(s, (unsigned)i), &cf->policies[i]) < 0)
+				goto fail;
+		}
+	}
+	if (validate(&c, cf, root) < 0)
+		goto fail;
+	config_destroy(&lc);
+	return cf;
+fail:
+	config_destroy(&lc);
+	config_free(cf);
+	return NULL;
+}
+
+void
+config_free(struct sc_config *cf)
+{
+	if (cf == NULL)
+		return;
+	free(cf->path);
+	free(cf->agent.listen);
+	free(cf->agent.admin_listen);
+	free(cf->agent.admin_token);
+	for (size_t i = 0; i < cf->pool.nhosts; i++)
+		free(cf->pool.hosts[i].host);
+	free(cf->pool.hosts);
+	free(cf->pool.tls_server_name);
+	free(cf->pool.tls_ca_file);
+	free(cf->pool.tls_cert_file);
+	free(cf->pool.tls_key_file);
+	for (size_t i = 0; i < cf->npolicies; i++)
+		policy_free(&cf->policies[i]);
+	free(cf->policies);
+	free(cf);
+}
+
+const struct sc_policy *
+config_policy(const struct sc_config *cf, const char *name, size_t len)
+{
+	for (size_t i = 0; i < cf->npolicies; i++)
+		if (strlen(cf->policies[i].name) == len && memcmp(cf->policies[i].name, name, len) == 0)
+			return &cf->policies[i];
+	return NULL;
+}

@@ -1,0 +1,96 @@
+/*
+ * config.h - the agent's and the CLI's configuration, read with libconfig
+ * from one file (see examples/spoe-cache.conf and man/spoe-cache-agent.8).
+ *
+ * Ownership: config_load() allocates a struct sc_config and every string and
+ * array inside it; config_free() releases all of it. A loaded config is
+ * immutable and may be read by every thread without a lock.
+ */
+#ifndef SC_CONFIG_H
+#define SC_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct sc_host {
+	char *host;		/* name or address, as written */
+	uint16_t port;		/* default 11211 */
+	uint32_t weight;	/* default 100 */
+	int line;		/* config line, for messages */
+};
+
+struct sc_pool_conf {
+	struct sc_host *hosts;
+	size_t nhosts;
+	int timeout_ms;			/* connect/read/write, default 2000 */
+	int keepalive_timeout_ms;	/* idle connection lifetime, default 10000 */
+	int keepalive_pool_size;	/* connections per shard per thread, default 2 */
+	int fail_threshold;		/* failures in a row before a shard is down, default 2 */
+	int retry_interval_ms;		/* background probe of a down shard, default 1000 */
+	size_t max_item_size;		/* largest value sent to memcached, default 1 MiB */
+	int tls;			/* connect with TLS, default off */
+	int tls_verify;			/* verify the server certificate, default off */
+	char *tls_server_name;		/* SNI and the name to verify; NULL = host */
+	char *tls_ca_file;		/* CA bundle; NULL = system default */
+	char *tls_cert_file;		/* optional client certificate */
+	char *tls_key_file;		/* its key */
+};
+
+struct sc_strlist {
+	char **v;
+	size_t n;
+};
+
+struct sc_policy {
+	char *name;
+	int *response_codes;		/* default 200, 301, 404 */
+	size_t n_response_codes;
+	struct sc_strlist request_method;	/* default GET, HEAD */
+	struct sc_strlist content_type;		/* default text/plain, application/json; "*" = any */
+	int cache_ttl;			/* seconds, default 300 */
+	int storage_ttl;		/* seconds, -1 = same as the freshness lifetime */
+	int cache_control;		/* honour RFC 9111 Cache-Control, default off */
+	int allow_force_cache_header;	/* X-Proxy-Cache-Memcached-Force: true */
+	struct sc_strlist vary_headers;
+	struct sc_strlist vary_query_params;	/* empty = every parameter */
+	struct sc_strlist vary_body_json_fields;
+	int line;
+};
+
+enum sc_log_target { SC_LOG_STDERR, SC_LOG_SYSLOG };
+
+struct sc_agent_conf {
+	char *listen;			/* SPOP address, default 127.0.0.1 */
+	uint16_t port;			/* default 12345 */
+	int threads;			/* worker threads, default 2 */
+	uint32_t max_frame_size;	/* our side of the negotiation, default 262140 */
+	int max_inflight;		/* NOTIFY frames in flight per connection, default 256 */
+	size_t max_output;		/* queued output before we stop reading, default 4 MiB */
+	size_t max_frag_size;		/* largest reassembled NOTIFY, default 1 MiB */
+	int max_query_params;		/* more means Bypass, default 100 */
+	int max_headers;		/* more means Bypass, default 200 */
+	char *admin_listen;		/* admin/metrics HTTP, default 127.0.0.1; "" = off */
+	uint16_t admin_port;		/* default 12346 */
+	char *admin_token;		/* optional bearer token */
+	int log_level;			/* LOG_ERR..LOG_DEBUG, default LOG_NOTICE */
+	enum sc_log_target log_target;
+};
+
+struct sc_config {
+	char *path;
+	struct sc_config *prev;		/* the agent's older configs (reloads), freed at exit */
+	struct sc_agent_conf agent;
+	struct sc_pool_conf pool;
+	struct sc_policy *policies;
+	size_t npolicies;
+};
+
+/* Load and validate FILE. On error returns NULL and writes
+ * "FILE:LINE: setting: message" into err. */
+struct sc_config *config_load(const char *file, char *err, size_t errlen);
+void config_free(struct sc_config *c);
+
+/* Policy by name (length and bytes); NULL when unknown. */
+const struct sc_policy *config_policy(const struct sc_config *c, const char *name, size_t len);
+
+#endif

@@ -1,0 +1,23 @@
+/*
+ * inspect.h - human and JSON views of a stored entry, shared by the admin
+ * endpoint (GET /cache/KEY) and spoe-cache-ctl get.
+ */
+#ifndef SC_INSPECT_H
+#define SC_INSPECT_H
+
+#include <stdint.h>
+
+#include <event2/buffer.h>
+
+#include "entry.h"
+
+/* JSON string literal of (s, len), any bytes (\u escapes for control bytes,
+ * invalid UTF-8 bytes as \u00XX). */
+void inspect_json_str(struct evbuffer *out, const char *s, size_t len);
+/* {"key":..,"status":..,"age":..,"lifetime":..,"fresh":..,"stored_at":..,
+ *  "headers":[[name,value],..],"body_size":..} */
+void inspect_entry_json(struct evbuffer *out, const char *key, const struct entry *e, int64_t now);
+/* The same as "name: value" lines for a terminal. */
+void inspect_entry_text(struct evbuffer *out, const char *key, const struct entry *e, int64_t now);
+
+#endif

@@ -1,0 +1,99 @@
+/*
+ * log.c - see log.h. One formatted line per call, written with a single
+ * write(2) so lines from several threads never interleave.
+ */
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static atomic_int cur_level = LOG_NOTICE;
+static int to_syslog;
+static const char *log_ident = "spoe-cache";
+
+static const char *const level_names[] = {
+	"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"
+};
+
+void
+log_init(const char *ident, int level, int use_syslog)
+{
+	log_ident = ident;
+	atomic_store(&cur_level, level);
+	to_syslog = use_syslog;
+	if (use_syslog)
+		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+}
+
+void
+log_set_level(int level)
+{
+	atomic_store(&cur_level, level);
+}
+
+int
+log_level(void)
+{
+	return atomic_load_explicit(&cur_level, memory_order_relaxed);
+}
+
+int
+log_level_parse(const char *name)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcasecmp(name, level_names[i]) == 0)
+			return (int)i;
+	if (strcasecmp(name, "error") == 0)
+		return LOG_ERR;
+	if (strcasecmp(name, "warn") == 0)
+		return LOG_WARNING;
+	return -1;
+}
+
+void
+log_msg(int level, const char *fmt, ...)
+{
+	char line[2048];
+	va_list ap;
+	int n;
+
+	if (level > log_level())
+		return;
+	va_start(ap, fmt);
+	if (to_syslog) {
+		vsyslog(level, fmt, ap);
+		va_end(ap);
+		return;
+	}
+	{
+		struct timespec ts;
+		struct tm tm;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		n = snprintf(line, sizeof(line), "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s[%d] %s: ",
+		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+		    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000, log_ident,
+		    (int)getpid(), level_names[level & 7]);
+	}
+	if (n < 0 || (size_t)n >= sizeof(line))
+		n = 0;
+	{
+		int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+		if (m < 0)
+			m = 0;
+		n += m;
+		if ((size_t)n > sizeof(line) - 2)
+			n = (int)sizeof(line) - 2;
+	}
+	va_end(ap);
+	line[n++] = '\n';
+	if (write(STDERR_FILENO, line, (size_t)n) < 0) {
+		/* nowhere left to report it */
+	}
+}

@@ -1,0 +1,42 @@
+/*
+ * metrics.h - the agent's counters. Each worker thread owns one struct
+ * metrics and is its only writer (relaxed atomics, no lock on the request
+ * path); the admin thread sums them when /metrics is read.
+ */
+#ifndef SC_METRICS_H
+#define SC_METRICS_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+enum cache_status { CS_HIT, CS_MISS, CS_REFRESH, CS_BYPASS, CS_MAX };
+
+/* Why a response was not stored. */
+enum store_refusal {
+	SR_STATUS, SR_CONTENT_TYPE, SR_NO_STORE, SR_PRIVATE, SR_SET_COOKIE,
+	SR_AUTHORIZATION, SR_LENGTH, SR_TOO_BIG, SR_VARY, SR_ZERO_TTL, SR_HEADERS,
+	SR_STORE_FAILED, SR_MAX
+};
+
+struct metrics {
+	atomic_uint_fast64_t lookups[CS_MAX];
+	atomic_uint_fast64_t stores;
+	atomic_uint_fast64_t refused[SR_MAX];
+	atomic_uint_fast64_t invalidations;
+	atomic_uint_fast64_t conns_total;
+	atomic_int_fast64_t conns_open;
+	atomic_uint_fast64_t frames_in;
+	atomic_uint_fast64_t frames_out;
+	atomic_uint_fast64_t disconnects;	/* DISCONNECT frames we sent for an error */
+	atomic_int_fast64_t inflight;
+	atomic_uint_fast64_t bad_messages;	/* NOTIFY messages we could not use */
+};
+
+#define M_INC(m, f)	atomic_fetch_add_explicit(&(m)->f, 1, memory_order_relaxed)
+#define M_ADD(m, f, n)	atomic_fetch_add_explicit(&(m)->f, (n), memory_order_relaxed)
+#define M_GET(m, f)	atomic_load_explicit(&(m)->f, memory_order_relaxed)
+
+extern const char *const cache_status_name[CS_MAX];
+extern const char *const store_refusal_name[SR_MAX];
+
+#endif

@@ -1,0 +1,144 @@
+/*
+ * pool.h - the per-thread memcached pool: one struct pool per worker thread,
+ * on that thread's event_base, holding up to keepalive_pool_size persistent
+ * connections (plain or TLS) to every shard, pipelining requests on them and
+ * matching replies in order.
+ *
+ * It must never block its event loop (non-blocking connect, no DNS after
+ * pool_new), never move a key to another shard, and never be touched by any
+ * thread but the one that runs its event_base.
+ */
+#ifndef SC_POOL_H
+#define SC_POOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "config.h"
+
+enum mc_status {
+	MC_OK,		/* get: hit (val, vlen); set: stored; delete: deleted;
+			 * flush: done; stats: val = the raw "STAT ...\r\n" lines */
+	MC_NOTFOUND,	/* get: miss; delete: nothing to delete */
+	MC_NOTSTORED,	/* set: memcached declined (NS) */
+	MC_ERROR,	/* I/O error, timeout, shard down, TLS failure, protocol
+			 * error, SERVER_ERROR, value above max_item_size read back */
+	MC_TOOBIG,	/* set: value above max_item_size, nothing was sent */
+};
+
+const char *mc_status_name(enum mc_status st);
+
+/* val/vlen only for MC_OK on get and stats, else NULL/0; val is valid only
+ * during the call (it points into the connection's input buffer). */
+typedef void (*pool_cb)(void *arg, enum mc_status st, const uint8_t *val, size_t vlen);
+
+/*
+ * Logging. level is a syslog level (LOG_ERR .. LOG_DEBUG). Process-wide:
+ * set it once before any pool exists (it is read without a lock by every
+ * thread). NULL restores the default, one line per message on stderr.
+ * The function must be callable from any worker thread.
+ */
+typedef void (*pool_log_fn)(int level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+void pool_set_logger(pool_log_fn fn);
+
+/*
+ * The TLS context every pool of the process shares (read-only after this
+ * returns; SSL_new() on it is thread-safe). Built once, before the worker
+ * threads start, from conf: tls_verify -> SSL_VERIFY_PEER (the peer name is
+ * checked per connection, against tls_server_name or else the host),
+ * tls_ca_file (else the system default paths), tls_cert_file/tls_key_file as
+ * a client certificate. TLS 1.2 at least. NULL with a message in err on
+ * failure. Free with SSL_CTX_free() after every pool using it is freed.
+ */
+SSL_CTX *pool_tls_ctx_new(const struct sc_pool_conf *conf, char *err, size_t errlen);
+
+/*
+ * Ownership:
+ * - conf and tls are borrowed: both must outlive the pool and stay unchanged.
+ *   The pool copies what it needs of the host list (names, addresses).
+ * - pool_new() resolves every host name ONCE, with a blocking getaddrinfo()
+ *   (numeric addresses never touch DNS), and keeps the first address; the
+ *   event loop never resolves. A name whose address changes needs a restart.
+ *   Call it before the thread's loop runs (at start-up), not from a callback.
+ * - Request records are allocated by pool_get & co. and freed by the pool
+ *   right after their callback returns. The caller owns key and val only for
+ *   the duration of the call (both are copied into the connection's output).
+ * - pool_free() closes every connection and calls every pending callback
+ *   (in-flight requests and fast failures not yet delivered) with MC_ERROR
+ *   before it returns: the one case where a callback runs inside a pool call.
+ *   A request made from such a callback is refused (-1). pool_free() must be
+ *   called on the pool's thread, and not from inside a pool callback (it
+ *   aborts with a message if it is). Afterwards no callback of this pool will
+ *   ever run again, so the caller may free whatever arg pointed to.
+ * - A caller that goes away before its reply (an HAProxy connection closing)
+ *   must not free arg: there is no cancel; let the callback see a flag in arg
+ *   (or a refcount) and drop the result. The callback always comes, within
+ *   about timeout_ms.
+ */
+struct pool;
+
+struct pool *pool_new(struct event_base *base, const struct sc_pool_conf *conf,
+		      SSL_CTX *tls /* NULL if !conf->tls */, char *err, size_t errlen);
+void pool_free(struct pool *p);
+
+int pool_nshards(const struct pool *p);
+/* The shard ketama puts key on, or -1 for an invalid key (see mc_key_valid). */
+int pool_shard_of(const struct pool *p, const char *key, size_t klen);
+/* "host:port" as configured ("[v6]:port" for an IPv6 literal). */
+const char *pool_shard_name(const struct pool *p, int shard);
+
+/*
+ * Requests. Return 0 when accepted: cb will then be called exactly once, on
+ * the pool's thread, always from the event loop (never from inside the call
+ * that made the request; a shard that is down, a value above max_item_size,
+ * a failed connect all answer through a deferred event), within about
+ * timeout_ms. Return -1, and never call cb, only for caller errors: an
+ * invalid key (1..250 printable ASCII bytes, no space), a shard index out of
+ * range, cb == NULL, a pool being freed, or out of memory.
+ * ttl: seconds, 0 = no expiry (above 30 days memcached reads a Unix time).
+ */
+int pool_get(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg);
+int pool_set(struct pool *p, const char *key, size_t klen, const void *val, size_t vlen,
+	     uint32_t ttl, pool_cb cb, void *arg);
+int pool_delete(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg);
+/* flush_all on one shard (the CLI and admin fan it out). */
+int pool_flush_shard(struct pool *p, int shard, pool_cb cb, void *arg);
+/* stats on one shard: val = the STAT lines as sent, without the END line. */
+int pool_stats_shard(struct pool *p, int shard, pool_cb cb, void *arg);
+
+/* Latency histogram bucket upper bounds, microseconds; the last bucket of
+ * lat_hist (index POOL_LAT_NBOUNDS) counts everything slower. */
+#define POOL_LAT_NBOUNDS 13
+extern const uint32_t pool_lat_bounds_us[POOL_LAT_NBOUNDS];
+
+/*
+ * Per-shard counters, written only by the pool's thread; read them from that
+ * thread (the metrics module sums the pools of all threads, e.g. by asking
+ * each thread for a copy). Counters only grow.
+ */
+struct pool_shard_stats {
+	uint64_t requests;	/* accepted requests, whatever became of them */
+	uint64_t hits;		/* get -> MC_OK */
+	uint64_t misses;	/* get -> MC_NOTFOUND */
+	uint64_t stored;	/* set -> MC_OK */
+	uint64_t not_stored;	/* set -> MC_NOTSTORED */
+	uint64_t errors;	/* anything -> MC_ERROR (includes the three below) */
+	uint64_t timeouts;	/* MC_ERROR because a deadline passed */
+	uint64_t fast_fails;	/* MC_ERROR because the shard was down */
+	uint64_t server_errors;	/* MC_ERROR from a SERVER_ERROR reply */
+	uint64_t too_big;	/* set -> MC_TOOBIG (not counted in errors) */
+	uint64_t conn_opened;	/* connections established (TLS: handshake done) */
+	uint64_t conn_failures;	/* connect/TLS/protocol/timeout/EOF-with-requests events */
+	uint64_t went_down;	/* up -> down transitions */
+	int up;			/* 1 up, 0 down (failing fast, being probed) */
+	uint64_t lat_count;	/* requests answered by the shard */
+	uint64_t lat_sum_us;	/* their request-to-reply time */
+	uint64_t lat_hist[POOL_LAT_NBOUNDS + 1];	/* not cumulative */
+};
+const struct pool_shard_stats *pool_shard_stats(const struct pool *p, int shard);
+
+#endif

@@ -1,0 +1,260 @@
+/*
+ * worker.c - worker threads; see worker.h. A worker's loop runs until
+ * worker_stop(); everything it owns is created and freed on its own thread.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "log.h"
+#include "pool.h"
+#include "spoeconn.h"
+#include "worker.h"
+
+static void snapshot(struct worker *w);
+
+static void
+take_config(struct worker *w)
+{
+	struct sc_config *cf = atomic_exchange(&w->next_cf, NULL);
+	char err[256];
+	struct pool *p;
+
+	if (cf == NULL)
+		return;
+	/* A new pool for the new host list; requests in flight on the old one
+	 * finish with an error (a Miss, or a store not done). */
+	p = pool_new(w->base, &cf->pool, w->tls, err, sizeof(err));
+	if (p == NULL) {
+		log_err("worker %d: reload: %s; keeping the old memcached pool", w->id, err);
+		return;
+	}
+	pool_free(w->pool);
+	w->pool = p;
+	w->cf = cf;
+	snapshot(w);
+}
+
+static void
+snapshot(struct worker *w)
+{
+	int n = pool_nshards(w->pool);
+
+	pthread_mutex_lock(&w->lock);
+	if (w->nsnap != n) {
+		struct pool_shard_stats *s = realloc(w->snap, (size_t)n * sizeof(*s));
+
+		if (s == NULL) {
+			pthread_mutex_unlock(&w->lock);
+			return;
+		}
+		w->snap = s;
+		w->nsnap = n;
+	}
+	for (int i = 0; i < n; i++)
+		w->snap[i] = *pool_shard_stats(w->pool, i);
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void
+on_snapshot(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	snapshot(arg);
+}
+
+void
+worker_sum_shards(struct worker *w, struct pool_shard_stats *sum, int n)
+{
+	pthread_mutex_lock(&w->lock);
+	for (int i = 0; i < n && i < w->nsnap; i++) {
+		const struct pool_shard_stats *s = &w->snap[i];
+
+		sum[i].requests += s->requests;
+		sum[i].hits += s->hits;
+		sum[i].misses += s->misses;
+		sum[i].stored += s->stored;
+		sum[i].not_stored += s->not_stored;
+		sum[i].errors += s->errors;
+		sum[i].timeouts += s->timeouts;
+		sum[i].fast_fails += s->fast_fails;
+		sum[i].server_errors += s->server_errors;
+		sum[i].too_big += s->too_big;
+		sum[i].conn_opened += s->conn_opened;
+		sum[i].conn_failures += s->conn_failures;
+		sum[i].went_down += s->went_down;
+		sum[i].up += s->up;
+		sum[i].lat_count += s->lat_count;
+		sum[i].lat_sum_us += s->lat_sum_us;
+		for (int b = 0; b <= POOL_LAT_NBOUNDS; b++)
+			sum[i].lat_hist[b] += s->lat_hist[b];
+	}
+	pthread_mutex_unlock(&w->lock);
+}
+
+static void
+on_wake(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+	int *q;
+	size_t n;
+	int stop;
+
+	(void)fd;
+	(void)what;
+	pthread_mutex_lock(&w->lock);
+	q = w->q;
+	n = w->qn;
+	w->q = NULL;
+	w->qn = w->qcap = 0;
+	stop = w->stop;
+	pthread_mutex_unlock(&w->lock);
+	take_config(w);
+	for (size_t i = 0; i < n; i++) {
+		if (stop)
+			close(q[i]);
+		else
+			spoe_conn_new(w, q[i]);
+	}
+	free(q);
+	if (stop)
+		event_base_loopexit(w->base, NULL);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct worker *w = arg;
+
+	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	event_free(w->snap_ev);
+	w->snap_ev = NULL;
+	spoe_conn_close_all(w);
+	pool_free(w->pool);	/* runs the callbacks of requests still in flight */
+	w->pool = NULL;
+	return NULL;
+}
+
+int
+worker_start(struct worker *w, int id, const struct sc_config *cf, SSL_CTX *tls,
+    char *err, size_t errlen)
+{
+	w->id = id;
+	w->cf = cf;
+	w->tls = tls;
+	TAILQ_INIT(&w->conns);
+	atomic_init(&w->next_cf, NULL);
+	if (pthread_mutex_init(&w->lock, NULL) != 0) {
+		snprintf(err, errlen, "worker %d: pthread_mutex_init failed", id);
+		return -1;
+	}
+	w->base = event_base_new();
+	if (w->base == NULL) {
+		snprintf(err, errlen, "worker %d: event_base_new failed", id);
+		goto fail_lock;
+	}
+	w->wake = event_new(w->base, -1, EV_PERSIST, on_wake, w);
+	if (w->wake == NULL || event_add(w->wake, NULL) < 0) {
+		snprintf(err, errlen, "worker %d: cannot create its wake-up event", id);
+		goto fail_base;
+	}
+	w->pool = pool_new(w->base, &cf->pool, tls, err, errlen);
+	if (w->pool == NULL)
+		goto fail_wake;
+	snapshot(w);
+	w->snap_ev = event_new(w->base, -1, EV_PERSIST, on_snapshot, w);
+	{
+		struct timeval sec = { 1, 0 };
+
+		if (w->snap_ev == NULL || event_add(w->snap_ev, &sec) < 0) {
+			snprintf(err, errlen, "worker %d: cannot create its stats timer", id);
+			goto fail_pool;
+		}
+	}
+	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
+		snprintf(err, errlen, "worker %d: pthread_create failed", id);
+		goto fail_pool;
+	}
+	return 0;
+fail_pool:
+	if (w->snap_ev != NULL)
+		event_free(w->snap_ev);
+	w->snap_ev = NULL;
+	pool_free(w->pool);
+	w->pool = NULL;
+fail_wake:
+	if (w->wake != NULL)
+		event_free(w->wake);
+	w->wake = NULL;
+fail_base:
+	event_base_free(w->base);
+	w->base = NULL;
+fail_lock:
+	pthread_mutex_destroy(&w->lock);
+	return -1;
+}
+
+void
+worker_hand(struct worker *w, int fd)
+{
+	pthread_mutex_lock(&w->lock);
+	if (w->qn == w->qcap) {
+		size_t cap = w->qcap ? w->qcap * 2 : 16;
+		int *q = realloc(w->q, cap * sizeof(int));
+
+		if (q == NULL) {
+			pthread_mutex_unlock(&w->lock);
+			close(fd);
+			log_err("worker %d: out of memory, connection dropped", w->id);
+			return;
+		}
+		w->q = q;
+		w->qcap = cap;
+	}
+	w->q[w->qn++] = fd;
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->wake, EV_READ, 0);
+}
+
+void
+worker_reload(struct worker *w, struct sc_config *cf)
+{
+	atomic_store(&w->next_cf, cf);
+	event_active(w->wake, EV_READ, 0);
+}
+
+void
+worker_stop(struct worker *w)
+{
+	if (w->base == NULL)
+		return;
+	pthread_mutex_lock(&w->lock);
+	w->stop = 1;
+	pthread_mutex_unlock(&w->lock);
+	event_active(w->wake, EV_READ, 0);
+	pthread_join(w->thread, NULL);
+	free(w->q);
+	w->q = NULL;
+	free(w->snap);
+	w->snap = NULL;
+	event_free(w->wake);
+	w->wake = NULL;
+	event_base_free(w->base);
+	w->base = NULL;
+	pthread_mutex_destroy(&w->lock);
+}
+
+int
+worker_may_warn(struct worker *w)
+{
+	time_t now = time(NULL);
+
+	if (now == w->last_warn)
+		return 0;
+	w->last_warn = now;
+	return 1;
+}

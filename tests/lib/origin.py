@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""origin.py PORT - the demo and test origin, HTTP/1.1 on 127.0.0.1.
+
+Fixed endpoints show the representative cases; /gen lets a test describe the
+response it wants in the query string. Every request is counted by
+"METHOD path?query"; GET /__count?u=/path%3Fq returns that count, GET
+/__counts all of them, POST /__reset clears them. Counting lives in the
+origin so a test can prove a Hit never reached it.
+"""
+import json
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl, urlsplit
+
+counts = {}
+lock = threading.Lock()
+serial = [0]
+
+
+def binary_body():
+    # Every byte value, NULs included, twice.
+    return bytes(range(256)) * 2
+
+
+class Origin(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "spoe-cache-origin"
+
+    def log_message(self, fmt, *args):
+        pass
+
+    def send(self, status, body, ctype="text/plain", headers=()):
+        if isinstance(body, str):
+            body = body.encode()
+        self.send_response(status)
+        if ctype:
+            self.send_header("Content-Type", ctype)
+        for k, v in headers:
+            self.send_header(k, v)
+        if self.command == "HEAD":
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def count(self):
+        with lock:
+            k = "%s %s" % (self.command, self.path)
+            counts[k] = counts.get(k, 0) + 1
+            serial[0] += 1
+            return serial[0]
+
+    def do_GET(self):
+        u = urlsplit(self.path)
+        if u.path == "/__count":
+            q = dict(parse_qsl(u.query))
+            with lock:
+                n = counts.get(q.get("u", ""), 0)
+            return self.send(200, str(n))
+        if u.path == "/__counts":
+            with lock:
+                return self.send(200, json.dumps(counts), "application/json")
+        if self.command == "POST" and u.path == "/__reset":
+            with lock:
+                counts.clear()
+            return self.send(200, "ok")
+        n = self.count()
+        length = int(self.headers.get("Content-Length") or 0)
+        reqbody = self.rfile.read(length) if length else b""
+        q = parse_qsl(u.query, keep_blank_values=True)
+        if u.path == "/json":
+            return self.send(200, json.dumps({"hello": "world", "serial": n}),
+                             "application/json")
+        if u.path == "/text":
+            return self.send(200, "hello from the origin, response %d\n" % n)
+        if u.path == "/binary":
+            return self.send(200, binary_body(), "application/octet-stream",
+                             [("X-Serial", str(n))])
+        if u.path == "/max-age":
+            return self.send(200, "fresh for 30 s, response %d\n" % n, "text/plain",
+                             [("Cache-Control", "public, max-age=30")])
+        if u.path == "/cookie":
+            return self.send(200, "sets a cookie, response %d\n" % n, "text/plain",
+                             [("Set-Cookie", "session=%d; Path=/" % n)])
+        if u.path == "/slow":
+            time.sleep(float(dict(q).get("ms", "500")) / 1000.0)
+            return self.send(200, "slow response %d\n" % n)
+        if u.path.startswith("/gen"):
+            return self.gen(q, n, reqbody)
+        return self.send(404, "not found %d\n" % n)
+
+    def gen(self, q, n, reqbody):
+        """status=, ct=, h=Name:Value (repeatable), body=, size=N (bytes,
+        every value), serial=1 (append the serial), echo=1 (body = request
+        body), te=chunked (no Content-Length), cl=N (lie about length)."""
+        status, ctype, headers, body = 200, "text/plain", [], b""
+        chunked = False
+        for k, v in q:
+            if k == "status":
+                status = int(v)
+            elif k == "ct":
+                ctype = v
+            elif k == "h":
+                name, _, value = v.partition(":")
+                headers.append((name, value.lstrip()))
+            elif k == "body":
+                body += v.encode()
+            elif k == "size":
+                size = int(v)
+                body += (bytes(range(256)) * (size // 256 + 1))[:size]
+            elif k == "serial":
+                body += b"serial=%d" % n
+            elif k == "echo":
+                body += reqbody
+            elif k == "te":
+                chunked = True
+        if chunked:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            if self.command != "HEAD":
+                if body:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
+                self.wfile.write(b"0\r\n\r\n")
+            return
+        return self.send(status, body, ctype, headers)
+
+    do_HEAD = do_GET
+    do_POST = do_GET
+    do_PUT = do_GET
+    do_DELETE = do_GET
+    do_PATCH = do_GET
+
+
+def main():
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8000
+    srv = ThreadingHTTPServer(("127.0.0.1", port), Origin)
+    srv.daemon_threads = True
+    srv.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""stack.py - the whole product on loopback: memcached shards, the agent,
+the demo origin and HAProxy running a shipped template unchanged (only its
+"${NAME-default}" environment variables are set). Used by the end-to-end
+tests and by `make run`.
+"""
+import http.client
+import json
+import os
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import (AGENT, AGENT_ASAN, CTL, HOST, ROOT, free_port,  # noqa: E402
+                     wait_for, wait_port)
+
+DEFAULT_POLICIES = """
+  default: {
+    content_type = ["text/plain", "application/json", "application/octet-stream"];
+    cache_ttl = 300;
+  };
+"""
+
+
+def agent_config(shards, port, admin_port, policies=DEFAULT_POLICIES, threads=2,
+                 pool_extra="", agent_extra="", log_level="info"):
+    """shards: list of (port, weight)."""
+    hosts = ",\n".join('    { host = "127.0.0.1"; port = %d; weight = %d; }' % (p, w)
+                       for p, w in shards)
+    return """agent: {
+  listen = "127.0.0.1";
+  port = %d;
+  threads = %d;
+  admin: { listen = "127.0.0.1"; port = %d; };
+  log: { level = "%s"; };
+  %s
+};
+memcached: {
+  hosts = (
+%s
+  );
+  timeout = 500;
+  %s
+};
+policies: {
+%s
+};
+""" % (port, threads, admin_port, log_level, agent_extra, hosts, pool_extra, policies)
+
+
+class Stack:
+    def __init__(self, procs, template="cache-before-ratelimit.cfg", weights=(100, 100, 50),
+                 policies=DEFAULT_POLICIES, rate_limit=1000, asan=False, threads=2,
+                 pool_extra="", agent_extra="", log_level="info", policy="default",
+                 haproxy_extra_env=None, shards=None):
+        self.procs = procs
+        self.shards = shards if shards is not None else [procs.memcached() for _ in weights]
+        self.weights = list(weights)
+        self.agent_port = free_port()
+        self.admin_port = free_port()
+        self.origin_port = free_port()
+        self.http_port = free_port()
+        self.stats_sock = procs.path("haproxy.sock")
+        self.template = template
+        self.policies = policies
+        self.threads = threads
+        self.pool_extra = pool_extra
+        self.agent_extra = agent_extra
+        self.log_level = log_level
+        self.asan = asan
+        self.conf = procs.write("spoe-cache.conf", self.config_text())
+        self.origin = procs.spawn([sys.executable, os.path.join(ROOT, "tests/lib/origin.py"),
+                                   str(self.origin_port)], name="origin")
+        wait_port(self.origin_port, proc=self.origin)
+        self.agent = None
+        self.start_agent()
+        self.env = {
+            "SPOE_CACHE_HOME": ROOT,
+            "SPOE_CACHE_BIND": "%s:%d" % (HOST, self.http_port),
+            "SPOE_CACHE_ORIGIN": "%s:%d" % (HOST, self.origin_port),
+            "SPOE_CACHE_AGENT": "%s:%d" % (HOST, self.agent_port),
+            "SPOE_CACHE_STATS_SOCKET": self.stats_sock,
+            "SPOE_CACHE_RATE_LIMIT": str(rate_limit),
+            "SPOE_CACHE_POLICY": policy,
+        }
+        if haproxy_extra_env:
+            self.env.update(haproxy_extra_env)
+        self.haproxy = None
+        self.start_haproxy()
+
+    def config_text(self):
+        return agent_config([(s.port, w) for s, w in zip(self.shards, self.weights)],
+                            self.agent_port, self.admin_port, self.policies, self.threads,
+                            self.pool_extra, self.agent_extra, self.log_level)
+
+    def start_agent(self):
+        binary = AGENT_ASAN if self.asan else AGENT
+        self.agent = self.procs.spawn([binary, "-c", self.conf], name="agent")
+        wait_port(self.agent_port, proc=self.agent)
+        wait_port(self.admin_port, proc=self.agent)
+        return self.agent
+
+    def stop_agent(self):
+        rc = self.procs.stop(self.agent)
+        return rc
+
+    def start_haproxy(self, template=None):
+        cfg = os.path.join(ROOT, "haproxy-conf", template or self.template)
+        self.haproxy = self.procs.spawn(["haproxy", "-db", "-f", cfg], name="haproxy",
+                                        env=self.env)
+        wait_port(self.http_port, proc=self.haproxy)
+        # The SPOE agent connection comes up with the first request; wait
+        # until the agent's backend is seen up by its health check.
+        return self.haproxy
+
+    # ---- clients ----
+    def request(self, method, path, headers=None, body=None, port=None):
+        """One request on a fresh connection: (status, headers dict lowercased, body)."""
+        conn = http.client.HTTPConnection(HOST, port or self.http_port, timeout=30)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            r = conn.getresponse()
+            data = r.read()
+            hdrs = {}
+            for k, v in r.getheaders():
+                k = k.lower()
+                hdrs[k] = v if k not in hdrs else hdrs[k] + ", " + v
+            return r.status, hdrs, data
+        finally:
+            conn.close()
+
+    def get(self, path, headers=None):
+        return self.request("GET", path, headers)
+
+    def origin_count(self, path, method="GET"):
+        st, _, body = self.request("GET", "/__count?u=" + _quote("%s %s" % (method, path)),
+                                   port=self.origin_port)
+        return int(body)
+
+    def metrics(self):
+        st, _, body = self.request("GET", "/metrics", port=self.admin_port)
+        out = {}
+        for line in body.decode().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            name, _, val = line.rpartition(" ")
+            out[name] = float(val)
+        return out
+
+    def lookups(self, status):
+        return self.metrics().get('spoe_cache_lookups_total{status="%s"}' % status, 0)
+
+    def ctl(self, *args):
+        import subprocess
+        p = subprocess.run([CTL, "-c", self.conf] + list(args), stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
+
+    def haproxy_cmd(self, cmd):
+        s = socket.socket(socket.AF_UNIX)
+        s.connect(self.stats_sock)
+        s.sendall((cmd + "\n").encode())
+        out = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+        s.close()
+        return out.decode()
+
+    def wait_cached(self, path, headers=None, timeout=10):
+        """GET path until it is a Hit; returns the hit response."""
+        def hit():
+            st, h, b = self.get(path, headers)
+            return (st, h, b) if h.get("x-cache-status") == "Hit" else None
+        return wait_for(hit, timeout=timeout, step=0.05, what="a Hit for %s" % path)
+
+
+def _quote(s):
+    from urllib.parse import quote
+    return quote(s, safe="")
+
+
+def jdump(x):
+    return json.dumps(x, indent=1, sort_keys=True)

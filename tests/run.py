@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""run.py - every test tier, one summary line.
+
+Tiers, in order: unit (C, under ASan+UBSan), wire (the running agent and the
+memcached pool, scripted peers), e2e (real HAProxy, agent, memcached shards
+and origin), fuzz (each libFuzzer target for a short bounded time).
+Each test program prints "ok - name" / "not ok - name" lines; a program that
+exits non-zero without a "not ok" line (a crash) counts as one failure.
+The last line is "N passed, N failed".
+
+  python3 tests/run.py [tier ...]      e.g. tests/run.py unit wire
+"""
+import glob
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+FUZZ_SECONDS = int(os.environ.get("FUZZ_SECONDS", "10"))
+
+
+def programs(tier):
+    if tier == "unit":
+        return [[p] for p in sorted(glob.glob(os.path.join(ROOT, "build/asan/tests/test_*")))
+                if os.access(p, os.X_OK) and not p.endswith(".d")]
+    if tier in ("wire", "e2e"):
+        return [[sys.executable, p] for p in
+                sorted(glob.glob(os.path.join(ROOT, "tests", tier, "test_*.py")))]
+    if tier == "fuzz":
+        out = []
+        for p in sorted(glob.glob(os.path.join(ROOT, "build/fuzz/fuzz_*"))):
+            if not os.access(p, os.X_OK) or os.path.isdir(p) or "-" in os.path.basename(p):
+                continue
+            out.append([sys.executable, os.path.join(ROOT, "tests/fuzz_smoke.py"), p,
+                        str(FUZZ_SECONDS)])
+        return out
+    raise SystemExit("unknown tier %s" % tier)
+
+
+def run(argv):
+    name = os.path.relpath(next(a for a in argv if os.path.basename(a).startswith(("test_", "fuzz_"))
+                                and "fuzz_smoke" not in a), ROOT)
+    t0 = time.time()
+    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    passed = failed = 0
+    for raw in p.stdout:
+        line = raw.decode("utf-8", "replace").rstrip("\n")
+        if re.match(r"^ok - ", line):
+            passed += 1
+            print("  %s" % line, flush=True)
+        elif re.match(r"^not ok - ", line):
+            failed += 1
+            print("  %s" % line, flush=True)
+        else:
+            print("    | %s" % line, flush=True)
+    rc = p.wait()
+    if rc != 0 and failed == 0:
+        failed = 1
+        print("  not ok - %s exited with %d" % (name, rc), flush=True)
+    print("  [%s: %d passed, %d failed, %.1fs]" % (name, passed, failed, time.time() - t0),
+          flush=True)
+    return passed, failed
+
+
+def main():
+    tiers = sys.argv[1:] or ["unit", "wire", "e2e", "fuzz"]
+    total_p = total_f = 0
+    for tier in tiers:
+        progs = programs(tier)
+        print("== %s (%d programs)" % (tier, len(progs)), flush=True)
+        for argv in progs:
+            p, f = run(argv)
+            total_p += p
+            total_f += f
+    print("%d passed, %d failed" % (total_p, total_f), flush=True)
+    sys.exit(1 if total_f else 0)
+
+
+if __name__ == "__main__":
+    main()
