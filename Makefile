@@ -2,7 +2,6 @@
 #   make            build spoe-cache-agent and spoe-cache-ctl
 #   make test       every test tier (unit+ASan/UBSan, wire, end-to-end, fuzz smoke)
 #   make run        the whole stack on 127.0.0.1 (3 memcached, agent, HAProxy, origin)
-#   make bench      benchmarks (never part of make test)
 #   make fuzz       libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make deps       apt-get install everything the above need
@@ -35,7 +34,7 @@ FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 BINS := spoe-cache-agent spoe-cache-ctl
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all test run bench fuzz fuzz-run install deps check-deps clean asan unit tools
+.PHONY: all test run fuzz fuzz-run install deps check-deps clean asan unit tools
 all: $(BINS)
 
 spoe-cache-agent: build/obj/agent.o $(CORE_OBJ)
@@ -97,10 +96,6 @@ test: $(DEPS_STAMP)
 run: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@python3 scripts/run_stack.py
-
-bench: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory all
-	@python3 tests/bench/bench.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/spoe-cache/haproxy-conf \

@@ -29,6 +29,7 @@
 #include "hdrs.h"
 #include "inspect.h"
 #include "key.h"
+#include "log.h"
 #include "pool.h"
 
 struct ctl {
@@ -231,7 +232,7 @@ cmd_key(const struct sc_config *cf, int argc, char **argv, int json)
 	int opt, rc;
 
 	memset(&req, 0, sizeof(req));
-	optind = 1;
+	optind = 0;	/* GNU getopt: 0 re-initialises its state */
 	while ((opt = getopt_long(argc, argv, "H:p:su:d:", opts, NULL)) != -1) {
 		switch (opt) {
 		case 'H': {
@@ -337,6 +338,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind];
+	log_init("spoe-cache-ctl", LOG_WARNING, 0);
+	pool_set_logger(log_msg);
 	cf = config_load(file, err, sizeof(err));
 	if (cf == NULL) {
 		fprintf(stderr, "spoe-cache-ctl: %s\n", err);

@@ -50,6 +50,8 @@ static void log_stderr(int level, const char *fmt, ...)
 	char line[1024];
 	va_list ap;
 
+	if (level > LOG_INFO)
+		return;	/* state transitions: only through a real logger */
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
@@ -596,7 +598,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		char e[512];
 
 		ssl_errors(e, sizeof(e), next_bev_err, bev);
-		if (c->state == CONN_CONNECTING && vr != X509_V_OK)
+		if (c->state == CONN_CONNECTING && s->pool->conf->tls_verify && vr != X509_V_OK)
 			snprintf(why, sizeof(why), "TLS handshake failed: certificate not accepted: %s",
 				 X509_verify_cert_error_string(vr));
 		else if (e[0])

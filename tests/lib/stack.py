@@ -52,14 +52,16 @@ class Stack:
     def __init__(self, procs, template="cache-before-ratelimit.cfg", weights=(100, 100, 50),
                  policies=DEFAULT_POLICIES, rate_limit=1000, asan=False, threads=2,
                  pool_extra="", agent_extra="", log_level="info", policy="default",
-                 haproxy_extra_env=None, shards=None):
+                 haproxy_extra_env=None, shards=None, ports=None):
+        ports = ports or {}
         self.procs = procs
-        self.shards = shards if shards is not None else [procs.memcached() for _ in weights]
+        self.shards = shards if shards is not None else [
+            procs.memcached(port=p) for p in (ports.get("memcached") or [None] * len(weights))]
         self.weights = list(weights)
-        self.agent_port = free_port()
-        self.admin_port = free_port()
-        self.origin_port = free_port()
-        self.http_port = free_port()
+        self.agent_port = ports.get("agent") or free_port()
+        self.admin_port = ports.get("admin") or free_port()
+        self.origin_port = ports.get("origin") or free_port()
+        self.http_port = ports.get("http") or free_port()
         self.stats_sock = procs.path("haproxy.sock")
         self.template = template
         self.policies = policies
