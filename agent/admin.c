@@ -390,7 +390,12 @@ admin_free(struct admin *a)
 {
 	if (a == NULL)
 		return;
-	evhttp_free(a->http);
+	/* The pool first: freeing it answers every admin request still
+	 * waiting on memcached (502) while its evhttp_request is alive.
+	 * evhttp_free() frees the connections and the requests on them,
+	 * including those we have not answered yet. */
 	pool_free(a->pool);
+	a->pool = NULL;
+	evhttp_free(a->http);
 	free(a);
 }

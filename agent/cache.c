@@ -31,7 +31,9 @@
 #define CTX_F_AUTH	0x02u	/* the request had Authorization */
 #define CTX_F_REFRESH	0x04u	/* the lookup said Refresh (else Miss) */
 #define CTX_F_INVALIDATE 0x08u	/* unsafe method: delete the GET entry on success */
-#define CTX_MAX		(1 + 1 + KEY_HEX_LEN + 1 + 255)
+#define CTX_HDRS_MAX	4096	/* request headers carried for Vary; larger: not carried */
+#define CTX_MAX		(1 + 1 + KEY_HEX_LEN + 1 + 255 + 2 + CTX_HDRS_MAX)
+#define VARY_MAX	4096	/* an entry's recorded Vary values */
 
 #define VARY_SCRATCH	8192	/* vary header values of one request */
 #define JSON_SCRATCH	8192	/* decoded JSON field values */
@@ -277,20 +279,119 @@ bypass(struct spoe_req *r, const char *why)
 	finish(r, CS_BYPASS);
 }
 
+/*
+ * The ctx HAProxy carries from the lookup to the store (txn.cache.ctx): made
+ * by the agent, never by the client.
+ *   <u8 version> <u8 flags> <key: 64> <u8 len> <policy> <u16 len> <req.hdrs_bin>
+ * The request headers are there for Vary (RFC 9111 4.1); when they are
+ * larger than CTX_HDRS_MAX they are left out, and a response with Vary is
+ * then not stored.
+ */
+struct ctx {
+	unsigned flags;
+	const char *key;		/* KEY_HEX_LEN bytes */
+	const char *policy;
+	size_t plen;
+	const uint8_t *hdrs;		/* NULL: not carried */
+	size_t hlen;
+};
+
 static size_t
-make_ctx(uint8_t *out, unsigned flags, const char *key, const char *policy)
+ctx_encode(uint8_t *out, unsigned flags, const char *key, const char *policy,
+    const uint8_t *hdrs, size_t hlen)
 {
 	size_t pl = strlen(policy), n = 0;
 
 	if (pl > 255)
 		pl = 255;
+	if (hlen > CTX_HDRS_MAX)
+		hlen = 0;
 	out[n++] = CTX_VERSION;
 	out[n++] = (uint8_t)flags;
 	memcpy(out + n, key, KEY_HEX_LEN);
 	n += KEY_HEX_LEN;
 	out[n++] = (uint8_t)pl;
 	memcpy(out + n, policy, pl);
-	return n + pl;
+	n += pl;
+	out[n++] = (uint8_t)(hlen >> 8);
+	out[n++] = (uint8_t)hlen;
+	if (hlen > 0)
+		memcpy(out + n, hdrs, hlen);
+	return n + hlen;
+}
+
+static int
+ctx_decode(const uint8_t *p, size_t len, struct ctx *c)
+{
+	size_t n = 2 + KEY_HEX_LEN;
+
+	if (len < n + 1 + 2 || p[0] != CTX_VERSION)
+		return -1;
+	c->flags = p[1];
+	c->key = (const char *)p + 2;
+	c->plen = p[n++];
+	if (len < n + c->plen + 2)
+		return -1;
+	c->policy = (const char *)p + n;
+	n += c->plen;
+	c->hlen = (size_t)p[n] << 8 | p[n + 1];
+	n += 2;
+	if (len != n + c->hlen)
+		return -1;
+	c->hdrs = c->hlen > 0 ? p + n : NULL;
+	return 0;
+}
+
+/*
+ * An entry's Vary record: for each header the response nominated, what the
+ * request that caused it sent.
+ *   repeated <u8 len> <name, lowercase> <u8 present> <u16 len> <value>
+ */
+static int
+vary_record(const struct hdr *h, size_t nh, const char *name, size_t nlen, uint8_t *out,
+    size_t cap, size_t *off)
+{
+	size_t vlen = 0;
+	int present;
+
+	if (nlen > 255 || *off + 1 + nlen + 3 > cap)
+		return -1;
+	out[(*off)++] = (uint8_t)nlen;
+	for (size_t i = 0; i < nlen; i++)
+		out[(*off)++] = (uint8_t)tolower((unsigned char)name[i]);
+	present = hdrs_join(h, nh, name, nlen, (char *)out + *off + 3, cap - *off - 3, &vlen);
+	if (present < 0 || vlen > 65535)
+		return -1;
+	out[(*off)++] = (uint8_t)present;
+	out[(*off)++] = (uint8_t)(vlen >> 8);
+	out[(*off)++] = (uint8_t)vlen;
+	*off += vlen;
+	return 0;
+}
+
+/* Does the request (h, nh) send what the Vary record says? */
+static int
+vary_match(const uint8_t *v, size_t len, const struct hdr *h, size_t nh)
+{
+	const uint8_t *end = v + len;
+	char buf[VARY_MAX];
+
+	while (v < end) {
+		size_t nlen = *v++, vlen, got = 0;
+		int present, rc;
+
+		if ((size_t)(end - v) < nlen + 3)
+			return 0;
+		present = v[nlen];
+		vlen = (size_t)v[nlen + 1] << 8 | v[nlen + 2];
+		if ((size_t)(end - v) < nlen + 3 + vlen)
+			return 0;
+		rc = hdrs_join(h, nh, (const char *)v, nlen, buf, sizeof(buf), &got);
+		if (rc < 0 || rc != present || got != vlen || memcmp(buf, v + nlen + 3, vlen) != 0)
+			return 0;
+		v += nlen + 3 + vlen;
+	}
+	return 1;
 }
 
 /* Find a header in the stored "name: value\r\n" block. */
@@ -340,6 +441,21 @@ not_modified(const struct lookup *L, const struct entry *e)
 	return 0;
 }
 
+/* Was entry e stored for a request that sent what this one sends, for
+ * every header its response varies on? */
+static int
+vary_matches(const struct lookup *L, const struct entry *e)
+{
+	struct ctx c;
+	struct hdr h[256];
+	size_t nh = 0;
+
+	if (ctx_decode(L->ctx, L->ctx_len, &c) < 0 || c.hdrs == NULL ||
+	    hdrs_parse(c.hdrs, c.hlen, h, sizeof(h) / sizeof(h[0]), &nh) < 0)
+		return 0;
+	return vary_match(e->vary, e->vlen, h, nh);
+}
+
 /* Is entry e, age seconds old, usable for this request? */
 static int
 usable(const struct lookup *L, const struct entry *e, int64_t age)
@@ -347,6 +463,8 @@ usable(const struct lookup *L, const struct entry *e, int64_t age)
 	int64_t left = e->lifetime - age;	/* freshness left; < 0 is stale */
 
 	if (L->auth && !(e->flags & EF_AUTH_OK))
+		return 0;
+	if (e->vlen > 0 && !vary_matches(L, e))
 		return 0;
 	if (!L->cc_on)
 		return left > 0;
@@ -437,7 +555,8 @@ lookup_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 	if (!usable(L, &e, age)) {
 		/* An entry that must not answer this request (Authorization)
 		 * is not "there" for it. */
-		miss(r, L, L->auth && !(e.flags & EF_AUTH_OK) ? CS_MISS : CS_REFRESH);
+		miss(r, L, (L->auth && !(e.flags & EF_AUTH_OK)) ||
+		    (e.vlen > 0 && !vary_matches(L, &e)) ? CS_MISS : CS_REFRESH);
 		goto out;
 	}
 	serve(r, L, not_modified(L, &e) ? 304 : e.status, &e, age, "Hit");
@@ -552,7 +671,7 @@ do_lookup(struct spoe_req *r, const struct args *a)
 		req.method = "GET";
 		req.method_len = 3;
 		if (cache_request_key(cf, p, &req, key) == 0) {
-			L->ctx_len = make_ctx(L->ctx, CTX_F_INVALIDATE, key, p->name);
+			L->ctx_len = ctx_encode(L->ctx, CTX_F_INVALIDATE, key, p->name, NULL, 0);
 			spoe_req_set_str(r, "status", "Bypass", 6);
 			spoe_req_set_bin(r, "ctx", L->ctx, L->ctx_len);
 			r->hold = L;	/* the ctx lives in L until the ACK is sent */
@@ -586,7 +705,7 @@ do_lookup(struct spoe_req *r, const struct args *a)
 		flags |= CTX_F_HEAD;
 	if (L->auth)
 		flags |= CTX_F_AUTH;
-	L->ctx_len = make_ctx(L->ctx, flags, L->key, p->name);
+	L->ctx_len = ctx_encode(L->ctx, flags, L->key, p->name, a->hdrs.v.s.p, a->hdrs.v.s.len);
 	if (pool_get(r->w->pool, L->key, KEY_HEX_LEN, lookup_done, L) < 0) {
 		miss(r, L, CS_MISS);
 		free(L);
@@ -727,79 +846,141 @@ keep_header(const struct hdr *h, const struct hdr *hdrs, size_t nh)
 	return 1;
 }
 
+/* Build the Vary record of a response (hdrs) for the request in c. 0,
+ * or -1 when it cannot be stored: Vary: *, request headers not carried,
+ * or values too long. */
+static int
+vary_build(const struct ctx *c, const struct hdr *hdrs, size_t nh, uint8_t *out, size_t *olen)
+{
+	struct hdr rq[256];
+	size_t nrq = 0, from = 0;
+	const struct hdr *h;
+
+	*olen = 0;
+	while ((h = hdrs_find(hdrs, nh, "vary", 4, &from)) != NULL) {
+		const char *s = h->val, *end = h->val + h->vlen;
+
+		while (s < end) {
+			const char *t;
+
+			while (s < end && (*s == ' ' || *s == '\t' || *s == ','))
+				s++;
+			t = s;
+			while (s < end && *s != ',' && *s != ' ' && *s != '\t')
+				s++;
+			if (s == t)
+				continue;
+			if (s - t == 1 && *t == '*')
+				return -1;	/* varies on everything: never reusable */
+			if (c->hdrs == NULL)
+				return -1;
+			if (nrq == 0 && hdrs_parse(c->hdrs, c->hlen, rq, sizeof(rq) / sizeof(rq[0]), &nrq) < 0)
+				return -1;
+			if (vary_record(rq, nrq, t, (size_t)(s - t), out, VARY_MAX, olen) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* Replayable headers of a response as "name: value\r\n" lines (malloc'd),
+ * or NULL when one is unsafe to replay. */
+static char *
+replay_headers(const struct hdr *hdrs, size_t nh, size_t *len)
+{
+	size_t cap = 1, n = 0;
+	char *b;
+
+	for (size_t i = 0; i < nh; i++)
+		cap += hdrs[i].nlen + hdrs[i].vlen + 4;
+	b = malloc(cap);
+	if (b == NULL)
+		return NULL;
+	for (size_t i = 0; i < nh; i++) {
+		const struct hdr *h = &hdrs[i];
+
+		if (!keep_header(h, hdrs, nh))
+			continue;
+		if (!hdr_name_valid(h->name, h->nlen) || !hdr_value_safe(h->val, h->vlen)) {
+			free(b);
+			return NULL;
+		}
+		memcpy(b + n, h->name, h->nlen);
+		n += h->nlen;
+		memcpy(b + n, ": ", 2);
+		memcpy(b + n + 2, h->val, h->vlen);
+		n += 2 + h->vlen;
+		memcpy(b + n, "\r\n", 2);
+		n += 2;
+	}
+	*len = n;
+	return b;
+}
+
+static int64_t
+int_arg(const struct spop_data *d)
+{
+	switch (d->type) {
+	case SPOP_T_INT32:
+	case SPOP_T_INT64:
+		return d->v.i;
+	case SPOP_T_UINT32:
+	case SPOP_T_UINT64:
+		return d->v.u > INT64_MAX ? -1 : (int64_t)d->v.u;
+	default:
+		return -1;
+	}
+}
+
+static void
+answer(struct spoe_req *r, const char *status)
+{
+	spoe_req_set_str(r, "status", status, strlen(status));
+	spoe_req_done(r);
+}
+
 static void
 do_store(struct spoe_req *r, const struct args *a)
 {
 	const struct sc_config *cf = r->w->cf;
 	const struct sc_policy *p;
 	struct hdr hdrs[1000];
-	size_t nh = 0, from = 0, hlen = 0, hcap;
-	const uint8_t *ctx;
+	size_t nh = 0, from = 0, vlen = 0;
 	const struct hdr *h;
 	struct cachectl cc;
 	struct entry e;
 	struct store *S;
-	unsigned flags;
+	struct ctx c;
 	int64_t now = (int64_t)time(NULL), lifetime, status, clen, ttl;
-	const char *key;
+	uint8_t vary[VARY_MAX];
 	char *hblock;
-	int rc;
+	int rc, ok = 0;
 
-	if (a->ctx.type != SPOP_T_BIN || a->ctx.v.s.len < 2 + KEY_HEX_LEN + 1 ||
-	    a->ctx.v.s.p[0] != CTX_VERSION) {
+	if (a->ctx.type != SPOP_T_BIN || ctx_decode(a->ctx.v.s.p, a->ctx.v.s.len, &c) < 0 ||
+	    (p = config_policy(cf, c.policy, c.plen)) == NULL) {
 		M_INC(&r->w->m, bad_messages);
-		spoe_req_set_str(r, "status", "Bypass", 6);
-		spoe_req_done(r);
-		return;
+		return answer(r, "Bypass");
 	}
-	ctx = a->ctx.v.s.p;
-	flags = ctx[1];
-	key = (const char *)ctx + 2;
-	if ((size_t)ctx[2 + KEY_HEX_LEN] + 3 + KEY_HEX_LEN > a->ctx.v.s.len ||
-	    (p = config_policy(cf, (const char *)ctx + 3 + KEY_HEX_LEN, ctx[2 + KEY_HEX_LEN])) == NULL) {
-		M_INC(&r->w->m, bad_messages);
-		spoe_req_set_str(r, "status", "Bypass", 6);
-		spoe_req_done(r);
-		return;
-	}
-	S = calloc(1, sizeof(*S));
-	if (S == NULL) {
-		spoe_req_done(r);
-		return;
-	}
-	S->r = r;
-	S->status = (flags & CTX_F_REFRESH) ? "Refresh" : "Miss";
-	status = a->status.type == SPOP_T_INT32 || a->status.type == SPOP_T_INT64 ? a->status.v.i :
-	    a->status.type == SPOP_T_UINT32 || a->status.type == SPOP_T_UINT64 ? (int64_t)a->status.v.u : 0;
-
-	if (flags & CTX_F_INVALIDATE) {
+	status = int_arg(&a->status);
+	if (c.flags & CTX_F_INVALIDATE) {
+		/* RFC 9111 4.4: a successful unsafe request invalidates. */
+		if (status < 200 || status >= 400 || (S = calloc(1, sizeof(*S))) == NULL)
+			return answer(r, "Bypass");
+		S->r = r;
 		S->invalidate = 1;
-		if (status >= 200 && status < 400 &&
-		    pool_delete(r->w->pool, key, KEY_HEX_LEN, store_done, S) == 0)
-			return;
-		free(S);
-		spoe_req_set_str(r, "status", "Bypass", 6);
-		spoe_req_done(r);
+		if (pool_delete(r->w->pool, c.key, KEY_HEX_LEN, store_done, S) < 0) {
+			free(S);
+			return answer(r, "Bypass");
+		}
 		return;
 	}
-	if (flags & CTX_F_HEAD) {
-		/* A HEAD response has no body to store. */
-		free(S);
-		spoe_req_set_str(r, "status", "Miss", 4);
-		spoe_req_done(r);
-		return;
-	}
-	free(S);
-	S = NULL;
+	if (c.flags & CTX_F_HEAD)
+		return answer(r, "Miss");	/* a HEAD response has no body to store */
 
-	{
-		int ok = 0;
-
-		for (size_t i = 0; i < p->n_response_codes; i++)
-			ok |= p->response_codes[i] == status;
-		if (!ok)
-			return refuse(r, SR_STATUS);
-	}
+	for (size_t i = 0; i < p->n_response_codes; i++)
+		ok |= p->response_codes[i] == status;
+	if (!ok)
+		return refuse(r, SR_STATUS);
 	if (!is_text(&a->hdrs) ||
 	    hdrs_parse(a->hdrs.v.s.p, a->hdrs.v.s.len, hdrs, (size_t)cf->agent.max_headers, &nh) < 0)
 		return refuse(r, SR_HEADERS);
@@ -824,32 +1005,10 @@ do_store(struct spoe_req *r, const struct args *a)
 	}
 	/* RFC 9111 3.5: a shared cache stores an answer to a request with
 	 * Authorization only when the response explicitly allows it. */
-	if ((flags & CTX_F_AUTH) &&
-	    !(cc.flags & (CC_PUBLIC | CC_MUST_REVALIDATE)) && cc.s_maxage < 0)
+	if ((c.flags & CTX_F_AUTH) && !(cc.flags & (CC_PUBLIC | CC_MUST_REVALIDATE)) && cc.s_maxage < 0)
 		return refuse(r, SR_AUTHORIZATION);
-	for (from = 0; (h = hdrs_find(hdrs, nh, "vary", 4, &from)) != NULL;) {
-		/* Safe without per-variant storage only when the key already
-		 * varies on every header the response varies on. */
-		const char *s = h->val, *end = h->val + h->vlen;
-
-		while (s < end) {
-			const char *t;
-
-			while (s < end && (*s == ' ' || *s == '\t' || *s == ','))
-				s++;
-			t = s;
-			while (s < end && *s != ',' && *s != ' ' && *s != '\t')
-				s++;
-			if (s > t) {
-				int found = 0;
-
-				for (size_t i = 0; i < p->vary_headers.n; i++)
-					found |= name_eq(t, (size_t)(s - t), p->vary_headers.v[i]);
-				if (!found)
-					return refuse(r, SR_VARY);
-			}
-		}
-	}
+	if (vary_build(&c, hdrs, nh, vary, &vlen) < 0)
+		return refuse(r, SR_VARY);
 	/* Only a body whose completeness is proven: HAProxy cuts res.body to
 	 * its buffer without saying so, so it must match Content-Length. */
 	from = 0;
@@ -858,36 +1017,13 @@ do_store(struct spoe_req *r, const struct args *a)
 	from = 0;
 	h = hdrs_find(hdrs, nh, "content-length", 14, &from);
 	if (h == NULL || parse_delta(h->val, h->vlen, &clen) < 0 ||
-	    hdrs_find(hdrs, nh, "content-length", 14, &from) != NULL)
-		return refuse(r, SR_LENGTH);
-	if (clen != (is_text(&a->body) ? (int64_t)a->body.v.s.len : 0))
+	    hdrs_find(hdrs, nh, "content-length", 14, &from) != NULL ||
+	    clen != (is_text(&a->body) ? (int64_t)a->body.v.s.len : 0))
 		return refuse(r, SR_LENGTH);
 	lifetime = lifetime_of(p, &cc, hdrs, nh, now);
 	if (lifetime <= 0 && p->storage_ttl <= 0)
 		return refuse(r, SR_ZERO_TTL);
 
-	hcap = 0;
-	for (size_t i = 0; i < nh; i++)
-		hcap += hdrs[i].nlen + hdrs[i].vlen + 4;
-	hblock = malloc(hcap + 1);
-	if (hblock == NULL)
-		return refuse(r, SR_HEADERS);
-	for (size_t i = 0; i < nh; i++) {
-		if (!keep_header(&hdrs[i], hdrs, nh))
-			continue;
-		if (!hdr_name_valid(hdrs[i].name, hdrs[i].nlen) || !hdr_value_safe(hdrs[i].val, hdrs[i].vlen)) {
-			free(hblock);
-			return refuse(r, SR_HEADERS);
-		}
-		memcpy(hblock + hlen, hdrs[i].name, hdrs[i].nlen);
-		hlen += hdrs[i].nlen;
-		hblock[hlen++] = ':';
-		hblock[hlen++] = ' ';
-		memcpy(hblock + hlen, hdrs[i].val, hdrs[i].vlen);
-		hlen += hdrs[i].vlen;
-		hblock[hlen++] = '\r';
-		hblock[hlen++] = '\n';
-	}
 	memset(&e, 0, sizeof(e));
 	e.stored_at = now;
 	e.lifetime = lifetime > 0 ? lifetime : 0;
@@ -895,37 +1031,41 @@ do_store(struct spoe_req *r, const struct args *a)
 	if ((h = hdrs_find(hdrs, nh, "age", 3, &from)) == NULL || parse_delta(h->val, h->vlen, &e.age0) < 0)
 		e.age0 = 0;
 	e.status = (uint16_t)status;
-	if (cc.flags & CC_PUBLIC || cc.s_maxage >= 0 || cc.flags & CC_MUST_REVALIDATE)
+	if (cc.flags & (CC_PUBLIC | CC_MUST_REVALIDATE) || cc.s_maxage >= 0)
 		e.flags |= EF_AUTH_OK;
 	if (cc.flags & (CC_MUST_REVALIDATE | CC_PROXY_REVALIDATE) || cc.s_maxage >= 0)
 		e.flags |= EF_MUST_REVALIDATE;
-	e.hdrs = hblock;
-	e.hlen = hlen;
+	e.vary = vary;
+	e.vlen = vlen;
 	e.body = is_text(&a->body) ? a->body.v.s.p : NULL;
 	e.blen = is_text(&a->body) ? a->body.v.s.len : 0;
-	/* It must be replayable: the hit ACK carries headers, body and ~300
-	 * bytes of variables in one frame. */
+	hblock = replay_headers(hdrs, nh, &e.hlen);
+	if (hblock == NULL)
+		return refuse(r, SR_HEADERS);
+	e.hdrs = hblock;
+	/* It must be replayable: a hit's ACK carries headers, body and a few
+	 * hundred bytes of variables in one frame. */
 	if (e.hlen + e.blen + 512 > r->max_ack || entry_size(&e) > cf->pool.max_item_size) {
 		free(hblock);
 		return refuse(r, SR_TOO_BIG);
 	}
 	S = calloc(1, sizeof(*S));
-	if (S != NULL)
-		S->entry = malloc(entry_size(&e));
-	if (S == NULL || S->entry == NULL) {
-		free(S);
+	if (S == NULL || (S->entry = malloc(entry_size(&e))) == NULL ||
+	    (rc = entry_encode(&e, S->entry, entry_size(&e))) < 0) {
 		free(hblock);
+		if (S != NULL)
+			free(S->entry);
+		free(S);
 		return refuse(r, SR_STORE_FAILED);
 	}
-	S->r = r;
-	S->status = (flags & CTX_F_REFRESH) ? "Refresh" : "Miss";
-	rc = entry_encode(&e, S->entry, entry_size(&e));
 	free(hblock);
+	S->r = r;
+	S->status = (c.flags & CTX_F_REFRESH) ? "Refresh" : "Miss";
 	ttl = p->storage_ttl > 0 ? p->storage_ttl : e.lifetime;
 	if (ttl > 30 * 86400)
 		ttl = now + ttl;	/* memcached reads larger values as a Unix time */
-	if (rc < 0 || pool_set(r->w->pool, key, KEY_HEX_LEN, S->entry, (size_t)rc,
-	    (uint32_t)ttl, store_done, S) < 0) {
+	if (pool_set(r->w->pool, c.key, KEY_HEX_LEN, S->entry, (size_t)rc, (uint32_t)ttl,
+	    store_done, S) < 0) {
 		free(S->entry);
 		free(S);
 		return refuse(r, SR_STORE_FAILED);

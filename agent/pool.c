@@ -35,6 +35,18 @@
 
 #define STATS_MAX	(1024 * 1024)	/* a stats reply larger than this is garbage */
 
+/*
+ * memcached 1.6 over TLS stalls on pipelined sets: it reads a value straight
+ * from SSL_read(), the commands behind it stay decrypted inside OpenSSL, and
+ * it then waits for the socket to become readable, which it never does
+ * (pipelining 1000 small "ms" over one TLS connection gets ~500 replies; one
+ * more byte from the client releases the rest). So while a set is in flight
+ * on a TLS connection and no reply has come for NUDGE_US, send "mn": its
+ * bytes wake memcached up, and its MN reply is consumed here.
+ */
+#define NUDGE_US	5000
+#define NUDGE_MAX	8	/* in flight at once on one connection */
+
 const uint32_t pool_lat_bounds_us[POOL_LAT_NBOUNDS] = {
 	100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,
 };
@@ -100,7 +112,7 @@ static struct timeval tv_us(uint64_t us)
 
 /* ---- types -------------------------------------------------------------- */
 
-enum req_kind { RQ_GET, RQ_SET, RQ_DELETE, RQ_FLUSH, RQ_STATS, RQ_PROBE };
+enum req_kind { RQ_GET, RQ_SET, RQ_DELETE, RQ_FLUSH, RQ_STATS, RQ_PROBE, RQ_NUDGE };
 
 /* Why a request failed, for the counters. */
 enum fail_why { FW_IO, FW_TIMEOUT, FW_DOWN, FW_SERVER, FW_TOOBIG };
@@ -109,7 +121,8 @@ enum fail_why { FW_IO, FW_TIMEOUT, FW_DOWN, FW_SERVER, FW_TOOBIG };
  * One request. Allocated by pool_get & co., on exactly one list at a time:
  * its connection's inflight queue (sent, waiting for its reply) or
  * pool->done (failed, callback pending). Freed by req_free() right after its
- * callback returned (or, for a probe, which has no callback, when it ends).
+ * callback returned (or, for a probe or a nudge, which have no callback and
+ * never reach pool->done, when their reply comes or their connection closes).
  */
 struct req {
 	TAILQ_ENTRY(req) link;
@@ -145,6 +158,9 @@ struct conn {
 	struct req_list inflight;	/* in send order = reply order */
 	int ninflight;
 	uint64_t idle_since_us;
+	uint64_t progress_us;		/* last reply, last nudge, or the queue starting */
+	int nsets;			/* RQ_SET in flight */
+	int nudges;			/* RQ_NUDGE in flight */
 	size_t need;			/* bytes the reply being read needs */
 	size_t skip;			/* bytes of an oversize value to discard */
 };
@@ -358,6 +374,11 @@ static void conn_set_state(struct conn *c, enum conn_state st)
 	c->state = st;
 }
 
+static int conn_may_nudge(const struct conn *c)
+{
+	return c->shard->pool->tls && c->nsets > 0 && c->nudges < NUDGE_MAX;
+}
+
 static void conn_arm(struct conn *c)
 {
 	const struct sc_pool_conf *conf = c->shard->pool->conf;
@@ -366,9 +387,11 @@ static void conn_arm(struct conn *c)
 
 	if (c->state == CONN_CLOSED)
 		return;
-	if (!TAILQ_EMPTY(&c->inflight))
+	if (!TAILQ_EMPTY(&c->inflight)) {
 		at = TAILQ_FIRST(&c->inflight)->deadline_us;
-	else
+		if (conn_may_nudge(c) && c->progress_us + NUDGE_US < at)
+			at = c->progress_us + NUDGE_US;
+	} else
 		at = c->idle_since_us + (uint64_t)conf->keepalive_timeout_ms * 1000u;
 	tv = tv_us(at > now ? at - now : 0);
 	evtimer_add(c->timer, &tv);
@@ -469,7 +492,7 @@ static void conn_fail_inflight(struct conn *c, enum fail_why why)
 	while ((r = TAILQ_FIRST(&c->inflight)) != NULL) {
 		TAILQ_REMOVE(&c->inflight, r, link);
 		c->ninflight--;
-		if (r->kind == RQ_PROBE)
+		if (r->kind == RQ_PROBE || r->kind == RQ_NUDGE)
 			req_free(r);
 		else
 			req_fail_async(r, why);
@@ -529,8 +552,14 @@ static void conn_push(struct conn *c, struct req *r)
 
 	TAILQ_INSERT_TAIL(&c->inflight, r, link);
 	c->ninflight++;
-	if (was_empty)
+	if (r->kind == RQ_SET)
+		c->nsets++;
+	if (was_empty) {
+		c->progress_us = now_us();
 		conn_arm(c);
+	} else if (r->kind == RQ_SET && c->nsets == 1 && c->shard->pool->tls) {
+		conn_arm(c);	/* the timer now also watches for a stall */
+	}
 }
 
 static struct req *conn_pop(struct conn *c)
@@ -539,11 +568,33 @@ static struct req *conn_pop(struct conn *c)
 
 	TAILQ_REMOVE(&c->inflight, r, link);
 	c->ninflight--;
+	if (r->kind == RQ_SET)
+		c->nsets--;
+	c->progress_us = now_us();
 	if (TAILQ_EMPTY(&c->inflight)) {
-		c->idle_since_us = now_us();
+		c->idle_since_us = c->progress_us;
 		conn_arm(c);
 	}
 	return r;
+}
+
+/* See NUDGE_US. A failure to queue it is not worth a connection: the
+ * deadline still bounds the wait. */
+static void conn_nudge(struct conn *c)
+{
+	struct req *r = req_new(c->shard->pool, c->shard, RQ_NUDGE, NULL, NULL);
+	char cmd[8];
+	int n = mc_enc_noop(cmd, sizeof(cmd));
+
+	if (r == NULL || n < 0 || bufferevent_write(c->bev, cmd, (size_t)n) < 0) {
+		free(r);
+		return;
+	}
+	/* the next one only after another NUDGE_US without a reply: the
+	 * stall can come back behind the next set */
+	c->nudges++;
+	c->progress_us = now_us();
+	conn_push(c, r);
 }
 
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -558,6 +609,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	if (head) {
 		if (head->deadline_us > now) {
+			if (conn_may_nudge(c) && now >= c->progress_us + NUDGE_US)
+				conn_nudge(c);
 			conn_arm(c);	/* the old head was answered in time */
 			return;
 		}
@@ -658,7 +711,7 @@ static int conn_reply(struct conn *c, const struct mc_reply *m, const uint8_t *r
 		break;
 	}
 
-	if (m->type == MC_R_SERVER_ERROR && r->kind != RQ_PROBE) {
+	if (m->type == MC_R_SERVER_ERROR && r->kind != RQ_PROBE && r->kind != RQ_NUDGE) {
 		/* the command failed but memcached kept the stream in sync */
 		plog(LOG_WARNING, "shard %s: SERVER_ERROR %.*s", s->name, (int)m->textlen, m->text);
 		r = conn_pop(c);
@@ -730,6 +783,14 @@ static int conn_reply(struct conn *c, const struct mc_reply *m, const uint8_t *r
 			val = evbuffer_pullup(r->stats, -1);
 		}
 		break;
+	case RQ_NUDGE:
+		if (m->type != MC_R_MN)
+			goto unexpected;
+		req_free(conn_pop(c));
+		c->nudges--;
+		s->fails = 0;
+		conn_arm(c);
+		return 0;
 	case RQ_PROBE:
 		if (m->type != MC_R_MN)
 			goto unexpected;

@@ -61,9 +61,13 @@ SSL_CTX *pool_tls_ctx_new(const struct sc_pool_conf *conf, char *err, size_t err
  * - conf and tls are borrowed: both must outlive the pool and stay unchanged.
  *   The pool copies what it needs of the host list (names, addresses).
  * - pool_new() resolves every host name ONCE, with a blocking getaddrinfo()
- *   (numeric addresses never touch DNS), and keeps the first address; the
- *   event loop never resolves. A name whose address changes needs a restart.
- *   Call it before the thread's loop runs (at start-up), not from a callback.
+ *   (numeric addresses never touch DNS), and keeps the first address; no
+ *   request ever resolves. A name whose address changes needs a new pool.
+ *   Called from a running loop (a reload), a host NAME blocks that loop for
+ *   one lookup; numeric addresses cost nothing. pool_new() connects nothing:
+ *   connections open on first use.
+ * - The process must ignore SIGPIPE: libevent writes with writev() and
+ *   SSL_write(), so a shard closing under a write would otherwise kill it.
  * - Request records are allocated by pool_get & co. and freed by the pool
  *   right after their callback returns. The caller owns key and val only for
  *   the duration of the call (both are copied into the connection's output).
@@ -92,6 +96,11 @@ int pool_shard_of(const struct pool *p, const char *key, size_t klen);
 const char *pool_shard_name(const struct pool *p, int shard);
 
 /*
+ * memcached refuses an item whose value plus its own header exceeds its -I
+ * (default 1 MiB): with max_item_size = 1 MiB, run memcached with -I 2m, or a
+ * value near 1 MiB comes back as MC_ERROR (SERVER_ERROR, counted in
+ * server_errors) and is simply not stored.
+ *
  * Requests. Return 0 when accepted: cb will then be called exactly once, on
  * the pool's thread, always from the event loop (never from inside the call
  * that made the request; a shard that is down, a value above max_item_size,

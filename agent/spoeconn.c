@@ -477,8 +477,20 @@ spoe_conn_close_all(struct worker *w)
 {
 	struct spoe_conn *c;
 
-	while ((c = TAILQ_FIRST(&w->conns)) != NULL)
+	while ((c = TAILQ_FIRST(&w->conns)) != NULL) {
+		/* SPOP: an agent that closes says DISCONNECT first. The loop
+		 * has stopped, so flush what the (non-blocking) socket takes
+		 * now instead of waiting for a write event: best effort, a
+		 * peer that stopped reading gets a plain close. A socket
+		 * bufferevent freezes the start of its output buffer (only its
+		 * own write callback drains it): unfreeze it to write here. */
+		struct evbuffer *out = bufferevent_get_output(c->bev);
+
+		conn_disconnect(c, SPOP_ST_NORMAL, "agent shutting down");
+		evbuffer_unfreeze(out, 1);
+		(void)evbuffer_write(out, bufferevent_getfd(c->bev));
 		conn_free(c);
+	}
 }
 
 void

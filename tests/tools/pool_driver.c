@@ -99,6 +99,7 @@ struct batch {
 	int id;
 	enum bkind kind;
 	int total, done;
+	int requested;
 	int st[5];
 	int bad, sync;
 	long size;		/* expected value size for get, -1 = do not check */
@@ -126,7 +127,7 @@ static void batch_report(struct batch *b)
 	static const char *names[] = { "set", "get", "del", "flush", "stats" };
 
 	out("R %d %s n=%d ok=%d notfound=%d notstored=%d error=%d toobig=%d bad=%d sync=%d "
-	    "ms=%.1f maxms=%.1f", b->id, names[b->kind], b->total, b->st[MC_OK],
+	    "ms=%.1f maxms=%.1f", b->id, names[b->kind], b->requested, b->st[MC_OK],
 	    b->st[MC_NOTFOUND], b->st[MC_NOTSTORED], b->st[MC_ERROR], b->st[MC_TOOBIG], b->bad,
 	    b->sync, (double)(now_us() - b->t0) / 1000.0, (double)b->maxus / 1000.0);
 	if (b->kind == B_STATS)
@@ -232,6 +233,7 @@ static void keyed(enum bkind k, char **av, int ac)
 	}
 	b = batch_new(k);
 	b->total = (int)n;
+	b->requested = (int)n;
 	b->size = size;
 	if (k == B_SET && size >= 0 && (val = malloc((size_t)size + 1)) == NULL)
 		abort();
@@ -265,6 +267,7 @@ static void keyed(enum bkind k, char **av, int ac)
 			out("E request %u refused\n", c);
 			free(o);
 			b->total--;
+			b->requested--;
 		}
 	}
 	free(val);
@@ -287,6 +290,7 @@ static void shard_cmd(enum bkind k, char **av, int ac)
 	}
 	b = batch_new(k);
 	b->total = 1;
+	b->requested = 1;
 	o = calloc(1, sizeof(*o));
 	o->b = b;
 	o->t0 = now_us();
