@@ -12,7 +12,10 @@
  *                  [--https] [--consumer ID] [--data BODY]
  *
  * Exit: 0 done, 1 absent (get, purge) or a shard failed (flush, stats),
- * 2 usage or configuration error.
+ * 2 usage or configuration error, or the shard that owns KEY failed (get,
+ * purge: an error is not "absent", so a script can tell them apart).
+ * --json prints one JSON object per line: one for get, purge and key, one
+ * per shard for flush and stats.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -89,11 +92,19 @@ on_get(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 			evbuffer_add_printf(c->out, "%s: not in the cache\n", c->key);
 		c->rc = 1;
 	} else if (st != MC_OK) {
-		evbuffer_add_printf(c->out, "%s: %s on shard %s\n", c->key, mc_status_name(st),
-		    pool_shard_name(c->pool, c->shard));
+		if (c->json)
+			evbuffer_add_printf(c->out, "{\"key\":\"%s\",\"shard\":\"%s\",\"error\":\"%s\"}\n",
+			    c->key, pool_shard_name(c->pool, c->shard), mc_status_name(st));
+		else
+			evbuffer_add_printf(c->out, "%s: %s on shard %s\n", c->key, mc_status_name(st),
+			    pool_shard_name(c->pool, c->shard));
 		c->rc = 2;
 	} else if (entry_decode(val, vlen, &e) < 0) {
-		evbuffer_add_printf(c->out, "%s: entry is corrupt or of another version\n", c->key);
+		if (c->json)
+			evbuffer_add_printf(c->out, "{\"key\":\"%s\",\"found\":true,\"error\":"
+			    "\"entry is corrupt or of another version\"}\n", c->key);
+		else
+			evbuffer_add_printf(c->out, "%s: entry is corrupt or of another version\n", c->key);
 		c->rc = 1;
 	} else {
 		if (c->json)

@@ -34,7 +34,7 @@ inspect_entry_json(struct evbuffer *out, const char *key, const struct entry *e,
 	int64_t age = age_of(e, now);
 	int first = 1;
 
-	evbuffer_add_printf(out, "{\"key\":");
+	evbuffer_add_printf(out, "{\"found\":true,\"key\":");
 	inspect_json_str(out, key, strlen(key));
 	evbuffer_add_printf(out, ",\"status\":%u,\"stored_at\":%" PRId64 ",\"age\":%" PRId64
 	    ",\"lifetime\":%" PRId64 ",\"fresh\":%s,\"flags\":%u,\"body_size\":%zu,\"headers\":[",

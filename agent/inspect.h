@@ -14,7 +14,7 @@
 /* JSON string literal of (s, len), any bytes (\u escapes for control bytes,
  * invalid UTF-8 bytes as \u00XX). */
 void inspect_json_str(struct evbuffer *out, const char *s, size_t len);
-/* {"key":..,"status":..,"age":..,"lifetime":..,"fresh":..,"stored_at":..,
+/* {"found":true,"key":..,"status":..,"age":..,"lifetime":..,"fresh":..,"stored_at":..,
  *  "headers":[[name,value],..],"body_size":..} */
 void inspect_entry_json(struct evbuffer *out, const char *key, const struct entry *e, int64_t now);
 /* The same as "name: value" lines for a terminal. */

@@ -325,9 +325,6 @@ def parse_frame(body):
 
 # ------------------------------------------------------ what HAProxy sends
 
-_OMIT = object()
-
-
 def haproxy_hello(versions="2.0", max_frame_size=16380, capabilities=HAPROXY_CAPS,
                   healthcheck=None, engine_id="spopclient-engine", extra=()):
     """HAPROXY-HELLO payload. None leaves an item out (to build incomplete

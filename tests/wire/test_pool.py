@@ -312,6 +312,16 @@ def stopped_shard_errors_others_work_restart_brings_it_back(procs):
     d.quit()
 
 
+def stopped(pid):
+    """Every thread of pid is stopped (kill() only queues SIGSTOP)."""
+    tasks = os.listdir("/proc/%d/task" % pid)
+    for t in tasks:
+        with open("/proc/%d/task/%s/stat" % (pid, t)) as f:
+            if f.read().rsplit(")", 1)[1].split()[0] != "T":
+                return False
+    return True
+
+
 @test
 def sigstopped_shard_costs_one_timeout_then_fails_fast(procs):
     mcs = [procs.memcached() for _ in range(3)]
@@ -324,6 +334,7 @@ def sigstopped_shard_costs_one_timeout_then_fails_fast(procs):
     vs = shard_of_port(d, victim.port)
     other = (vs + 1) % 3
     os.killpg(victim.pid, signal.SIGSTOP)
+    wait_for(lambda: stopped(victim.pid), timeout=5, what="memcached stopped")
     try:
         a = d.send("get z%d 30 50 %d" % (vs, vs))
         b = d.send("get z%d 30 50 %d" % (other, other))
