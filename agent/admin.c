@@ -39,6 +39,13 @@ struct pending {
 	int left;			/* flush: shards still to answer */
 	int failed;
 	struct evbuffer *body;
+	struct flush_op *ops;		/* flush: one per shard */
+};
+
+/* One shard's part of DELETE /cache, so its line can name the shard. */
+struct flush_op {
+	struct pending *p;
+	int shard;
 };
 
 static void
@@ -223,21 +230,27 @@ on_delete(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 	free(p);
 }
 
+/* The body has one line per shard, "host:port: flushed" or its error, in
+ * reply order, then the total; 502 when any shard failed. */
 static void
 on_flush(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 {
-	struct pending *p = arg;
+	struct flush_op *op = arg;
+	struct pending *p = op->p;
+	int n = pool_nshards(p->a->pool);
 
 	(void)val;
 	(void)vlen;
+	evbuffer_add_printf(p->body, "%s: %s\n", pool_shard_name(p->a->pool, op->shard),
+	    st == MC_OK ? "flushed" : mc_status_name(st));
 	if (st != MC_OK)
 		p->failed++;
 	if (--p->left > 0)
 		return;
-	evbuffer_add_printf(p->body, "%d of %d shards flushed\n",
-	    pool_nshards(p->a->pool) - p->failed, pool_nshards(p->a->pool));
+	evbuffer_add_printf(p->body, "%d of %d shards flushed\n", n - p->failed, n);
 	reply(p->req, p->failed ? 502 : 200, p->failed ? "Bad Gateway" : "OK", "text/plain", p->body);
 	evbuffer_free(p->body);
+	free(p->ops);
 	free(p);
 }
 
@@ -247,17 +260,22 @@ flush_all(struct admin *a, struct evhttp_request *req)
 	struct pending *p = pending_new(a, req, NULL);
 	int n = pool_nshards(a->pool);
 
-	if (p == NULL || (p->body = evbuffer_new()) == NULL) {
+	if (p == NULL || (p->body = evbuffer_new()) == NULL ||
+	    (p->ops = calloc((size_t)n, sizeof(*p->ops))) == NULL) {
+		if (p != NULL && p->body != NULL)
+			evbuffer_free(p->body);
 		free(p);
 		reply_text(req, 500, "Internal Server Error", "out of memory");
 		return;
 	}
 	p->left = n;
+	/* No callback runs inside pool_flush_shard(), so p outlives the loop
+	 * unless the last shard is the one that completes it here. */
 	for (int i = 0; i < n; i++) {
-		if (pool_flush_shard(a->pool, i, on_flush, p) < 0) {
-			evbuffer_add_printf(p->body, "%s: cannot send\n", pool_shard_name(a->pool, i));
-			on_flush(p, MC_ERROR, NULL, 0);
-		}
+		p->ops[i].p = p;
+		p->ops[i].shard = i;
+		if (pool_flush_shard(a->pool, i, on_flush, &p->ops[i]) < 0)
+			on_flush(&p->ops[i], MC_ERROR, NULL, 0);
 	}
 }
 

@@ -37,6 +37,7 @@ struct agent {
 	int nworkers;
 	unsigned next;			/* round-robin hand-off */
 	struct admin *admin;
+	int debug;			/* -d: debug level whatever the config says */
 };
 
 static void
@@ -105,7 +106,20 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		config_free(cf);
 		return;
 	}
-	log_set_level(cf->agent.log_level);
+	/* What a running agent cannot change: said once, the rest applies. */
+	{
+		const struct sc_agent_conf *o = &ag->cf->agent, *n = &cf->agent;
+
+		if (strcmp(o->listen, n->listen) != 0 || o->port != n->port)
+			log_warn("reload: agent.listen/agent.port changed; needs a restart");
+		if (o->threads != n->threads)
+			log_warn("reload: agent.threads changed; needs a restart");
+		if (strcmp(o->admin_listen, n->admin_listen) != 0 || o->admin_port != n->admin_port)
+			log_warn("reload: agent.admin.listen/port changed; needs a restart");
+		if (o->log_target != n->log_target)
+			log_warn("reload: agent.log.target changed; needs a restart");
+	}
+	log_set_level(ag->debug ? LOG_DEBUG : cf->agent.log_level);
 	/* Old configs stay allocated: requests in flight may still read them,
 	 * and a reload is rare. Freed at exit. */
 	cf->prev = ag->cf;
@@ -153,7 +167,7 @@ main(int argc, char **argv)
 		switch (opt) {
 		case 'c': file = optarg; break;
 		case 't': check = 1; break;
-		case 'd': debug = 1; break;
+		case 'd': debug = ag.debug = 1; break;
 		case 'V': printf("spoe-cache-agent %s\n", VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;

@@ -11,9 +11,10 @@
  *   spoe-cache-ctl [-c FILE] [--json] key METHOD URL [-H 'Name: value']... [--policy P]
  *                  [--https] [--consumer ID] [--data BODY]
  *
- * Exit: 0 done, 1 absent (get, purge) or a shard failed (flush, stats),
- * 2 usage or configuration error, or the shard that owns KEY failed (get,
- * purge: an error is not "absent", so a script can tell them apart).
+ * Exit: 0 done; 1 absent (get, purge), a shard failed (flush, stats) or
+ * the request would be a Bypass (key); 2 usage or configuration error, or
+ * the shard that owns KEY failed (get, purge: an error is not "absent", so
+ * a script can tell them apart).
  * --json prints one JSON object per line: one for get, purge and key, one
  * per shard for flush and stats.
  */
@@ -328,11 +329,12 @@ main(int argc, char **argv)
 		{ NULL, 0, NULL, 0 }
 	};
 	const char *file = "/etc/spoe-cache/spoe-cache.conf", *cmd;
-	struct sc_config *cf;
+	struct sc_config *cf = NULL;
+	struct shard_op *ops = NULL;
 	struct ctl c;
 	SSL_CTX *tls = NULL;
 	char err[512];
-	int opt;
+	int opt, nargs, keycmd, shardcmd;
 
 	memset(&c, 0, sizeof(c));
 	/* Options before the command only; the command parses its own. */
@@ -349,6 +351,26 @@ main(int argc, char **argv)
 		return 2;
 	}
 	cmd = argv[optind];
+	nargs = argc - optind;
+	/* The command line is checked before anything is allocated. */
+	keycmd = strcmp(cmd, "get") == 0 || strcmp(cmd, "purge") == 0;
+	shardcmd = strcmp(cmd, "flush") == 0 || strcmp(cmd, "stats") == 0;
+	if (keycmd) {
+		if (nargs == 4 && cmd[0] == 'g' && strcmp(argv[optind + 2], "--body") == 0)
+			c.body_file = argv[optind + 3];
+		else if (nargs != 2) {
+			usage(stderr);
+			return 2;
+		}
+		c.key = argv[optind + 1];
+		if (!valid_key(c.key)) {
+			fprintf(stderr, "spoe-cache-ctl: a key is 64 lowercase hex digits\n");
+			return 2;
+		}
+	} else if ((shardcmd && nargs != 1) || (!shardcmd && strcmp(cmd, "key") != 0)) {
+		usage(stderr);
+		return 2;
+	}
 	log_init("spoe-cache-ctl", LOG_WARNING, 0);
 	pool_set_logger(log_msg);
 	cf = config_load(file, err, sizeof(err));
@@ -357,51 +379,43 @@ main(int argc, char **argv)
 		return 2;
 	}
 	if (strcmp(cmd, "key") == 0) {
-		int rc = cmd_key(cf, argc - optind, argv + optind, c.json);
-
-		config_free(cf);
-		return rc;
+		c.rc = cmd_key(cf, nargs, argv + optind, c.json);
+		goto out_cf;
 	}
+	c.rc = 2;
 	c.base = event_base_new();
 	c.out = evbuffer_new();
 	if (c.base == NULL || c.out == NULL) {
 		fprintf(stderr, "spoe-cache-ctl: out of memory\n");
-		return 2;
+		goto out_base;
 	}
 	if (cf->pool.tls && (tls = pool_tls_ctx_new(&cf->pool, err, sizeof(err))) == NULL) {
 		fprintf(stderr, "spoe-cache-ctl: memcached TLS: %s\n", err);
-		return 2;
+		goto out_base;
 	}
 	c.pool = pool_new(c.base, &cf->pool, tls, err, sizeof(err));
 	if (c.pool == NULL) {
 		fprintf(stderr, "spoe-cache-ctl: %s\n", err);
-		return 2;
+		goto out_tls;
 	}
-	if ((strcmp(cmd, "get") == 0 || strcmp(cmd, "purge") == 0) && argc - optind >= 2) {
-		c.key = argv[optind + 1];
-		if (argc - optind == 4 && strcmp(argv[optind + 2], "--body") == 0 && cmd[0] == 'g')
-			c.body_file = argv[optind + 3];
-		else if (argc - optind != 2) {
-			usage(stderr);
-			return 2;
-		}
-		if (!valid_key(c.key)) {
-			fprintf(stderr, "spoe-cache-ctl: a key is 64 lowercase hex digits\n");
-			return 2;
-		}
+	c.rc = 0;
+	if (keycmd) {
 		c.shard = pool_shard_of(c.pool, c.key, KEY_HEX_LEN);
 		c.pending = 1;
 		if ((cmd[0] == 'g' ? pool_get(c.pool, c.key, KEY_HEX_LEN, on_get, &c) :
 		    pool_delete(c.pool, c.key, KEY_HEX_LEN, on_purge, &c)) < 0) {
 			fprintf(stderr, "spoe-cache-ctl: cannot send the request\n");
-			return 2;
+			c.pending = 0;
+			c.rc = 2;
 		}
-	} else if ((strcmp(cmd, "flush") == 0 || strcmp(cmd, "stats") == 0) && argc - optind == 1) {
+	} else {
 		int n = pool_nshards(c.pool);
-		struct shard_op *ops = calloc((size_t)n, sizeof(*ops));
 
-		if (ops == NULL)
-			return 2;
+		ops = calloc((size_t)n, sizeof(*ops));
+		if (ops == NULL) {
+			c.rc = 2;
+			goto out_pool;
+		}
 		for (int i = 0; i < n; i++) {
 			ops[i].c = &c;
 			ops[i].shard = i;
@@ -412,23 +426,23 @@ main(int argc, char **argv)
 				c.rc = 1;
 			}
 		}
-		if (c.pending > 0)
-			event_base_dispatch(c.base);
-		c.pending = 0;
-		free(ops);
-	} else {
-		usage(stderr);
-		return 2;
 	}
 	if (c.pending > 0)
 		event_base_dispatch(c.base);
 	fwrite(evbuffer_pullup(c.out, -1), 1, evbuffer_get_length(c.out),
 	    c.body_file != NULL && strcmp(c.body_file, "-") == 0 ? stderr : stdout);
+out_pool:
 	pool_free(c.pool);
-	evbuffer_free(c.out);
-	event_base_free(c.base);
+	free(ops);
+out_tls:
 	if (tls != NULL)
 		SSL_CTX_free(tls);
+out_base:
+	if (c.out != NULL)
+		evbuffer_free(c.out);
+	if (c.base != NULL)
+		event_base_free(c.base);
+out_cf:
 	config_free(cf);
 	return c.rc;
 }

@@ -50,7 +50,7 @@ policies: {
 
 class Stack:
     def __init__(self, procs, template="cache-before-ratelimit.cfg", weights=(100, 100, 50),
-                 policies=DEFAULT_POLICIES, rate_limit=1000, asan=False, threads=2,
+                 policies=DEFAULT_POLICIES, rate_limit=10**9, asan=False, threads=2,
                  pool_extra="", agent_extra="", log_level="info", policy="default",
                  haproxy_extra_env=None, shards=None, ports=None):
         ports = ports or {}

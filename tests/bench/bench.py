@@ -1,0 +1,606 @@
+#!/usr/bin/env python3
+"""bench.py - `make bench`: hit and miss throughput of spoe-cache against the
+alternatives, all on 127.0.0.1, in one run. Never part of `make test`.
+
+It starts three memcached shards, an nginx origin (static 1 KB / 16 KB
+text/plain files, and /cold: a fresh cacheable object for any query string),
+and four front ends on that origin:
+  ours      HAProxy running haproxy-conf/cache-before-ratelimit.cfg unchanged
+            (its environment variables only, as tests/lib/stack.py sets them,
+            with a rate limit that never triggers) and ./spoe-cache-agent
+  haproxy   HAProxy's built-in in-memory cache (tests/bench/haproxy-cache.cfg)
+  srcache   nginx srcache+memc on the same three shards (tests/bench/srcache.conf)
+  straight  HAProxy straight to the origin (tests/bench/haproxy-straight.cfg)
+Each is warmed, then driven with the same wrk load on the same objects; the
+tables give req/s, p50/p99 and the ratio of each to ours, then the miss path
+(a cold key every request) against straight-to-origin, agent CPU per 1,000
+requests (from /proc) and the agent's peak RSS, and which targets were met.
+Numbers are reported, never judged: there is no pass/fail.
+
+Every process is started through harness.Procs and killed by PID at the end,
+also on Ctrl-C, SIGTERM or an error. It must not listen beyond 127.0.0.1 nor
+send load anywhere else.
+
+  BENCH_DURATION=10 BENCH_CONNS=16,64 python3 tests/bench/bench.py
+"""
+import http.client
+import os
+import re
+import shutil
+import signal
+import sys
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+from harness import AGENT, HOST, ROOT, Procs, free_port, wait_for, wait_port  # noqa: E402
+from stack import agent_config  # noqa: E402
+
+DURATION = int(os.environ.get("BENCH_DURATION", "10"))
+WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
+CONNS = [int(c) for c in os.environ.get("BENCH_CONNS", "16,64").split(",")]
+WRK_THREADS = 2
+WORKERS = 2                      # nginx worker_processes (srcache and origin)
+OBJECTS = [("1 KB", "/1k.txt", 1024), ("16 KB", "/16k.txt", 16384)]
+COLD_SIZE = 1024
+RATE_LIMIT = 100000000           # SPOE_CACHE_RATE_LIMIT: never reached
+NGINX_MODULES = ["ndk_http_module.so", "ngx_http_set_misc_module.so",
+                 "ngx_http_memc_module.so", "ngx_http_srcache_filter_module.so"]
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+POLICIES = """
+  default: {
+    content_type = ["text/plain"];
+    cache_ttl = 300;
+  };
+"""
+
+NAMES = {
+    "ours": "spoe-cache (ours)",
+    "haproxy": "HAProxy cache",
+    "srcache": "nginx srcache+memc",
+    "straight": "HAProxy straight",
+}
+CACHES = ["ours", "haproxy", "srcache"]
+
+
+def say(msg):
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- processes
+
+def preflight():
+    missing = [b for b in ("wrk", "nginx", "haproxy", "memcached") if not shutil.which(b)]
+    missing += [m for m in NGINX_MODULES
+                if not os.path.exists(os.path.join("/usr/lib/nginx/modules", m))]
+    if not os.access(AGENT, os.X_OK):
+        missing.append(AGENT)
+    if missing:
+        sys.exit("bench: missing %s; run `make deps` (scripts/deps.sh) and `make`"
+                 % ", ".join(missing))
+
+
+def fill(template, values):
+    with open(os.path.join(HERE, template)) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace("@%s@" % k, str(v))
+    left = re.findall(r"@[A-Z0-9_]+@", text)
+    if left:
+        raise RuntimeError("%s: unfilled %s" % (template, ", ".join(sorted(set(left)))))
+    return text
+
+
+def nginx(procs, name, conf_text, port):
+    for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(procs.path("%s-tmp/%s" % (name, sub)), exist_ok=True)
+    conf = procs.write("%s.conf" % name, conf_text)
+    p = procs.spawn(["nginx", "-p", procs.dir + "/", "-e", procs.path("%s-error.log" % name),
+                     "-c", conf], name="nginx-" + name)
+    wait_port(port, proc=p)
+    p.port = port
+    return p
+
+
+def haproxy(procs, name, cfg, env, port):
+    p = procs.spawn(["haproxy", "-db", "-f", cfg], name="haproxy-" + name, env=env)
+    wait_port(port, proc=p)
+    p.port = port
+    return p
+
+
+def children(pid):
+    """pid and its direct children (nginx's master and workers)."""
+    out = [pid]
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        if int(st[st.rindex(")") + 2:].split()[1]) == pid:
+            out.append(int(d))
+    return out
+
+
+def cpu_ticks(pids):
+    """utime + stime of pids, in clock ticks."""
+    total = 0
+    for pid in pids:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                st = f.read()
+        except OSError:
+            continue
+        fields = st[st.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])   # utime, stime (fields 14, 15)
+    return total
+
+
+def vm_hwm_kb(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    return 0
+
+
+# ---------------------------------------------------------------- HTTP probes
+
+def get(port, path):
+    conn = http.client.HTTPConnection(HOST, port, timeout=10)
+    try:
+        conn.request("GET", path)
+        r = conn.getresponse()
+        body = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+    finally:
+        conn.close()
+
+
+def origin_requests(status_port):
+    """nginx's request counter; the probe itself is one request."""
+    st, _, body = get(status_port, "/")
+    m = re.search(rb"\n\s*(\d+)\s+(\d+)\s+(\d+)\s*\n", body)
+    return int(m.group(3))
+
+
+def agent_metrics(admin_port):
+    st, _, body = get(admin_port, "/metrics")
+    out = {}
+    for line in body.decode().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, val = line.rpartition(" ")
+        out[name] = float(val)
+    return out
+
+
+def haproxy_info(sock, key):
+    import socket
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock)
+    s.sendall(b"show info\n")
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    for line in out.decode().splitlines():
+        if line.startswith(key + ":"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+# ---------------------------------------------------------------- wrk
+
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def ms(num, unit):
+    return float(num) * UNIT[unit]
+
+
+def parse_wrk(text):
+    r = {"rps": None, "p50": None, "p99": None, "requests": None, "secs": None,
+         "errors": []}
+    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    if m:
+        r["rps"] = float(m.group(1))
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m),", text)
+    if m:
+        r["requests"] = int(m.group(1))
+        r["secs"] = ms(m.group(2), m.group(3)) / 1e3
+    for pct, key in (("50", "p50"), ("99", "p99")):
+        m = re.search(r"^\s+%s%%\s+([\d.]+)(us|ms|s|m)\s*$" % pct, text, re.M)
+        if m:
+            r[key] = ms(m.group(1), m.group(2))
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    if m:
+        for what, n in zip(("connect", "read", "write", "timeout"), m.groups()):
+            if int(n):
+                r["errors"].append("socket %s %s" % (what, n))
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    if m and int(m.group(1)):
+        r["errors"].append("non-2xx %s" % m.group(1))
+    if r["rps"] is None or r["p50"] is None or r["requests"] is None:
+        r["errors"].append("unparsed wrk output")
+    return r
+
+
+def wrk(procs, port, path, conns, duration, script=None):
+    argv = ["wrk", "-t", str(min(WRK_THREADS, conns)), "-c", str(conns),
+            "-d", "%ds" % duration, "--timeout", "5s", "--latency"]
+    if script:
+        argv += ["-s", script]
+    argv.append("http://%s:%d%s" % (HOST, port, path))
+    p = procs.spawn(argv, name="wrk")
+    try:
+        p.wait(timeout=duration + 60)
+    except Exception:
+        procs.stop(p, signal.SIGKILL)
+        raise
+    text = procs.log_text(p)
+    r = parse_wrk(text)
+    if p.returncode != 0:
+        r["errors"].append("wrk exited %s" % p.returncode)
+    r["raw"] = text
+    return r
+
+
+COLD_LUA = """-- a cold key every request: /cold?k=PREFIX-THREAD-N
+local n = 0
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("id", threads)
+end
+function request()
+  n = n + 1
+  return wrk.format(nil, "/cold?k=%s-" .. id .. "-" .. n)
+end
+"""
+
+
+def cold_script(procs, tag):
+    return procs.write("cold-%s.lua" % tag, COLD_LUA % tag)
+
+
+# ---------------------------------------------------------------- the bench
+
+class Bench:
+    def __init__(self, procs):
+        self.procs = procs
+        self.runs = []          # dicts: kind, obj, conns, sys, result, notes, cpu
+        self.watch = {}         # name -> list of pids, for CPU accounting
+
+    # ---- start-up
+    def start(self):
+        pr = self.procs
+        user = "user root;" if os.geteuid() == 0 else ""
+        self.shards = [pr.memcached(mem_mb=256) for _ in range(3)]
+
+        html = pr.path("origin-html")
+        os.makedirs(html)
+        for _, path, size in OBJECTS:
+            line = ("spoe-cache bench object %d bytes " % size).ljust(63, ".") + "\n"
+            body = (line * (size // len(line) + 1))[:size - 1] + "\n"
+            with open(os.path.join(html, path.lstrip("/")), "w") as f:
+                f.write(body)
+        cold_body = ("cold " * (COLD_SIZE // 5 + 1))[:COLD_SIZE - 1] + "\n"
+        self.origin_port, self.origin_status = free_port(), free_port()
+        self.origin = nginx(pr, "origin", fill("origin.conf", {
+            "USER": user, "WORKERS": WORKERS, "DIR": pr.dir, "PORT": self.origin_port,
+            "STATUS_PORT": self.origin_status,
+            "COLD_BODY": cold_body.replace("\n", "\\n")}), self.origin_port)
+        wait_port(self.origin_status, proc=self.origin)
+
+        # Ours: the shipped template unchanged, environment as Stack sets it.
+        agent_port, self.admin_port, ours_port = free_port(), free_port(), free_port()
+        conf = pr.write("spoe-cache.conf", agent_config(
+            [(s.port, w) for s, w in zip(self.shards, (100, 100, 50))],
+            agent_port, self.admin_port, POLICIES, threads=2, log_level="notice"))
+        self.agent = pr.spawn([AGENT, "-c", conf], name="agent")
+        wait_port(agent_port, proc=self.agent)
+        wait_port(self.admin_port, proc=self.agent)
+        ours_sock = pr.path("haproxy-ours.sock")
+        env = {
+            "SPOE_CACHE_HOME": ROOT,
+            "SPOE_CACHE_BIND": "%s:%d" % (HOST, ours_port),
+            "SPOE_CACHE_ORIGIN": "%s:%d" % (HOST, self.origin_port),
+            "SPOE_CACHE_AGENT": "%s:%d" % (HOST, agent_port),
+            "SPOE_CACHE_STATS_SOCKET": ours_sock,
+            "SPOE_CACHE_RATE_LIMIT": str(RATE_LIMIT),
+            "SPOE_CACHE_POLICY": "default",
+        }
+        ours = haproxy(pr, "ours", os.path.join(ROOT, "haproxy-conf", "cache-before-ratelimit.cfg"),
+                       env, ours_port)
+        # The template leaves nbthread to HAProxy (one per CPU); the others copy it.
+        self.nbthread = haproxy_info(ours_sock, "Nbthread") or "1"
+
+        self.fronts = {"ours": ours}
+        for name, cfg in (("haproxy", "haproxy-cache.cfg"), ("straight", "haproxy-straight.cfg")):
+            port = free_port()
+            self.fronts[name] = haproxy(pr, name, os.path.join(HERE, cfg), {
+                "BENCH_NBTHREAD": self.nbthread,
+                "BENCH_BIND": "%s:%d" % (HOST, port),
+                "BENCH_ORIGIN": "%s:%d" % (HOST, self.origin_port),
+                "BENCH_STATS_SOCKET": pr.path("haproxy-%s.sock" % name)}, port)
+        port = free_port()
+        self.fronts["srcache"] = nginx(pr, "srcache", fill("srcache.conf", {
+            "USER": user, "WORKERS": WORKERS, "DIR": pr.dir, "PORT": port,
+            "ORIGIN": self.origin_port, "MC1": self.shards[0].port,
+            "MC2": self.shards[1].port, "MC3": self.shards[2].port}), port)
+
+        mc = [s.pid for s in self.shards]
+        self.watch = {
+            "ours": {"haproxy": [ours.pid], "agent": [self.agent.pid], "memcached": mc},
+            "haproxy": {"haproxy": [self.fronts["haproxy"].pid]},
+            "srcache": {"nginx": children(self.fronts["srcache"].pid), "memcached": mc},
+            "straight": {"haproxy": [self.fronts["straight"].pid]},
+        }
+        origin_pids = children(self.origin.pid)
+        for w in self.watch.values():
+            w["origin"] = origin_pids
+
+    # ---- checks before a run
+    def check_hit(self, sysname, path, size):
+        """Fill the cache for path and prove the next request is a hit."""
+        port = self.fronts[sysname].port
+        st, h, b = get(port, path)
+        if st != 200 or len(b) != size:
+            raise RuntimeError("%s %s: status %d, %d bytes" % (sysname, path, st, len(b)))
+        if sysname == "ours":
+            wait_for(lambda: get(port, path)[1].get("x-cache-status") == "Hit",
+                     timeout=10, what="a Hit from ours for %s" % path)
+        elif sysname == "srcache":
+            wait_for(lambda: get(port, path)[1].get("x-cache-status") == "HIT",
+                     timeout=10, what="a HIT from srcache for %s" % path)
+        if sysname in CACHES:
+            before = origin_requests(self.origin_status)
+            for _ in range(5):
+                st, h, b = get(port, path)
+                if st != 200 or len(b) != size:
+                    raise RuntimeError("%s %s: status %d, %d bytes on a hit"
+                                       % (sysname, path, st, len(b)))
+            moved = origin_requests(self.origin_status) - before - 1
+            if moved:
+                raise RuntimeError("%s %s: the origin saw %d of 5 requests that should "
+                                   "have been hits" % (sysname, path, moved))
+
+    def check_miss(self):
+        port = self.fronts["ours"].port
+        path = "/cold?k=probe-%s" % uuid.uuid4().hex
+        st, h, b = get(port, path)
+        if st != 200 or h.get("x-cache-status") != "Miss" or len(b) != COLD_SIZE:
+            raise RuntimeError("ours %s: expected a %d-byte 200 Miss, got %d %r %d bytes"
+                               % (path, COLD_SIZE, st, h.get("x-cache-status"), len(b)))
+        wait_for(lambda: get(port, path)[1].get("x-cache-status") == "Hit", timeout=10,
+                 what="the cold object to be stored")
+
+    # ---- one measured run
+    def measure(self, kind, sysname, label, path, conns, script=None):
+        watch = self.watch[sysname]
+        cpu0 = {k: cpu_ticks(v) for k, v in watch.items()}
+        o0 = origin_requests(self.origin_status)
+        m0 = agent_metrics(self.admin_port) if sysname == "ours" else None
+        r = wrk(self.procs, self.fronts[sysname].port, path, conns, DURATION, script)
+        o1 = origin_requests(self.origin_status)
+        cpu1 = {k: cpu_ticks(v) for k, v in watch.items()}
+        m1 = agent_metrics(self.admin_port) if sysname == "ours" else None
+        run = {"kind": kind, "obj": label, "conns": conns, "sys": sysname, "r": r,
+               "notes": list(r["errors"]), "origin": o1 - o0 - 1,
+               "cpu": {k: (cpu1[k] - cpu0[k]) / CLK_TCK for k in watch}}
+        n = r["requests"] or 0
+        if kind == "hit" and sysname in CACHES and run["origin"]:
+            run["notes"].append("origin saw %d requests: not all hits" % run["origin"])
+        if kind == "miss" and run["origin"] < n:
+            run["notes"].append("origin saw %d of %d requests" % (run["origin"], n))
+        if m0 is not None:
+            def d(name):
+                return m1.get(name, 0) - m0.get(name, 0)
+            hits = d('spoe_cache_lookups_total{status="Hit"}')
+            misses = d('spoe_cache_lookups_total{status="Miss"}')
+            run["agent"] = {"hits": hits, "misses": misses,
+                            "stores": d("spoe_cache_stores_total")}
+            if kind == "hit" and hits < n:
+                run["notes"].append("agent counted %d hits for %d requests" % (hits, n))
+            if kind == "miss" and run["agent"]["stores"] < 0.99 * n:
+                run["notes"].append("agent stored %d of %d" % (run["agent"]["stores"], n))
+        self.runs.append(run)
+        say("  %-5s %-6s c=%-3d %-20s %9s req/s  p50 %-9s p99 %-9s%s" % (
+            kind, label, conns, NAMES[sysname], fmt_rps(r["rps"]), fmt_ms(r["p50"]),
+            fmt_ms(r["p99"]), ("  !! " + "; ".join(run["notes"])) if run["notes"] else ""))
+        return run
+
+    def run_all(self):
+        order = ["ours", "haproxy", "srcache", "straight"]
+        for label, path, size in OBJECTS:
+            for s in order:
+                self.check_hit(s, path, size)
+                wrk(self.procs, self.fronts[s].port, path, max(CONNS), WARMUP)
+                self.check_hit(s, path, size)
+            for c in CONNS:
+                for s in order:
+                    self.measure("hit", s, label, path, c)
+        self.check_miss()
+        for s in ("ours", "straight"):
+            wrk(self.procs, self.fronts[s].port, "/", max(CONNS), WARMUP,
+                cold_script(self.procs, "warm-%s-%s" % (s, uuid.uuid4().hex[:8])))
+        for c in CONNS:
+            for s in ("ours", "straight"):
+                tag = "%s-c%d-%s" % (s, c, uuid.uuid4().hex[:8])
+                self.measure("miss", s, "1 KB cold", "/", c, cold_script(self.procs, tag))
+        self.agent_hwm = vm_hwm_kb(self.agent.pid)
+        self.haproxy_hwm = vm_hwm_kb(self.fronts["ours"].pid)
+
+
+# ---------------------------------------------------------------- report
+
+def fmt_rps(x):
+    return "-" if x is None else "%.0f" % x
+
+
+def fmt_ms(x):
+    if x is None:
+        return "-"
+    return "%.0fus" % (x * 1e3) if x < 1 else "%.2fms" % x
+
+
+def ratio(a, b):
+    return "-" if not a or not b else "%.2fx" % (a / b)
+
+
+def report(b):
+    def find(kind, obj, conns, s):
+        for r in b.runs:
+            if (r["kind"], r["obj"], r["conns"], r["sys"]) == (kind, obj, conns, s):
+                return r
+        return None
+
+    hdr = "%-10s %5s  %-20s %9s %9s %9s  %8s %8s %8s  %s" % (
+        "object", "conns", "system", "req/s", "p50", "p99", "rps/ours", "p50/ours",
+        "p99/ours", "notes")
+    say("")
+    say("=" * len(hdr))
+    say("spoe-cache bench: every process on 127.0.0.1, 2 CPUs shared by client and servers")
+    say("wrk -t%d, %d s per run after a %d s warm-up; HAProxy nbthread %s for all three "
+        "HAProxy; nginx %d workers" % (WRK_THREADS, DURATION, WARMUP, b.nbthread, WORKERS))
+    say("ours: haproxy-conf/cache-before-ratelimit.cfg unchanged, agent -O2 with 2 threads, "
+        "shards weighted 100/100/50 (ketama)")
+    say("nginx srcache+memc: same 3 memcached shards, set_hashed_upstream (modulo hashing, "
+        "not ketama)")
+    say("rps/ours = that system's req/s divided by ours (>1: faster than ours); "
+        "p50/p99 ratios likewise (>1: slower than ours)")
+    say("")
+    say("HITS (every response from the cache; the origin's request count is checked)")
+    say(hdr)
+    for label, _, _ in OBJECTS:
+        for c in CONNS:
+            ours = find("hit", label, c, "ours")
+            for s in ("ours", "haproxy", "srcache", "straight"):
+                r = find("hit", label, c, s)
+                if not r:
+                    continue
+                w = r["r"]
+                notes = list(r["notes"])
+                if s == "straight":
+                    notes.insert(0, "no cache: every request to the origin")
+                say("%-10s %5d  %-20s %9s %9s %9s  %8s %8s %8s  %s" % (
+                    label, c, NAMES[s], fmt_rps(w["rps"]), fmt_ms(w["p50"]), fmt_ms(w["p99"]),
+                    ratio(w["rps"], ours["r"]["rps"]), ratio(w["p50"], ours["r"]["p50"]),
+                    ratio(w["p99"], ours["r"]["p99"]), "; ".join(notes)))
+            say("")
+    say("MISS PATH (a cold key every request: lookup miss, origin fetch, store)")
+    say(hdr)
+    for c in CONNS:
+        ours = find("miss", "1 KB cold", c, "ours")
+        for s in ("ours", "straight"):
+            r = find("miss", "1 KB cold", c, s)
+            if not r:
+                continue
+            w = r["r"]
+            say("%-10s %5d  %-20s %9s %9s %9s  %8s %8s %8s  %s" % (
+                "1 KB cold", c, NAMES[s], fmt_rps(w["rps"]), fmt_ms(w["p50"]), fmt_ms(w["p99"]),
+                ratio(w["rps"], ours["r"]["rps"]), ratio(w["p50"], ours["r"]["p50"]),
+                ratio(w["p99"], ours["r"]["p99"]), "; ".join(r["notes"])))
+    say("")
+
+    say("CPU seconds per 1,000 requests, by process (from /proc utime+stime over each run)")
+    say("%-4s %-10s %5s  %-20s %8s %8s %8s %8s %8s %8s" % (
+        "", "object", "conns", "system", "haproxy", "agent", "memcachd", "nginx", "origin",
+        "total"))
+    for r in b.runs:
+        n = r["r"]["requests"]
+        if not n:
+            continue
+        cells = []
+        for k in ("haproxy", "agent", "memcached", "nginx", "origin"):
+            cells.append("%8.4f" % (r["cpu"][k] / n * 1000) if k in r["cpu"] else "%8s" % "-")
+        say("%-4s %-10s %5d  %-20s %s %8.4f" % (
+            r["kind"], r["obj"], r["conns"], NAMES[r["sys"]], " ".join(cells),
+            sum(r["cpu"].values()) / n * 1000))
+    say("")
+    agent_runs = [r for r in b.runs if r["sys"] == "ours" and r["r"]["requests"]]
+    for r in agent_runs:
+        say("agent: %.4f CPU s per 1,000 %s (%s, %d conns; %d requests, %d %s counted by the agent)"
+            % (r["cpu"]["agent"] / r["r"]["requests"] * 1000,
+               "hits" if r["kind"] == "hit" else "misses", r["obj"], r["conns"],
+               r["r"]["requests"], r["agent"]["hits" if r["kind"] == "hit" else "misses"],
+               "hits" if r["kind"] == "hit" else "misses"))
+    say("agent peak RSS (VmHWM): %.1f MB; ours' HAProxy peak RSS: %.1f MB"
+        % (b.agent_hwm / 1024.0, b.haproxy_hwm / 1024.0))
+    say("")
+
+    say("TARGETS (ours' req/s divided by the other's, every cell of the run)")
+    all_ok = True
+    for kind, other, want, what in (
+            ("hit", "srcache", 1.2, "hits >= 1.2x nginx srcache+memc"),
+            ("hit", "haproxy", 0.6, "hits >= 0.6x HAProxy's own cache"),
+            ("miss", "straight", 0.8, "miss path >= 0.8x straight-to-origin")):
+        cells, ok = [], True
+        objs = [o[0] for o in OBJECTS] if kind == "hit" else ["1 KB cold"]
+        for obj in objs:
+            for c in CONNS:
+                o, x = find(kind, obj, c, "ours"), find(kind, obj, c, other)
+                if not o or not x or not o["r"]["rps"] or not x["r"]["rps"]:
+                    cells.append("%s c%d: no data" % (obj, c))
+                    ok = False
+                    continue
+                v = o["r"]["rps"] / x["r"]["rps"]
+                flag = "" if v >= want else " MISSED"
+                if o["notes"] or x["notes"]:
+                    flag += " (run had errors)"
+                ok = ok and v >= want
+                cells.append("%s c%d %.2fx%s" % (obj, c, v, flag))
+        all_ok = all_ok and ok
+        say("  %-38s %-6s  %s" % (what, "met" if ok else "MISSED", ", ".join(cells)))
+    errs = [r for r in b.runs if r["notes"]]
+    if errs:
+        say("  note: %d run(s) had errors or failed checks, see notes above" % len(errs))
+    say("=" * len(hdr))
+    return all_ok
+
+
+def main():
+    preflight()
+    procs = Procs()
+
+    def on_term(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, on_term)
+    t0 = time.time()
+    b = Bench(procs)
+    failed = False
+    try:
+        say("bench: starting memcached x3, nginx origin, agent, 3 HAProxy, nginx srcache "
+            "(logs in %s)" % procs.dir)
+        b.start()
+        say("bench: ~%d s of wrk runs" % (
+            (len(OBJECTS) * (4 * WARMUP + 4 * len(CONNS) * DURATION))
+            + 2 * WARMUP + 2 * len(CONNS) * DURATION))
+        b.run_all()
+        report(b)
+    except KeyboardInterrupt:
+        failed = True
+        say("bench: interrupted")
+    except Exception:
+        failed = True
+        import traceback
+        traceback.print_exc()
+    finally:
+        procs.close(failed=failed)
+        if not failed:
+            procs.cleanup()
+        say("bench: stopped every process it started (%.0f s)" % (time.time() - t0))
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
