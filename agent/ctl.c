@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -307,6 +308,26 @@ cmd_key(const struct sc_config *cf, int argc, char **argv, int json)
 	}
 	req.hdrs = hdrs;
 	req.nhdrs = nh;
+	/* The agent's first question: a method the policy does not cache is a
+	 * Bypass (and has no key to look up), unless forced. */
+	{
+		const struct hdr *f = NULL;
+		int ok = 0;
+
+		if (p->allow_force_cache_header) {
+			size_t from = 0;
+
+			f = hdrs_find(hdrs, nh, "x-proxy-cache-memcached-force", 29, &from);
+			ok = f != NULL && f->vlen == 4 && strncasecmp(f->val, "true", 4) == 0;
+		}
+		for (size_t i = 0; !ok && i < p->request_method.n; i++)
+			ok = strcmp(p->request_method.v[i], req.method) == 0;
+		if (!ok) {
+			fprintf(stderr, "spoe-cache-ctl: not cacheable (Bypass): %s\n",
+			    cache_reqerr_str(CRE_METHOD));
+			return 1;
+		}
+	}
 	rc = cache_request_key(cf, p, &req, hex);
 	if (rc < 0) {
 		fprintf(stderr, "spoe-cache-ctl: not cacheable (Bypass): %s\n", cache_reqerr_str(rc));

@@ -181,6 +181,7 @@ struct shard {
 	int fails;			/* failures in a row */
 	uint64_t toobig_logged_us;
 	uint64_t toobig_quiet;
+	char probe_why[160];		/* last probe failure logged: say each new cause once */
 	struct pool_shard_stats st;
 };
 
@@ -540,7 +541,15 @@ static void conn_fail(struct conn *c, enum fail_why why, const char *what)
 
 	conn_close_fail(c, why);
 	if (probe) {
-		plog(LOG_DEBUG, "shard %s: probe failed: %s", s->name, what);
+		/* A down shard is probed every retry_interval: log its cause
+		 * when it changes (a restart behind a bad certificate, say),
+		 * not at every probe. */
+		if (strncmp(s->probe_why, what, sizeof(s->probe_why) - 1) != 0) {
+			plog(LOG_WARNING, "shard %s: still down: %s", s->name, what);
+			snprintf(s->probe_why, sizeof(s->probe_why), "%s", what);
+		} else {
+			plog(LOG_DEBUG, "shard %s: probe failed: %s", s->name, what);
+		}
 		return;	/* the probe timer is already scheduled */
 	}
 	shard_failure(s, what);
@@ -801,6 +810,7 @@ static int conn_reply(struct conn *c, const struct mc_reply *m, const uint8_t *r
 			s->up = 1;
 			s->st.up = 1;
 			plog(LOG_NOTICE, "shard %s: up again (probe answered)", s->name);
+			s->probe_why[0] = '\0';
 		}
 		conn_close(c);	/* a fresh connection serves the next request */
 		return 0;
