@@ -186,7 +186,9 @@ def ketama_live_100k_keys_where_libmemcached_puts_them(procs):
 def values_round_trip_every_byte(procs):
     # -I 2m: memcached's own 1 MiB limit counts its item header, so a value
     # of exactly max_item_size (1 MiB) needs a larger slab page
-    mcs = [procs.memcached(extra=("-I", "2m")) for _ in range(3)]
+    # and -m 256: with 64 MiB, 2 MiB slab pages are few and a fresh 1 MiB
+    # item can be evicted by the next one.
+    mcs = [procs.memcached(mem_mb=256, extra=("-I", "2m")) for _ in range(3)]
     d = Driver(procs, ["127.0.0.1:%d" % m.port for m in mcs])
     for size in (0, 1, 2, 255, 256, 1000, 65536, 1048576):
         n = 3 if size >= 65536 else 40
