@@ -2,6 +2,7 @@
 #   make            build spoe-cache-agent and spoe-cache-ctl
 #   make test       every test tier (unit+ASan/UBSan, wire, end-to-end, fuzz smoke)
 #   make run        the whole stack on 127.0.0.1 (3 memcached, agent, HAProxy, origin)
+#   make bench      benchmarks (never part of make test)
 #   make fuzz       libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
 #   make deps       apt-get install everything the above need
@@ -34,7 +35,7 @@ FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 BINS := spoe-cache-agent spoe-cache-ctl
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all test run fuzz fuzz-run install deps check-deps clean asan unit tools
+.PHONY: all test run bench fuzz fuzz-run install deps check-deps clean asan unit tools
 all: $(BINS)
 
 spoe-cache-agent: build/obj/agent.o $(CORE_OBJ)
@@ -55,12 +56,14 @@ build/asan/spoe-cache-agent: build/asan/agent.o $(ASAN_OBJ)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
 build/asan/spoe-cache-ctl: build/asan/ctl.o $(ASAN_OBJ)
 	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
-build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ)
+# -MMD cannot describe a compile-and-link of several inputs: depend on the
+# headers explicitly.
+build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ) $(wildcard tests/unit/*.h agent/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit -o $@ $^ $(LDLIBS)
-build/tools/%: tests/tools/%.c $(CORE_OBJ)
+	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+build/tools/%: tests/tools/%.c $(CORE_OBJ) $(wildcard agent/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
 asan: build/asan/spoe-cache-agent build/asan/spoe-cache-ctl $(UNIT_BIN)
 unit: $(UNIT_BIN)
@@ -97,11 +100,16 @@ run: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@python3 scripts/run_stack.py
 
+bench: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory all
+	@python3 tests/bench/bench.py
+
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/spoe-cache/haproxy-conf \
 	  $(DESTDIR)$(PREFIX)/share/spoe-cache/lua-glue $(DESTDIR)/etc/spoe-cache \
-	  $(DESTDIR)$(PREFIX)/lib/systemd/system
+	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -m 0644 man/spoe-cache-agent.8 man/spoe-cache-ctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
 	install -m 0644 haproxy-conf/* $(DESTDIR)$(PREFIX)/share/spoe-cache/haproxy-conf/
 	install -m 0644 lua-glue/*.lua $(DESTDIR)$(PREFIX)/share/spoe-cache/lua-glue/
 	install -m 0644 examples/spoe-cache.conf $(DESTDIR)/etc/spoe-cache/spoe-cache.conf.example
@@ -110,4 +118,4 @@ install: all
 clean:
 	rm -rf build $(BINS)
 
--include $(wildcard build/obj/*.d build/asan/*.d build/asan/tests/*.d build/tools/*.d)
+-include $(wildcard build/obj/*.d build/asan/*.d)

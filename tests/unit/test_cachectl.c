@@ -5,41 +5,13 @@
  */
 #include "cachectl.h"
 #include "t.h"
+#include "guard.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
-struct guard { void *map; size_t maplen; char *p; };
-
-static char *
-guard_put(struct guard *g, const void *data, size_t n)
-{
-	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-	size_t pages = (n + pg - 1) / pg + 1;
-
-	g->maplen = (pages + 1) * pg;
-	g->map = mmap(NULL, g->maplen, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (g->map == MAP_FAILED) {
-		perror("mmap");
-		exit(2);
-	}
-	if (mprotect((char *)g->map + pages * pg, pg, PROT_NONE) != 0) {
-		perror("mprotect");
-		exit(2);
-	}
-	g->p = (char *)g->map + pages * pg - n;
-	if (n)
-		memcpy(g->p, data, n);
-	return g->p;
-}
-
-static void
-guard_free(struct guard *g)
-{
-	munmap(g->map, g->maplen);
-}
 
 /* Parse S (NUL-terminated, guarded) into a fresh struct. */
 static int

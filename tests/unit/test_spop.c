@@ -13,48 +13,12 @@
 #include <unistd.h>
 
 #include "t.h"
+#include "guard.h"
 #include "spop.h"
 #include "varint.h"
 
 /* --------------------------------------------------------- guard pages */
 
-struct guard {
-	uint8_t *map;
-	size_t maplen;
-	uint8_t *p;		/* the copy; p + n is the first guarded byte */
-};
-
-static const uint8_t *
-guard_put(struct guard *g, const void *data, size_t n)
-{
-	size_t pg = (size_t)sysconf(_SC_PAGESIZE);
-	size_t pages = (n + pg - 1) / pg;
-
-	if (pages == 0)
-		pages = 1;
-	g->maplen = (pages + 1) * pg;
-	g->map = mmap(NULL, g->maplen, PROT_READ | PROT_WRITE,
-		      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (g->map == MAP_FAILED) {
-		perror("mmap");
-		exit(2);
-	}
-	if (mprotect(g->map + pages * pg, pg, PROT_NONE) != 0) {
-		perror("mprotect");
-		exit(2);
-	}
-	g->p = g->map + pages * pg - n;
-	if (n)
-		memcpy(g->p, data, n);
-	return g->p;
-}
-
-static void
-guard_free(struct guard *g)
-{
-	munmap(g->map, g->maplen);
-	g->map = NULL;
-}
 
 /* ---------------------------------------------------------------- varint */
 
