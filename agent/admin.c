@@ -31,7 +31,17 @@ struct admin {
 	int nworkers;
 };
 
-/* One pending admin request waiting on memcached. */
+/*
+ * One pending admin request waiting on memcached. Allocated by the route,
+ * freed by its pool callback after the reply, which always comes (pool.h).
+ * req stays valid until we reply, even if the client hangs up: libevent 2.1
+ * stops reading a connection once its request is parsed, so a hang-up is
+ * only seen when the reply is written, and an EOF or timeout before we
+ * replied detaches the request from its connection instead of freeing it
+ * (evhttp_connection_incoming_fail); replying then frees it. The one thing
+ * that frees an unanswered request is evhttp_free(), hence admin_free()'s
+ * order.
+ */
 struct pending {
 	struct admin *a;
 	struct evhttp_request *req;

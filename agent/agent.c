@@ -106,6 +106,21 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		config_free(cf);
 		return;
 	}
+	/* Every worker and the admin endpoint will build a pool from the new
+	 * host list; a name that does not resolve must refuse the reload here,
+	 * whole, rather than leave each of them on the old pool with the new
+	 * policies half applied. */
+	{
+		struct pool *probe = pool_new(ag->base, &cf->pool, ag->tls, err, sizeof(err));
+
+		if (probe == NULL) {
+			log_err("reload refused, keeping the running configuration: %s: %s",
+			    cf->path, err);
+			config_free(cf);
+			return;
+		}
+		pool_free(probe);
+	}
 	/* What a running agent cannot change: said once, the rest applies. */
 	{
 		const struct sc_agent_conf *o = &ag->cf->agent, *n = &cf->agent;
@@ -183,6 +198,17 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		/* What start-up would read besides the file: the TLS files. */
+		if (ag.cf->pool.tls) {
+			SSL_CTX *t = pool_tls_ctx_new(&ag.cf->pool, err, sizeof(err));
+
+			if (t == NULL) {
+				fprintf(stderr, "spoe-cache-agent: %s: memcached TLS: %s\n", file, err);
+				config_free(ag.cf);
+				return 1;
+			}
+			SSL_CTX_free(t);
+		}
 		printf("%s: configuration OK (%zu memcached hosts, %zu policies)\n", file,
 		    ag.cf->pool.nhosts, ag.cf->npolicies);
 		config_free(ag.cf);

@@ -420,8 +420,10 @@ def test_admin_cache_routes(procs):
     assert st == 404 and b"/metrics" in b
     st, h, b = admin(s, "GET", "/cache")
     assert st == 404
+    # evhttp refuses methods it was not told to allow with 501
     st, h, b = admin(s, "POST", "/cache/" + key, body=b"")
-    assert st == 405, st
+    assert st == 501, st
+    assert status(s.get("/json")) == "Hit"
 
     # DELETE /cache flushes every shard: everything is a Miss next.
     paths = ["/gen?body=a%d" % i for i in range(20)]
@@ -527,21 +529,21 @@ def test_metrics_follow_known_traffic(procs):
     assert metric(m, "spoe_cache_spop_connections") >= 1
     assert metric(m, "spoe_cache_spop_disconnects_total") == 0
     assert metric(m, "spoe_cache_bad_messages_total") == 0
-    # one ACK per NOTIFY: 6 lookups and 4 stores (the Hit and the POST have
-    # none... the POST's invalidation is one); frames in are at least those
-    # plus one HELLO per connection.
-    acks = metric(m, "spoe_cache_spop_frames_total", direction="out")
+    assert metric(m, "spoe_cache_invalidations_total") == 1      # the POST's
+    # One ACK per NOTIFY: 6 lookups, and a store message for every response
+    # but the Hit (4 GETs, and the POST's invalidation). frames_out counts
+    # ACKs only; frames in are those NOTIFYs plus a HELLO per connection.
+    assert metric(m, "spoe_cache_spop_frames_total", direction="out") == 11, m
     fin = metric(m, "spoe_cache_spop_frames_total", direction="in")
-    assert acks >= 10, m
-    assert fin >= acks + 1, m
+    assert 11 + 1 <= fin <= 11 + metric(m, "spoe_cache_spop_connections_total"), m
 
-    # memcached requests per shard: the lookups that reached memcached (5:
-    # not the POST) and the one set. The stats are snapshots taken every
-    # second by each worker.
+    # memcached requests per shard: 5 gets (every GET lookup), 1 set (/text),
+    # 1 delete (the POST's invalidation). The stats are snapshots taken
+    # every second by each worker.
     def shard_totals():
         mm = s.metrics()
         return mm if sum(metric(mm, "spoe_cache_memcached_requests_total", shard=n)
-                         for n in names) >= 6 else None
+                         for n in names) >= 7 else None
     m = wait_for(shard_totals, timeout=10, what="per-shard counters")
     total = 0
     for n in names:
@@ -557,7 +559,7 @@ def test_metrics_follow_known_traffic(procs):
         assert vals == sorted(vals) and vals[-1] == cnt, (n, buckets)
         assert metric(m, "spoe_cache_memcached_latency_seconds_sum", shard=n) >= 0
         total += req
-    assert total == 6, m
+    assert total == 7, m
 
     # A burst of Hits: exactly one more ACK and Hit per request.
     before = s.metrics()
@@ -588,46 +590,65 @@ def test_metrics_follow_known_traffic(procs):
 
 # ---- admin requests that outlive their client or the agent ---------------------
 
-@test
-def test_admin_pending_requests_survive_disconnect_and_shutdown(procs):
-    """A GET /cache/KEY or DELETE /cache waiting on a stopped memcached:
-    the client hangs up first, or the agent is asked to stop. Run under
-    ASan: no use after free, a clean exit."""
+def stopped_shard_stack(procs):
+    """One shard, an entry on it, then the shard SIGSTOPped: it accepts
+    connections and never answers, so admin requests wait on memcached
+    (timeout 500 ms). The agent runs under ASan."""
     s = Stack(procs, weights=(100,), asan=True)
     st, h, b = s.get("/json")
     key = h["x-cache-key"]
     s.wait_cached("/json")
-    mc = s.shards[0]
-    os.killpg(mc.pid, signal.SIGSTOP)
+    os.killpg(s.shards[0].pid, signal.SIGSTOP)
+    return s, key
+
+
+def send_raw(s, req):
+    c = socket.create_connection((HOST, s.admin_port))
+    c.sendall(("%s HTTP/1.1\r\nHost: x\r\n\r\n" % req).encode())
+    return c
+
+
+@test
+def test_admin_client_gone_before_memcached_answers(procs):
+    s, key = stopped_shard_stack(procs)
     try:
         for req in ("GET /cache/%s" % key, "DELETE /cache/%s" % key, "DELETE /cache"):
-            c = socket.create_connection((HOST, s.admin_port))
-            c.sendall(("%s HTTP/1.1\r\nHost: x\r\n\r\n" % req).encode())
+            c = send_raw(s, req)
             time.sleep(0.05)
             c.close()
-        # memcached timeout is 500 ms: the replies come to closed connections
+        # the replies (502 after the timeout) go to closed connections
         time.sleep(1.5)
         st, h, b = admin(s, "GET", "/healthz")
         assert st == 200
-        # A client that waits gets the error (the shard is down).
         st, h, b = admin(s, "GET", "/cache/" + key)
         assert st == 502, st
-        # A request still waiting on memcached when the agent stops.
-        c = socket.create_connection((HOST, s.admin_port))
-        c.sendall(("GET /cache/%s HTTP/1.1\r\nHost: x\r\n\r\n" % key).encode())
+        assert s.agent.poll() is None
+    finally:
+        os.killpg(s.shards[0].pid, signal.SIGCONT)
+    assert s.stop_agent() == 0
+
+
+@test
+def test_admin_requests_pending_at_shutdown(procs):
+    """SIGTERM while admin requests wait on memcached: they are answered
+    (502) before evhttp frees their connections, and the agent exits 0."""
+    s, key = stopped_shard_stack(procs)
+    try:
+        conns = [send_raw(s, "GET /cache/%s" % key), send_raw(s, "DELETE /cache")]
         time.sleep(0.1)
         os.killpg(s.agent.pid, signal.SIGTERM)
         s.agent.wait(timeout=20)
         assert s.agent.returncode == 0, s.agent.returncode
-        c.settimeout(5)
-        try:
-            data = c.recv(4096)
-        except OSError:
-            data = b""
-        c.close()
-        assert data == b"" or data.startswith(b"HTTP/1.1 502"), data
+        for c in conns:
+            c.settimeout(5)
+            try:
+                data = c.recv(4096)
+            except OSError:
+                data = b""
+            c.close()
+            assert data == b"" or data.startswith(b"HTTP/1.1 502"), data
     finally:
-        os.killpg(mc.pid, signal.SIGCONT)
+        os.killpg(s.shards[0].pid, signal.SIGCONT)
 
 
 if __name__ == "__main__":
