@@ -268,6 +268,7 @@ static void
 finish(struct spoe_req *r, enum cache_status st)
 {
 	M_INC(&r->w->m, lookups[st]);
+	log_debug("lookup: %s", cache_status_name[st]);
 	spoe_req_done(r);
 }
 
@@ -717,6 +718,7 @@ do_lookup(struct spoe_req *r, const struct args *a)
 struct store {
 	struct spoe_req *r;
 	const char *status;	/* what the lookup said: Miss or Refresh */
+	char key[KEY_HEX_LEN];
 	int invalidate;
 	uint8_t *entry;
 };
@@ -742,10 +744,13 @@ store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 		M_INC(&r->w->m, invalidations);
 		spoe_req_set_str(r, "status", "Bypass", 6);
 	} else {
-		if (st == MC_OK)
+		if (st == MC_OK) {
 			M_INC(&r->w->m, stores);
-		else
+			log_debug("stored %.*s", KEY_HEX_LEN, S->key);
+		} else {
 			M_INC(&r->w->m, refused[SR_STORE_FAILED]);
+			log_debug("store of %.*s failed: %s", KEY_HEX_LEN, S->key, mc_status_name(st));
+		}
 		spoe_req_set_str(r, "status", S->status, strlen(S->status));
 	}
 	free(S->entry);
@@ -1061,6 +1066,7 @@ do_store(struct spoe_req *r, const struct args *a)
 	free(hblock);
 	S->r = r;
 	S->status = (c.flags & CTX_F_REFRESH) ? "Refresh" : "Miss";
+	memcpy(S->key, c.key, KEY_HEX_LEN);
 	ttl = p->storage_ttl > 0 ? p->storage_ttl : e.lifetime;
 	if (ttl > 30 * 86400)
 		ttl = now + ttl;	/* memcached reads larger values as a Unix time */
