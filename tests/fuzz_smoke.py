@@ -23,12 +23,14 @@ try:
             "-artifact_prefix=%s/" % work, "-print_final_stats=1", corpus]
     regress = os.path.join(ROOT, "fuzz", "regress", name)
     if os.path.isdir(regress):
+        env = dict(os.environ, LSAN_OPTIONS="suppressions=%s" % os.path.join(ROOT, "fuzz", "lsan.supp"))
         rc = subprocess.call([target] + [os.path.join(regress, f) for f in sorted(os.listdir(regress))],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                             stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env)
         if rc != 0:
             print("not ok - %s regression inputs" % name)
             sys.exit(1)
-    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    env = dict(os.environ, LSAN_OPTIONS="suppressions=%s" % os.path.join(ROOT, "fuzz", "lsan.supp"))
+    p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     out = p.stdout.decode("utf-8", "replace")
     runs = [l for l in out.splitlines() if "stat::number_of_executed_units" in l]
     if p.returncode != 0:

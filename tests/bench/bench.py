@@ -28,8 +28,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import time
+import traceback
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -45,6 +47,7 @@ WORKERS = 2                      # nginx worker_processes (srcache and origin)
 OBJECTS = [("1 KB", "/1k.txt", 1024), ("16 KB", "/16k.txt", 16384)]
 COLD_SIZE = 1024
 RATE_LIMIT = 100000000           # SPOE_CACHE_RATE_LIMIT: never reached
+BUSY = 0.10                      # other jobs above this share of the CPUs make a run suspect
 NGINX_MODULES = ["ndk_http_module.so", "ngx_http_set_misc_module.so",
                  "ngx_http_memc_module.so", "ngx_http_srcache_filter_module.so"]
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -100,6 +103,8 @@ def nginx(procs, name, conf_text, port):
     p = procs.spawn(["nginx", "-p", procs.dir + "/", "-e", procs.path("%s-error.log" % name),
                      "-c", conf], name="nginx-" + name)
     wait_port(port, proc=p)
+    # The master listens before it forks its workers; CPU accounting needs them.
+    wait_for(lambda: len(children(p.pid)) > WORKERS, what="nginx %s workers" % name)
     p.port = port
     return p
 
@@ -139,6 +144,19 @@ def cpu_ticks(pids):
         fields = st[st.rindex(")") + 2:].split()
         total += int(fields[11]) + int(fields[12])   # utime, stime (fields 14, 15)
     return total
+
+
+def machine_busy_ticks():
+    """user + nice + system ticks of every CPU (softirq, steal left out, as
+    a process's utime + stime leaves them out)."""
+    with open("/proc/stat") as f:
+        cpu = f.readline().split()
+    return int(cpu[1]) + int(cpu[2]) + int(cpu[3])
+
+
+def reaped_children_secs():
+    t = os.times()
+    return t.children_user + t.children_system
 
 
 def vm_hwm_kb(pid):
@@ -181,7 +199,6 @@ def agent_metrics(admin_port):
 
 
 def haproxy_info(sock, key):
-    import socket
     s = socket.socket(socket.AF_UNIX)
     s.connect(sock)
     s.sendall(b"show info\n")
@@ -348,6 +365,20 @@ class Bench:
         origin_pids = children(self.origin.pid)
         for w in self.watch.values():
             w["origin"] = origin_pids
+        self.all_pids = sorted(set(
+            mc + origin_pids + [self.agent.pid] + children(self.fronts["srcache"].pid)
+            + [self.fronts[s].pid for s in ("ours", "haproxy", "straight")]))
+
+    def idle_check(self):
+        """Warn when other jobs share the machine: the numbers would be noise."""
+        all0, busy0 = cpu_ticks(self.all_pids), machine_busy_ticks()
+        time.sleep(2)
+        other = ((machine_busy_ticks() - busy0) - (cpu_ticks(self.all_pids) - all0)) / CLK_TCK
+        share = other / (2.0 * os.cpu_count())
+        if share > BUSY:
+            say("bench: WARNING: before the first run, processes this bench did not start "
+                "took %.0f%% of the CPUs; results will be noisy" % (100 * share))
+        return share
 
     # ---- checks before a run
     def check_hit(self, sysname, path, size):
@@ -390,13 +421,19 @@ class Bench:
         cpu0 = {k: cpu_ticks(v) for k, v in watch.items()}
         o0 = origin_requests(self.origin_status)
         m0 = agent_metrics(self.admin_port) if sysname == "ours" else None
+        all0, busy0, wrk0 = cpu_ticks(self.all_pids), machine_busy_ticks(), reaped_children_secs()
         r = wrk(self.procs, self.fronts[sysname].port, path, conns, DURATION, script)
+        all1, busy1, wrk1 = cpu_ticks(self.all_pids), machine_busy_ticks(), reaped_children_secs()
         o1 = origin_requests(self.origin_status)
         cpu1 = {k: cpu_ticks(v) for k, v in watch.items()}
         m1 = agent_metrics(self.admin_port) if sysname == "ours" else None
         run = {"kind": kind, "obj": label, "conns": conns, "sys": sysname, "r": r,
                "notes": list(r["errors"]), "origin": o1 - o0 - 1,
                "cpu": {k: (cpu1[k] - cpu0[k]) / CLK_TCK for k in watch}}
+        # CPU the machine spent on processes this bench did not start (other
+        # jobs on a shared machine): the run's numbers are only as good as this.
+        other = ((busy1 - busy0) - (all1 - all0)) / CLK_TCK - (wrk1 - wrk0)
+        run["other"] = max(0.0, other) / (os.cpu_count() * (r["secs"] or DURATION))
         n = r["requests"] or 0
         if kind == "hit" and sysname in CACHES and run["origin"]:
             run["notes"].append("origin saw %d requests: not all hits" % run["origin"])
@@ -414,9 +451,9 @@ class Bench:
             if kind == "miss" and run["agent"]["stores"] < 0.99 * n:
                 run["notes"].append("agent stored %d of %d" % (run["agent"]["stores"], n))
         self.runs.append(run)
-        say("  %-5s %-6s c=%-3d %-20s %9s req/s  p50 %-9s p99 %-9s%s" % (
+        say("  %-5s %-9s c=%-3d %-20s %9s req/s  p50 %-9s p99 %-9s%s" % (
             kind, label, conns, NAMES[sysname], fmt_rps(r["rps"]), fmt_ms(r["p50"]),
-            fmt_ms(r["p99"]), ("  !! " + "; ".join(run["notes"])) if run["notes"] else ""))
+            fmt_ms(r["p99"]), "  " + "; ".join(notes(run)) if notes(run) else ""))
         return run
 
     def run_all(self):
@@ -442,6 +479,14 @@ class Bench:
 
 
 # ---------------------------------------------------------------- report
+
+
+def notes(run):
+    out = ["!! " + n for n in run["notes"]]
+    if run.get("other", 0) > BUSY:
+        out.append("machine busy: other jobs took %.0f%% of the CPUs" % (100 * run["other"]))
+    return out
+
 
 def fmt_rps(x):
     return "-" if x is None else "%.0f" % x
@@ -489,13 +534,13 @@ def report(b):
                 if not r:
                     continue
                 w = r["r"]
-                notes = list(r["notes"])
+                n = notes(r)
                 if s == "straight":
-                    notes.insert(0, "no cache: every request to the origin")
+                    n.insert(0, "no cache: every request to the origin")
                 say("%-10s %5d  %-20s %9s %9s %9s  %8s %8s %8s  %s" % (
                     label, c, NAMES[s], fmt_rps(w["rps"]), fmt_ms(w["p50"]), fmt_ms(w["p99"]),
                     ratio(w["rps"], ours["r"]["rps"]), ratio(w["p50"], ours["r"]["p50"]),
-                    ratio(w["p99"], ours["r"]["p99"]), "; ".join(notes)))
+                    ratio(w["p99"], ours["r"]["p99"]), "; ".join(n)))
             say("")
     say("MISS PATH (a cold key every request: lookup miss, origin fetch, store)")
     say(hdr)
@@ -509,13 +554,13 @@ def report(b):
             say("%-10s %5d  %-20s %9s %9s %9s  %8s %8s %8s  %s" % (
                 "1 KB cold", c, NAMES[s], fmt_rps(w["rps"]), fmt_ms(w["p50"]), fmt_ms(w["p99"]),
                 ratio(w["rps"], ours["r"]["rps"]), ratio(w["p50"], ours["r"]["p50"]),
-                ratio(w["p99"], ours["r"]["p99"]), "; ".join(r["notes"])))
+                ratio(w["p99"], ours["r"]["p99"]), "; ".join(notes(r))))
     say("")
 
     say("CPU seconds per 1,000 requests, by process (from /proc utime+stime over each run)")
-    say("%-4s %-10s %5s  %-20s %8s %8s %8s %8s %8s %8s" % (
+    say("%-4s %-10s %5s  %-20s %8s %8s %8s %8s %8s %8s  %s" % (
         "", "object", "conns", "system", "haproxy", "agent", "memcachd", "nginx", "origin",
-        "total"))
+        "total", "other jobs"))
     for r in b.runs:
         n = r["r"]["requests"]
         if not n:
@@ -523,9 +568,11 @@ def report(b):
         cells = []
         for k in ("haproxy", "agent", "memcached", "nginx", "origin"):
             cells.append("%8.4f" % (r["cpu"][k] / n * 1000) if k in r["cpu"] else "%8s" % "-")
-        say("%-4s %-10s %5d  %-20s %s %8.4f" % (
+        say("%-4s %-10s %5d  %-20s %s %8.4f  %4.0f%%" % (
             r["kind"], r["obj"], r["conns"], NAMES[r["sys"]], " ".join(cells),
-            sum(r["cpu"].values()) / n * 1000))
+            sum(r["cpu"].values()) / n * 1000, 100 * r["other"]))
+    say("(total: the server-side processes of that system; other jobs: share of the CPUs "
+        "taken by processes this bench did not start, wrk excluded)")
     say("")
     agent_runs = [r for r in b.runs if r["sys"] == "ours" and r["r"]["requests"]]
     for r in agent_runs:
@@ -557,13 +604,21 @@ def report(b):
                 flag = "" if v >= want else " MISSED"
                 if o["notes"] or x["notes"]:
                     flag += " (run had errors)"
+                elif max(o["other"], x["other"]) > BUSY:
+                    flag += " (machine busy)"
                 ok = ok and v >= want
                 cells.append("%s c%d %.2fx%s" % (obj, c, v, flag))
         all_ok = all_ok and ok
         say("  %-38s %-6s  %s" % (what, "met" if ok else "MISSED", ", ".join(cells)))
     errs = [r for r in b.runs if r["notes"]]
     if errs:
-        say("  note: %d run(s) had errors or failed checks, see notes above" % len(errs))
+        say("  note: %d run(s) had errors or failed checks (marked !!), see notes above"
+            % len(errs))
+    busy = [r for r in b.runs if r["other"] > BUSY]
+    if busy or b.idle_before > BUSY:
+        say("  note: other jobs shared the machine during %d of %d runs (up to %.0f%% of the "
+            "CPUs): those numbers are noisy, run again on an idle machine"
+            % (len(busy), len(b.runs), 100 * max([r["other"] for r in b.runs] + [b.idle_before])))
     say("=" * len(hdr))
     return all_ok
 
@@ -572,34 +627,41 @@ def main():
     preflight()
     procs = Procs()
 
-    def on_term(*_):
+    def on_signal(*_):
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, on_term)
+    # Also when started with SIGINT ignored (a background job): every process
+    # this bench started must go, whatever stops it.
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
     t0 = time.time()
     b = Bench(procs)
-    failed = False
+    failed = interrupted = False
     try:
         say("bench: starting memcached x3, nginx origin, agent, 3 HAProxy, nginx srcache "
             "(logs in %s)" % procs.dir)
         b.start()
+        b.idle_before = b.idle_check()
         say("bench: ~%d s of wrk runs" % (
             (len(OBJECTS) * (4 * WARMUP + 4 * len(CONNS) * DURATION))
             + 2 * WARMUP + 2 * len(CONNS) * DURATION))
         b.run_all()
         report(b)
     except KeyboardInterrupt:
-        failed = True
+        interrupted = True
         say("bench: interrupted")
     except Exception:
         failed = True
-        import traceback
         traceback.print_exc()
     finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         procs.close(failed=failed)
-        if not failed:
+        if failed:
+            say("bench: logs kept in %s" % procs.dir)
+        else:
             procs.cleanup()
         say("bench: stopped every process it started (%.0f s)" % (time.time() - t0))
-    sys.exit(1 if failed else 0)
+    sys.exit(1 if failed or interrupted else 0)
 
 
 if __name__ == "__main__":
