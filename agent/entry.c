@@ -65,13 +65,44 @@ static const uint32_t crc32c_tab[256] = {
 	0xbe2da0a5, 0x4c4623a6, 0x5f16d052, 0xad7d5351,
 };
 
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <nmmintrin.h>
+
+__attribute__((target("sse4.2"))) static uint32_t
+crc32c_sse42(const uint8_t *buf, size_t len)
+{
+	uint64_t c = 0xffffffffu;
+
+	for (; len >= 8; buf += 8, len -= 8) {
+		uint64_t v;
+
+		memcpy(&v, buf, 8);	/* unaligned, little-endian: what crc32q wants */
+		c = _mm_crc32_u64(c, v);
+	}
+	for (; len > 0; buf++, len--)
+		c = _mm_crc32_u8((uint32_t)c, *buf);
+	return (uint32_t)c ^ 0xffffffffu;
+}
+#endif
+
 uint32_t
 entry_crc32c(const uint8_t *buf, size_t len)
 {
 	uint32_t c = 0xffffffffu;
-	size_t i;
+	size_t i = 0;
 
-	for (i = 0; i < len; i++)
+#if defined(__x86_64__) && defined(__GNUC__)
+	/* Every hit checks the whole entry: the SSE4.2 crc32 instruction
+	 * computes this very CRC (Castagnoli, reflected) 8 bytes at a time,
+	 * an order of magnitude faster than the table. */
+	static int hw = -1;
+
+	if (hw < 0)
+		hw = __builtin_cpu_supports("sse4.2");
+	if (hw)
+		return crc32c_sse42(buf, len);
+#endif
+	for (; i < len; i++)
 		c = crc32c_tab[(c ^ buf[i]) & 0xff] ^ (c >> 8);
 	return c ^ 0xffffffffu;
 }

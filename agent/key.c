@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <pthread.h>
+
 #include <openssl/evp.h>
 
 #define KEY_FORMAT "spoe-cache-key/1"
@@ -424,6 +426,27 @@ h_kv(struct hsh *h, const struct key_kv *kv, size_t n, char tn, char tp, char tv
 	}
 }
 
+/* OpenSSL 3 looks a digest up in its provider tables on every
+ * EVP_DigestInit_ex(EVP_sha256()): fetch it once for the process. The
+ * fetched EVP_MD is immutable and shared by every thread; it lives until
+ * exit (one object, not a leak that grows). */
+static EVP_MD *sha256_md;
+
+static void
+sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+static const EVP_MD *
+sha256(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, sha256_fetch);
+	return sha256_md != NULL ? sha256_md : EVP_sha256();
+}
+
 int
 key_compute(const struct key_input *in, char hex[KEY_HEX_LEN + 1])
 {
@@ -450,7 +473,7 @@ key_compute(const struct key_input *in, char hex[KEY_HEX_LEN + 1])
 	h.ctx = EVP_MD_CTX_new();
 	if (h.ctx == NULL)
 		return KEY_ERR_CRYPTO;
-	if (EVP_DigestInit_ex(h.ctx, EVP_sha256(), NULL) != 1) {
+	if (EVP_DigestInit_ex(h.ctx, sha256(), NULL) != 1) {
 		r = KEY_ERR_CRYPTO;
 		goto out;
 	}

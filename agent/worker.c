@@ -152,7 +152,18 @@ worker_start(struct worker *w, int id, const struct sc_config *cf, SSL_CTX *tls,
 		snprintf(err, errlen, "worker %d: pthread_mutex_init failed", id);
 		return -1;
 	}
-	w->base = event_base_new();
+	{
+		/* bufferevents add and delete their write event around every
+		 * write: the changelist folds those into one epoll_ctl per fd
+		 * and loop iteration (we never dup() a socket, its one caveat). */
+		struct event_config *ec = event_config_new();
+
+		if (ec != NULL) {
+			event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+			w->base = event_base_new_with_config(ec);
+			event_config_free(ec);
+		}
+	}
 	if (w->base == NULL) {
 		snprintf(err, errlen, "worker %d: event_base_new failed", id);
 		goto fail_lock;
