@@ -103,6 +103,7 @@ run: $(DEPS_STAMP)
 bench: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory all
 	@python3 tests/bench/bench.py
+	@python3 tests/bench/pool_bench.py
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/spoe-cache/haproxy-conf \

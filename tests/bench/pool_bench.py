@@ -38,6 +38,8 @@ def main():
             print("%-44s %12.0f %8s" % ("memcached ceiling, 1 shard, depth %d" % depth, ceil, "1.00"))
             print("%-44s %12.0f %8.2f" % ("agent pool, 1 shard, depth %d" % depth, ours1, ours1 / ceil))
             print("%-44s %12.0f %8.2f" % ("agent pool, 3 shards (ketama), depth %d" % depth, ours3, ours3 / ceil))
+        print("(3 shards: three memcached processes share the machine's %d CPUs with the client,\n"
+              " so that line measures the machine as much as the pool)" % os.cpu_count())
     finally:
         procs.close()
         procs.cleanup()
