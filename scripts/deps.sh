@@ -2,7 +2,7 @@
 # deps.sh check|install - the Debian packages that build, demo, tests and bench need.
 set -e
 PKGS="build-essential pkg-config libevent-dev libmemcached-dev libconfig-dev libssl-dev
-haproxy memcached openssl python3 curl clang libclang-rt-14-dev wrk
+haproxy memcached openssl python3 curl clang libclang-rt-14-dev wrk groff-base
 nginx libnginx-mod-http-srcache-filter libnginx-mod-http-memc libnginx-mod-http-set-misc"
 missing=""
 for p in $PKGS; do
