@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sys
 import time
 import traceback
@@ -37,7 +36,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 from harness import AGENT, HOST, ROOT, Procs, free_port, wait_for, wait_port  # noqa: E402
-from stack import agent_config  # noqa: E402
+from stack import agent_config, haproxy_cmd, parse_prometheus  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
@@ -188,28 +187,11 @@ def origin_requests(status_port):
 
 
 def agent_metrics(admin_port):
-    st, _, body = get(admin_port, "/metrics")
-    out = {}
-    for line in body.decode().splitlines():
-        if line.startswith("#") or not line.strip():
-            continue
-        name, _, val = line.rpartition(" ")
-        out[name] = float(val)
-    return out
+    return parse_prometheus(get(admin_port, "/metrics")[2])
 
 
 def haproxy_info(sock, key):
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sock)
-    s.sendall(b"show info\n")
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
-    s.close()
-    for line in out.decode().splitlines():
+    for line in haproxy_cmd(sock, "show info").splitlines():
         if line.startswith(key + ":"):
             return line.split(":", 1)[1].strip()
     return None

@@ -141,13 +141,7 @@ class Stack:
 
     def metrics(self):
         st, _, body = self.request("GET", "/metrics", port=self.admin_port)
-        out = {}
-        for line in body.decode().splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            name, _, val = line.rpartition(" ")
-            out[name] = float(val)
-        return out
+        return parse_prometheus(body)
 
     def lookups(self, status):
         return self.metrics().get('spoe_cache_lookups_total{status="%s"}' % status, 0)
@@ -159,17 +153,7 @@ class Stack:
         return p.returncode, p.stdout.decode("utf-8", "replace"), p.stderr.decode("utf-8", "replace")
 
     def haproxy_cmd(self, cmd):
-        s = socket.socket(socket.AF_UNIX)
-        s.connect(self.stats_sock)
-        s.sendall((cmd + "\n").encode())
-        out = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            out += d
-        s.close()
-        return out.decode()
+        return haproxy_cmd(self.stats_sock, cmd)
 
     def wait_cached(self, path, headers=None, timeout=10):
         """GET path until it is a Hit; returns the hit response."""
@@ -177,6 +161,32 @@ class Stack:
             st, h, b = self.get(path, headers)
             return (st, h, b) if h.get("x-cache-status") == "Hit" else None
         return wait_for(hit, timeout=timeout, step=0.05, what="a Hit for %s" % path)
+
+
+def parse_prometheus(body):
+    """{"name{labels}": value} of a Prometheus text exposition."""
+    out = {}
+    for line in body.decode().splitlines():
+        if line.startswith("#") or not line.strip():
+            continue
+        name, _, val = line.rpartition(" ")
+        out[name] = float(val)
+    return out
+
+
+def haproxy_cmd(sock_path, cmd):
+    """One command on HAProxy's stats socket; its whole answer."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(sock_path)
+    s.sendall((cmd + "\n").encode())
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    s.close()
+    return out.decode()
 
 
 def _quote(s):
