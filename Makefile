@@ -80,6 +80,7 @@ FUZZ_SECONDS ?= 60
 fuzz-run: fuzz
 	@for f in $(FUZZ_BIN); do n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
 	  cp -n fuzz/corpus/$$n/* build/fuzz/corpus-$$n/ 2>/dev/null; \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/$$n- build/fuzz/corpus-$$n || exit 1; done
 
 $(DEPS_STAMP):
