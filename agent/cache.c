@@ -457,16 +457,22 @@ vary_matches(const struct lookup *L, const struct entry *e)
 	return vary_match(e->vary, e->vlen, h, nh);
 }
 
-/* Is entry e, age seconds old, usable for this request? */
+/* May entry e answer this request at all? An entry stored for another
+ * Vary variant, or not allowed for Authorization, is not "there" for it. */
 static int
-usable(const struct lookup *L, const struct entry *e, int64_t age)
+for_this_request(const struct lookup *L, const struct entry *e)
+{
+	if (L->auth && !(e->flags & EF_AUTH_OK))
+		return 0;
+	return e->vlen == 0 || vary_matches(L, e);
+}
+
+/* Is entry e, age seconds old, fresh enough for this request? */
+static int
+fresh_enough(const struct lookup *L, const struct entry *e, int64_t age)
 {
 	int64_t left = e->lifetime - age;	/* freshness left; < 0 is stale */
 
-	if (L->auth && !(e->flags & EF_AUTH_OK))
-		return 0;
-	if (e->vlen > 0 && !vary_matches(L, e))
-		return 0;
 	if (!L->cc_on)
 		return left > 0;
 	if (L->rcc.max_age >= 0 && age > L->rcc.max_age)
@@ -553,11 +559,12 @@ lookup_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 		goto out;
 	}
 	age = e.age0 + (L->now > e.stored_at ? L->now - e.stored_at : 0);
-	if (!usable(L, &e, age)) {
-		/* An entry that must not answer this request (Authorization)
-		 * is not "there" for it. */
-		miss(r, L, (L->auth && !(e.flags & EF_AUTH_OK)) ||
-		    (e.vlen > 0 && !vary_matches(L, &e)) ? CS_MISS : CS_REFRESH);
+	if (!for_this_request(L, &e)) {
+		miss(r, L, CS_MISS);
+		goto out;
+	}
+	if (!fresh_enough(L, &e, age)) {
+		miss(r, L, CS_REFRESH);
 		goto out;
 	}
 	serve(r, L, not_modified(L, &e) ? 304 : e.status, &e, age, "Hit");
