@@ -274,13 +274,7 @@ def test_man_pages_render_and_document_every_setting(procs):
 
 def set_log(s, group):
     """Restart s's agent with agent.log set to group ("" = no log group)."""
-    s.stop_agent()
-    text = open(s.conf).read()
-    old = 'log: { level = "%s"; };' % s.log_level
-    assert old in text
-    with open(s.conf, "w") as f:
-        f.write(text.replace(old, group))
-    s.start_agent()
+    s.reconfigure('log: { level = "%s"; };' % s.log_level, group)
 
 
 def burst(s, tag):

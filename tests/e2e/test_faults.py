@@ -14,8 +14,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import HOST, main, make_tls, test, wait_for  # noqa: E402
-from stack import Stack  # noqa: E402
+from harness import HOST, main, test, wait_for  # noqa: E402
+from stack import Stack, tls_pool  # noqa: E402
 
 PATHS = ["/gen?body=fault%d" % i for i in range(24)]
 
@@ -129,11 +129,7 @@ def test_agent_killed_then_restarted(procs):
 
 @test
 def test_tls_shard_certificate_stops_verifying(procs):
-    tls = make_tls(procs.dir)
-    shards = [procs.memcached(tls=dict(cert=tls["server_cert"], key=tls["server_key"]))
-              for _ in range(3)]
-    extra = ('tls = true; tls_verify = true; tls_server_name = "localhost"; '
-             'tls_ca_file = "%s";' % tls["ca"])
+    shards, extra, tls = tls_pool(procs, 3)
     s = Stack(procs, shards=shards, pool_extra=extra)
     warm(s)
     assert all_hits(s)

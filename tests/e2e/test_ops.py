@@ -19,8 +19,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import CTL, CTL_ASAN, HOST, main, make_tls, test, wait_for  # noqa: E402
-from stack import Stack  # noqa: E402
+from harness import CTL, CTL_ASAN, HOST, main, test, wait_for  # noqa: E402
+from stack import Stack, tls_pool  # noqa: E402
 
 CTL_BIN = CTL_ASAN if os.access(CTL_ASAN, os.X_OK) else CTL
 BINARY = bytes(range(256)) * 2
@@ -345,11 +345,7 @@ def test_ctl_stats_and_a_shard_down(procs):
 
 @test
 def test_ctl_against_a_tls_pool(procs):
-    tls = make_tls(procs.dir)
-    shards = [procs.memcached(tls=dict(cert=tls["server_cert"], key=tls["server_key"]))
-              for _ in range(2)]
-    extra = ('tls = true; tls_verify = true; tls_ca_file = "%s"; tls_server_name = "localhost";'
-             % tls["ca"])
+    shards, extra, tls = tls_pool(procs, 2)
     s = Stack(procs, shards=shards, weights=(100, 100), pool_extra=extra)
     paths = ["/json", "/binary"] + ["/gen?body=t%d" % i for i in range(8)]
     keys = fill(s, paths)
@@ -446,13 +442,8 @@ def test_admin_cache_routes(procs):
 
 def admin_token_config(s, token):
     """Restart s's agent with agent.admin.token set."""
-    s.stop_agent()
-    text = open(s.conf).read()
     old = 'admin: { listen = "127.0.0.1"; port = %d; };' % s.admin_port
-    assert old in text
-    with open(s.conf, "w") as f:
-        f.write(text.replace(old, old[:-3] + ' token = "%s"; };' % token))
-    s.start_agent()
+    s.reconfigure(old, old[:-3] + ' token = "%s"; };' % token)
 
 
 @test

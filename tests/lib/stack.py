@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (AGENT, AGENT_ASAN, CTL, HOST, ROOT, free_port,  # noqa: E402
-                     wait_for, wait_port)
+                     make_tls, wait_for, wait_port)
 
 DEFAULT_POLICIES = """
   default: {
@@ -102,6 +102,16 @@ class Stack:
         wait_port(self.admin_port, proc=self.agent)
         return self.agent
 
+    def reconfigure(self, old, new):
+        """Restart the agent with the line old of its config replaced by new."""
+        self.stop_agent()
+        with open(self.conf) as f:
+            text = f.read()
+        assert old in text, old
+        with open(self.conf, "w") as f:
+            f.write(text.replace(old, new))
+        return self.start_agent()
+
     def stop_agent(self):
         rc = self.procs.stop(self.agent)
         return rc
@@ -161,6 +171,17 @@ class Stack:
             st, h, b = self.get(path, headers)
             return (st, h, b) if h.get("x-cache-status") == "Hit" else None
         return wait_for(hit, timeout=timeout, step=0.05, what="a Hit for %s" % path)
+
+
+def tls_pool(procs, n):
+    """n memcached shards speaking TLS with a certificate from a throwaway CA,
+    and the memcached settings that verify it: (shards, pool_extra, tls)."""
+    tls = make_tls(procs.dir)
+    shards = [procs.memcached(tls=dict(cert=tls["server_cert"], key=tls["server_key"]))
+              for _ in range(n)]
+    extra = ('tls = true; tls_verify = true; tls_server_name = "localhost"; '
+             'tls_ca_file = "%s";' % tls["ca"])
+    return shards, extra, tls
 
 
 def parse_prometheus(body):
