@@ -30,10 +30,12 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "bevio.h"
 #include "ketama.h"
 #include "mcproto.h"
 
 #define STATS_MAX	(1024 * 1024)	/* a stats reply larger than this is garbage */
+#define READ_MORE_MAX	(1024 * 1024)	/* bytes read per read event */
 
 /*
  * memcached 1.6 over TLS stalls on pipelined sets: it reads a value straight
@@ -154,6 +156,7 @@ struct conn {
 	struct event *timer;		/* deadline of the oldest request, or idle */
 	enum conn_state state;
 	int probe;
+	int tls;
 	int busy;
 	struct req_list inflight;	/* in send order = reply order */
 	int ninflight;
@@ -450,7 +453,9 @@ static struct conn *conn_new(struct shard *s, int probe)
 		if (c->bev == NULL)
 			goto fail;
 	}
+	c->tls = p->tls != NULL;
 	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
+	bevio_tune(c->bev);
 	/* Non-blocking; a refusal seen at once is reported through the
 	 * (deferred) event callback, never from here. */
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)&s->addr, (int)s->addrlen) < 0)
@@ -833,6 +838,8 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	struct shard *s = c->shard;
 	size_t maxv = s->pool->conf->max_item_size;
 
+	if (!c->tls)
+		bevio_read_more(bev, READ_MORE_MAX);
 	c->busy++;
 	while (c->state != CONN_CLOSED) {
 		struct evbuffer *in = bufferevent_get_input(bev);

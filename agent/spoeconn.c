@@ -21,6 +21,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "bevio.h"
 #include "cache.h"
 #include "log.h"
 #include "spoeconn.h"
@@ -36,6 +37,7 @@ static const char *const state_name[] = { "HELLO", "READY", "CLOSING" };
 
 #define HELLO_TIMEOUT_SEC	10	/* a peer that never says HELLO */
 #define CLOSE_TIMEOUT_SEC	5	/* a peer that never reads our DISCONNECT */
+#define READ_MORE_MAX		(256 * 1024)	/* bytes read per read event */
 #define AGENT_CAPS		"pipelining,async,fragmentation"
 
 struct spoe_conn {
@@ -363,8 +365,11 @@ conn_process(struct spoe_conn *c)
 static void
 on_read(struct bufferevent *bev, void *arg)
 {
-	(void)bev;
-	conn_process(arg);
+	struct spoe_conn *c = arg;
+
+	if (c->stall == 0 && c->state != ST_CLOSING)
+		bevio_read_more(bev, READ_MORE_MAX);
+	conn_process(c);
 }
 
 static void
@@ -432,6 +437,7 @@ spoe_conn_new(struct worker *w, int fd)
 	if (c->resume == NULL)
 		goto fail_bev;
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
+	bevio_tune(c->bev);
 	bufferevent_setwatermark(c->bev, EV_WRITE, w->cf->agent.max_output / 2, 0);
 	bufferevent_set_timeouts(c->bev, &tv, NULL);
 	if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) < 0)

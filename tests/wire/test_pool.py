@@ -31,7 +31,8 @@ from harness import (BUILD, HOST, ROOT, free_port, main, make_tls, test,  # noqa
 
 ORACLE = os.path.join(BUILD, "tools", "ketama_oracle")
 DRIVER = os.path.join(BUILD, "asan", "tools", "pool_driver")
-DRIVER_SRC = ["tests/tools/pool_driver.c", "agent/pool.c", "agent/ketama.c", "agent/mcproto.c"]
+DRIVER_SRC = ["tests/tools/pool_driver.c", "agent/pool.c", "agent/bevio.c", "agent/ketama.c",
+              "agent/mcproto.c"]
 DRIVER_DEPS = DRIVER_SRC + ["agent/pool.h", "agent/ketama.h", "agent/mcproto.h", "agent/config.h"]
 
 
