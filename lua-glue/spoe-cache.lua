@@ -10,16 +10,26 @@
 -- Load with "lua-load-per-thread" (one Lua state per HAProxy thread), use with
 --   http-request use-service lua.spoe_cache_hit if { var(txn.cache.serve) -m bool }
 
+local find, sub = string.find, string.sub
+
 local function replay(applet)
     local code = tonumber(applet:get_var("txn.cache.code")) or 502
     local hdrs = applet:get_var("txn.cache.headers") or ""
     local body = applet:get_var("txn.cache.body") or ""
 
     applet:set_status(code)
-    -- The agent never stores CR or LF inside a name or value, so a line is
-    -- always "name: value\r\n".
-    for name, value in string.gmatch(hdrs, "([^:\r\n]+): ([^\r\n]*)\r\n") do
-        applet:add_header(name, value)
+    -- The agent never stores CR or LF inside a name or value, nor a colon
+    -- in a name, so a line is always "name: value\r\n". Plain finds, not
+    -- a pattern: this loop runs for every header of every hit.
+    local pos = 1
+    while true do
+        local colon = find(hdrs, ": ", pos, true)
+        local eol = colon and find(hdrs, "\r\n", colon + 2, true)
+        if not eol then
+            break
+        end
+        applet:add_header(sub(hdrs, pos, colon - 1), sub(hdrs, colon + 2, eol - 1))
+        pos = eol + 2
     end
     applet:start_response()
     if #body > 0 and applet.method ~= "HEAD" then
