@@ -103,14 +103,25 @@ class Stack:
         return self.agent
 
     def reconfigure(self, old, new):
-        """Restart the agent with the line old of its config replaced by new."""
+        """Restart the agent with the line old of its config replaced by new;
+        returns once HAProxy's health check sees it up again (a check that
+        ran while it was stopped marks it down for a few seconds)."""
         self.stop_agent()
         with open(self.conf) as f:
             text = f.read()
         assert old in text, old
         with open(self.conf, "w") as f:
             f.write(text.replace(old, new))
-        return self.start_agent()
+        agent = self.start_agent()
+        wait_for(self.agent_seen_up, timeout=15, step=0.1, what="HAProxy to see the agent up")
+        return agent
+
+    def agent_seen_up(self):
+        for line in self.haproxy_cmd("show stat").splitlines():
+            f = line.split(",")
+            if len(f) > 17 and f[0] == "spoe-cache-agents" and f[1] == "agent1":
+                return f[17].startswith("UP")
+        return False
 
     def stop_agent(self):
         rc = self.procs.stop(self.agent)
