@@ -8,6 +8,10 @@ and four front ends on that origin:
   ours      HAProxy running haproxy-conf/cache-before-ratelimit.cfg unchanged
             (its environment variables only, as tests/lib/stack.py sets them,
             with a rate limit that never triggers) and ./spoe-cache-agent
+  floor     the same template and agent, but the lookup names a policy that
+            answers Bypass at once and every request is answered by a Lua
+            service sending the object from memory (tests/bench/floor.lua):
+            the most any SPOE+Lua cache can do on this HAProxy
   haproxy   HAProxy's built-in in-memory cache (tests/bench/haproxy-cache.cfg)
   srcache   nginx srcache+memc on the same three shards (tests/bench/srcache.conf)
   straight  HAProxy straight to the origin (tests/bench/haproxy-straight.cfg)
@@ -22,6 +26,7 @@ also on Ctrl-C, SIGTERM or an error. It must not listen beyond 127.0.0.1 nor
 send load anywhere else.
 
   BENCH_DURATION=10 BENCH_CONNS=16,64 python3 tests/bench/bench.py
+  BENCH_HAPROXY=/path/to/haproxy ...   runs every HAProxy from that binary
 """
 import http.client
 import os
@@ -46,6 +51,10 @@ WORKERS = 2                      # nginx worker_processes (srcache and origin)
 OBJECTS = [("1 KB", "/1k.txt", 1024), ("16 KB", "/16k.txt", 16384)]
 COLD_SIZE = 1024
 RATE_LIMIT = 100000000           # SPOE_CACHE_RATE_LIMIT: never reached
+HAPROXY = os.environ.get("BENCH_HAPROXY", "haproxy")
+# Every HAProxy runs as the README advises for 256 KiB buffers: without it
+# glibc trims and re-faults the heap top on every request (see README).
+HAPROXY_TUNABLES = "glibc.malloc.trim_threshold=16777216"
 BUSY = 0.10                      # other jobs above this share of the CPUs make a run suspect
 NGINX_MODULES = ["ndk_http_module.so", "ngx_http_set_misc_module.so",
                  "ngx_http_memc_module.so", "ngx_http_srcache_filter_module.so"]
@@ -56,10 +65,18 @@ POLICIES = """
     content_type = ["text/plain"];
     cache_ttl = 300;
   };
+  bench_floor: {
+    request_method = ["POST"];
+  };
 """
+# The floor front end: the template with its hit rule made unconditional and
+# pointed at tests/bench/floor.lua's service.
+HIT_RULE = "http-request use-service lua.spoe_cache_hit if { var(txn.cache.serve) -m bool }"
+FLOOR_RULE = "http-request use-service lua.bench_floor"
 
 NAMES = {
     "ours": "spoe-cache (ours)",
+    "floor": "SPOE+Lua floor",
     "haproxy": "HAProxy cache",
     "srcache": "nginx srcache+memc",
     "straight": "HAProxy straight",
@@ -74,7 +91,7 @@ def say(msg):
 # ---------------------------------------------------------------- processes
 
 def preflight():
-    missing = [b for b in ("wrk", "nginx", "haproxy", "memcached") if not shutil.which(b)]
+    missing = [b for b in ("wrk", "nginx", HAPROXY, "memcached") if not shutil.which(b)]
     missing += [m for m in NGINX_MODULES
                 if not os.path.exists(os.path.join("/usr/lib/nginx/modules", m))]
     if not os.access(AGENT, os.X_OK):
@@ -109,7 +126,8 @@ def nginx(procs, name, conf_text, port):
 
 
 def haproxy(procs, name, cfg, env, port):
-    p = procs.spawn(["haproxy", "-db", "-f", cfg], name="haproxy-" + name, env=env)
+    p = procs.spawn([HAPROXY, "-db", "-f", cfg], name="haproxy-" + name,
+                    env=dict(env, GLIBC_TUNABLES=HAPROXY_TUNABLES))
     wait_port(port, proc=p)
     p.port = port
     return p
@@ -309,6 +327,7 @@ class Bench:
         wait_port(agent_port, proc=self.agent)
         wait_port(self.admin_port, proc=self.agent)
         ours_sock = pr.path("haproxy-ours.sock")
+        template = os.path.join(ROOT, "haproxy-conf", "cache-before-ratelimit.cfg")
         env = {
             "SPOE_CACHE_HOME": ROOT,
             "SPOE_CACHE_BIND": "%s:%d" % (HOST, ours_port),
@@ -318,12 +337,23 @@ class Bench:
             "SPOE_CACHE_RATE_LIMIT": str(RATE_LIMIT),
             "SPOE_CACHE_POLICY": "default",
         }
-        ours = haproxy(pr, "ours", os.path.join(ROOT, "haproxy-conf", "cache-before-ratelimit.cfg"),
-                       env, ours_port)
+        ours = haproxy(pr, "ours", template, env, ours_port)
         # The template leaves nbthread to HAProxy (one per CPU); the others copy it.
         self.nbthread = haproxy_info(ours_sock, "Nbthread") or "1"
+        self.haproxy_version = "HAProxy " + (haproxy_info(ours_sock, "Version") or "?")
 
         self.fronts = {"ours": ours}
+        with open(template) as f:
+            text = f.read()
+        if HIT_RULE not in text:
+            raise RuntimeError("%s: no line %r to turn into the floor's rule" % (template, HIT_RULE))
+        text = text.replace(HIT_RULE, FLOOR_RULE).replace(
+            "\nglobal\n", "\nglobal\n    lua-load-per-thread \"%s\"\n"
+            % os.path.join(HERE, "floor.lua"), 1)
+        port = free_port()
+        self.fronts["floor"] = haproxy(pr, "floor", pr.write("haproxy-floor.cfg", text), dict(
+            env, SPOE_CACHE_BIND="%s:%d" % (HOST, port), SPOE_CACHE_POLICY="bench_floor",
+            SPOE_CACHE_STATS_SOCKET=pr.path("haproxy-floor.sock"), BENCH_OBJECTS=html), port)
         for name, cfg in (("haproxy", "haproxy-cache.cfg"), ("straight", "haproxy-straight.cfg")):
             port = free_port()
             self.fronts[name] = haproxy(pr, name, os.path.join(HERE, cfg), {
@@ -340,6 +370,7 @@ class Bench:
         mc = [s.pid for s in self.shards]
         self.watch = {
             "ours": {"haproxy": [ours.pid], "agent": [self.agent.pid], "memcached": mc},
+            "floor": {"haproxy": [self.fronts["floor"].pid], "agent": [self.agent.pid]},
             "haproxy": {"haproxy": [self.fronts["haproxy"].pid]},
             "srcache": {"nginx": children(self.fronts["srcache"].pid), "memcached": mc},
             "straight": {"haproxy": [self.fronts["straight"].pid]},
@@ -349,7 +380,7 @@ class Bench:
             w["origin"] = origin_pids
         self.all_pids = sorted(set(
             mc + origin_pids + [self.agent.pid] + children(self.fronts["srcache"].pid)
-            + [self.fronts[s].pid for s in ("ours", "haproxy", "straight")]))
+            + [self.fronts[s].pid for s in ("ours", "floor", "haproxy", "straight")]))
 
     def idle_check(self):
         """Warn when other jobs share the machine: the numbers would be noise."""
@@ -439,7 +470,7 @@ class Bench:
         return run
 
     def run_all(self):
-        order = ["ours", "haproxy", "srcache", "straight"]
+        order = ["ours", "floor", "haproxy", "srcache", "straight"]
         for label, path, size in OBJECTS:
             for s in order:
                 self.check_hit(s, path, size)
@@ -497,10 +528,12 @@ def report(b):
     say("")
     say("=" * len(hdr))
     say("spoe-cache bench: every process on 127.0.0.1, 2 CPUs shared by client and servers")
-    say("wrk -t%d, %d s per run after a %d s warm-up; HAProxy nbthread %s for all three "
-        "HAProxy; nginx %d workers" % (WRK_THREADS, DURATION, WARMUP, b.nbthread, WORKERS))
+    say("wrk -t%d, %d s per run after a %d s warm-up; %s, nbthread %s for every HAProxy; "
+        "nginx %d workers" % (WRK_THREADS, DURATION, WARMUP, b.haproxy_version, b.nbthread,
+                              WORKERS))
     say("ours: haproxy-conf/cache-before-ratelimit.cfg unchanged, agent -O2 with 2 threads, "
-        "shards weighted 100/100/50 (ketama)")
+        "shards weighted 100/100/50 (ketama); every HAProxy with GLIBC_TUNABLES=%s"
+        % HAPROXY_TUNABLES)
     say("nginx srcache+memc: same 3 memcached shards, set_hashed_upstream (modulo hashing, "
         "not ketama)")
     say("rps/ours = that system's req/s divided by ours (>1: faster than ours); "
@@ -511,7 +544,7 @@ def report(b):
     for label, _, _ in OBJECTS:
         for c in CONNS:
             ours = find("hit", label, c, "ours")
-            for s in ("ours", "haproxy", "srcache", "straight"):
+            for s in ("ours", "floor", "haproxy", "srcache", "straight"):
                 r = find("hit", label, c, s)
                 if not r:
                     continue
@@ -519,6 +552,8 @@ def report(b):
                 n = notes(r)
                 if s == "straight":
                     n.insert(0, "no cache: every request to the origin")
+                if s == "floor":
+                    n.insert(0, "no cache work: SPOE Bypass + Lua from memory")
                 say("%-10s %5d  %-20s %9s %9s %9s  %8s %8s %8s  %s" % (
                     label, c, NAMES[s], fmt_rps(w["rps"]), fmt_ms(w["p50"]), fmt_ms(w["p99"]),
                     ratio(w["rps"], ours["r"]["rps"]), ratio(w["p50"], ours["r"]["p50"]),
@@ -567,31 +602,44 @@ def report(b):
         % (b.agent_hwm / 1024.0, b.haproxy_hwm / 1024.0))
     say("")
 
-    say("TARGETS (ours' req/s divided by the other's, every cell of the run)")
-    all_ok = True
-    for kind, other, want, what in (
-            ("hit", "srcache", 1.2, "hits >= 1.2x nginx srcache+memc"),
-            ("hit", "haproxy", 0.6, "hits >= 0.6x HAProxy's own cache"),
-            ("miss", "straight", 0.8, "miss path >= 0.8x straight-to-origin")):
+    def compare(mine, kind, other, want):
+        """mine's req/s over other's in every cell: (all >= want, cell texts)."""
         cells, ok = [], True
         objs = [o[0] for o in OBJECTS] if kind == "hit" else ["1 KB cold"]
         for obj in objs:
             for c in CONNS:
-                o, x = find(kind, obj, c, "ours"), find(kind, obj, c, other)
+                o, x = find(kind, obj, c, mine), find(kind, obj, c, other)
                 if not o or not x or not o["r"]["rps"] or not x["r"]["rps"]:
                     cells.append("%s c%d: no data" % (obj, c))
                     ok = False
                     continue
                 v = o["r"]["rps"] / x["r"]["rps"]
-                flag = "" if v >= want else " MISSED"
+                flag = "" if want is None or v >= want else " MISSED"
                 if o["notes"] or x["notes"]:
                     flag += " (run had errors)"
                 elif max(o["other"], x["other"]) > BUSY:
                     flag += " (machine busy)"
-                ok = ok and v >= want
+                ok = ok and (want is None or v >= want)
                 cells.append("%s c%d %.2fx%s" % (obj, c, v, flag))
+        return ok, cells
+
+    targets = (("hit", "srcache", 1.2, "hits >= 1.2x nginx srcache+memc"),
+               ("hit", "haproxy", 0.6, "hits >= 0.6x HAProxy's own cache"),
+               ("miss", "straight", 0.8, "miss path >= 0.8x straight-to-origin"))
+    say("TARGETS (ours' req/s divided by the other's, every cell of the run)")
+    all_ok = True
+    for kind, other, want, what in targets:
+        ok, cells = compare("ours", kind, other, want)
         all_ok = all_ok and ok
         say("  %-38s %-6s  %s" % (what, "met" if ok else "MISSED", ", ".join(cells)))
+    say("FLOOR (the SPOE+Lua floor's req/s divided by the other's: no SPOE+Lua cache on "
+        "this HAProxy goes past it)")
+    for kind, other, want, what in targets[:2]:
+        ok, cells = compare("floor", kind, other, want)
+        say("  %-38s %-12s  %s" % (what, "within reach" if ok else "out of reach",
+                                    ", ".join(cells)))
+    say("  %-38s %-6s  %s" % ("ours against the floor", "", ", ".join(
+        compare("ours", "hit", "floor", None)[1])))
     errs = [r for r in b.runs if r["notes"]]
     if errs:
         say("  note: %d run(s) had errors or failed checks (marked !!), see notes above"
@@ -619,12 +667,12 @@ def main():
     b = Bench(procs)
     failed = interrupted = False
     try:
-        say("bench: starting memcached x3, nginx origin, agent, 3 HAProxy, nginx srcache "
+        say("bench: starting memcached x3, nginx origin, agent, 4 HAProxy, nginx srcache "
             "(logs in %s)" % procs.dir)
         b.start()
         b.idle_before = b.idle_check()
         say("bench: ~%d s of wrk runs" % (
-            (len(OBJECTS) * (4 * WARMUP + 4 * len(CONNS) * DURATION))
+            (len(OBJECTS) * (5 * WARMUP + 5 * len(CONNS) * DURATION))
             + 2 * WARMUP + 2 * len(CONNS) * DURATION))
         b.run_all()
         report(b)

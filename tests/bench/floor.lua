@@ -1,0 +1,29 @@
+-- floor.lua: `make bench` only, never shipped. The "SPOE+Lua floor" front
+-- end asks the agent a question that needs no cache work (a policy whose
+-- request_method leaves GET out, so the answer is an immediate Bypass) and
+-- then always answers from this Lua service, which sends the object from
+-- memory. That is everything a cache built from an SPOE exchange and a Lua
+-- hit service must do on every hit, minus the cache itself: no SPOE+Lua
+-- cache on this HAProxy can be faster.
+local objects = {}
+local dir = os.getenv("BENCH_OBJECTS")
+for _, name in ipairs({ "1k.txt", "16k.txt" }) do
+    local f = assert(io.open(dir .. "/" .. name, "rb"))
+    objects["/" .. name] = f:read("a")
+    f:close()
+end
+
+core.register_service("bench_floor", "http", function(applet)
+    local body = objects[applet.path]
+    if body == nil then
+        applet:set_status(404)
+        applet:add_header("content-length", "0")
+        applet:start_response()
+        return
+    end
+    applet:set_status(200)
+    applet:add_header("content-type", "text/plain")
+    applet:add_header("content-length", tostring(#body))
+    applet:start_response()
+    applet:send(body)
+end)
