@@ -54,7 +54,8 @@ RATE_LIMIT = 100000000           # SPOE_CACHE_RATE_LIMIT: never reached
 HAPROXY = os.environ.get("BENCH_HAPROXY", "haproxy")
 # Every HAProxy runs as the README advises for 256 KiB buffers: without it
 # glibc trims and re-faults the heap top on every request (see README).
-HAPROXY_TUNABLES = "glibc.malloc.trim_threshold=16777216"
+HAPROXY_TUNABLES = \
+    "glibc.malloc.trim_threshold=16777216:glibc.malloc.mmap_threshold=1048576"
 BUSY = 0.10                      # other jobs above this share of the CPUs make a run suspect
 NGINX_MODULES = ["ndk_http_module.so", "ngx_http_set_misc_module.so",
                  "ngx_http_memc_module.so", "ngx_http_srcache_filter_module.so"]
