@@ -156,7 +156,6 @@ struct conn {
 	struct event *timer;		/* deadline of the oldest request, or idle */
 	enum conn_state state;
 	int probe;
-	int tls;
 	int busy;
 	struct req_list inflight;	/* in send order = reply order */
 	int ninflight;
@@ -453,7 +452,6 @@ static struct conn *conn_new(struct shard *s, int probe)
 		if (c->bev == NULL)
 			goto fail;
 	}
-	c->tls = p->tls != NULL;
 	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
 	bevio_tune(c->bev);
 	/* Non-blocking; a refusal seen at once is reported through the
@@ -838,7 +836,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 	struct shard *s = c->shard;
 	size_t maxv = s->pool->conf->max_item_size;
 
-	if (!c->tls)
+	if (s->pool->tls == NULL)
 		bevio_read_more(bev, READ_MORE_MAX);
 	c->busy++;
 	while (c->state != CONN_CLOSED) {
