@@ -13,16 +13,8 @@ import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-from harness import Procs  # noqa: E402
+from harness import Procs, proc_status_kb  # noqa: E402
 from stack import Stack  # noqa: E402
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def main():
@@ -68,7 +60,7 @@ def main():
                 s.shards[1] = procs.memcached(port=port)
                 restarted = True
                 print("%5.0fs  restarted memcached shard %d" % (el, port), flush=True)
-            r = rss_kb(s.agent.pid)
+            r = proc_status_kb(s.agent.pid, "VmRSS")
             series.append(r)
             with lock:
                 print("%5.0fs  agent RSS %6d KiB  requests %7d  failed %d  hits %5.1f%%  purges %d"

@@ -40,7 +40,8 @@ import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
-from harness import AGENT, HOST, ROOT, Procs, free_port, wait_for, wait_port  # noqa: E402
+from harness import (AGENT, HOST, ROOT, Procs, free_port, proc_status_kb,  # noqa: E402
+                     wait_for, wait_port)
 from stack import agent_config, haproxy_cmd, parse_prometheus  # noqa: E402
 
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
@@ -175,14 +176,6 @@ def machine_busy_ticks():
 def reaped_children_secs():
     t = os.times()
     return t.children_user + t.children_system
-
-
-def vm_hwm_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 # ---------------------------------------------------------------- HTTP probes
@@ -488,8 +481,8 @@ class Bench:
             for s in ("ours", "straight"):
                 tag = "%s-c%d-%s" % (s, c, uuid.uuid4().hex[:8])
                 self.measure("miss", s, "1 KB cold", "/", c, cold_script(self.procs, tag))
-        self.agent_hwm = vm_hwm_kb(self.agent.pid)
-        self.haproxy_hwm = vm_hwm_kb(self.fronts["ours"].pid)
+        self.agent_hwm = proc_status_kb(self.agent.pid, "VmHWM")
+        self.haproxy_hwm = proc_status_kb(self.fronts["ours"].pid, "VmHWM")
 
 
 # ---------------------------------------------------------------- report

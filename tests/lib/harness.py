@@ -201,6 +201,15 @@ class Procs:
             subprocess.call(["rm", "-rf", self.dir])
 
 
+def proc_status_kb(pid, field):
+    """A kB field of /proc/PID/status (VmRSS, VmHWM, ...); 0 when absent."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
 def make_tls(dirpath, names=("localhost",), ips=("127.0.0.1",)):
     """A throwaway CA, a server cert for names/ips signed by it, a client
     cert signed by it, and a second untrusted CA with its own server cert.
