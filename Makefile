@@ -10,21 +10,41 @@
 PREFIX  ?= /usr/local
 DESTDIR ?=
 CC      ?= cc
-PKGS    := libevent libevent_openssl libevent_pthreads libmemcached libconfig openssl
-PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+# The layers (see README, "Where things are"): each may include only the
+# ones before it, and gets only the include paths and libraries it needs.
+#   agent/core  pure codecs and the policy core: libspoecache-core.a
+#   agent/ops   configuration (libconfig), logging, counters
+#   agent/io    event-loop shells (libevent): SPOP, pool, workers, admin
+#   agent/cmd   the two programs
+CORE_PKGS := openssl libmemcached
+OPS_PKGS  := libconfig
+IO_PKGS   := libevent libevent_openssl libevent_pthreads
+pkgcflags = $(shell pkg-config --cflags $(1) 2>/dev/null)
+pkglibs   = $(shell pkg-config --libs $(1) 2>/dev/null)
+CORE_LIBS := $(call pkglibs,$(CORE_PKGS))
+OPS_LIBS  := $(call pkglibs,$(OPS_PKGS))
+IO_LIBS   := $(call pkglibs,$(IO_PKGS))
 
 CFLAGS  ?= -O2 -g
-WARN    := -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes
-override CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) $(PKG_CFLAGS) -Iagent -MMD -MP
-LDLIBS  += $(PKG_LIBS) -pthread -lm
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes
+override CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -MMD -MP
+LDLIBS  += -pthread -lm
+
+CORE_INC := -Iagent/core $(call pkgcflags,$(CORE_PKGS))
+OPS_INC  := $(CORE_INC) -Iagent/ops $(call pkgcflags,$(OPS_PKGS))
+IO_INC   := $(OPS_INC) -Iagent/io $(call pkgcflags,$(IO_PKGS))
 
 SAN     := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 
-MAINS     := agent/agent.c agent/ctl.c
-CORE_SRC  := $(filter-out $(MAINS),$(wildcard agent/*.c))
-CORE_OBJ  := $(CORE_SRC:agent/%.c=build/obj/%.o)
-ASAN_OBJ  := $(CORE_SRC:agent/%.c=build/asan/%.o)
+CORE_SRC := $(wildcard agent/core/*.c)
+OPS_SRC  := $(wildcard agent/ops/*.c)
+IO_SRC   := $(wildcard agent/io/*.c)
+# What spoe-cache-ctl needs of the I/O layer: the pool, no SPOP, no workers.
+CTL_IO   := agent/io/pool.c agent/io/bevio.c agent/io/inspect.c
+obj = $(patsubst agent/%.c,build/$(1)/%.o,$(2))
+
+CORE_LIB      := build/obj/libspoecache-core.a
+ASAN_CORE_LIB := build/asan/libspoecache-core.a
 UNIT_SRC  := $(wildcard tests/unit/test_*.c)
 UNIT_BIN  := $(UNIT_SRC:tests/unit/%.c=build/asan/tests/%)
 TOOL_SRC  := $(wildcard tests/tools/*.c)
@@ -38,43 +58,80 @@ DEPS_STAMP := build/.deps-ok
 .PHONY: all test run bench fuzz fuzz-run install deps check-deps clean asan unit tools
 all: $(BINS)
 
-spoe-cache-agent: build/obj/agent.o $(CORE_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
-spoe-cache-ctl: build/obj/ctl.o $(CORE_OBJ)
-	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+AGENT_OBJ = $(call obj,$(1),agent/cmd/spoe-cache-agent.c $(IO_SRC) $(OPS_SRC))
+CTL_OBJ   = $(call obj,$(1),agent/cmd/spoe-cache-ctl.c $(CTL_IO) $(OPS_SRC))
+ALL_LIBS := $(IO_LIBS) $(OPS_LIBS) $(CORE_LIBS)
 
-build/obj/%.o: agent/%.c
-	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c -o $@ $<
+spoe-cache-agent: $(call AGENT_OBJ,obj) $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(ALL_LIBS) $(LDLIBS)
+spoe-cache-ctl: $(call CTL_OBJ,obj) $(CORE_LIB)
+	$(CC) $(CFLAGS) -o $@ $^ $(ALL_LIBS) $(LDLIBS)
 
-# The same core under AddressSanitizer + UndefinedBehaviorSanitizer, for the
-# unit tests and for the agent the wire tests drive.
-build/asan/%.o: agent/%.c
+# One compile rule per layer and build flavour (obj: release, asan:
+# AddressSanitizer + UndefinedBehaviorSanitizer).
+build/obj/core/%.o: agent/core/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -O1 $(SAN) -c -o $@ $<
-build/asan/spoe-cache-agent: build/asan/agent.o $(ASAN_OBJ)
-	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
-build/asan/spoe-cache-ctl: build/asan/ctl.o $(ASAN_OBJ)
-	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(LDLIBS)
-# -MMD cannot describe a compile-and-link of several inputs: depend on the
-# headers explicitly.
-build/asan/tests/%: tests/unit/%.c $(ASAN_OBJ) $(wildcard tests/unit/*.h agent/*.h)
+	$(CC) $(CFLAGS) $(CORE_INC) -c -o $@ $<
+build/obj/ops/%.o: agent/ops/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -O1 $(SAN) -Itests/unit -o $@ $(filter %.c %.o,$^) $(LDLIBS)
-build/tools/%: tests/tools/%.c $(CORE_OBJ) $(wildcard agent/*.h)
+	$(CC) $(CFLAGS) $(OPS_INC) -c -o $@ $<
+build/obj/io/%.o: agent/io/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
+	$(CC) $(CFLAGS) $(IO_INC) -c -o $@ $<
+build/obj/cmd/%.o: agent/cmd/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(IO_INC) -c -o $@ $<
+build/asan/core/%.o: agent/core/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -O1 $(SAN) $(CORE_INC) -c -o $@ $<
+build/asan/ops/%.o: agent/ops/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -O1 $(SAN) $(OPS_INC) -c -o $@ $<
+build/asan/io/%.o: agent/io/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -O1 $(SAN) $(IO_INC) -c -o $@ $<
+build/asan/cmd/%.o: agent/cmd/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -O1 $(SAN) $(IO_INC) -c -o $@ $<
 
-asan: build/asan/spoe-cache-agent build/asan/spoe-cache-ctl $(UNIT_BIN)
+$(CORE_LIB): $(call obj,obj,$(CORE_SRC))
+	rm -f $@ && ar rcs $@ $^
+$(ASAN_CORE_LIB): $(call obj,asan,$(CORE_SRC))
+	rm -f $@ && ar rcs $@ $^
+
+build/asan/spoe-cache-agent: $(call AGENT_OBJ,asan) $(ASAN_CORE_LIB)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(ALL_LIBS) $(LDLIBS)
+build/asan/spoe-cache-ctl: $(call CTL_OBJ,asan) $(ASAN_CORE_LIB)
+	$(CC) $(CFLAGS) $(SAN) -o $@ $^ $(ALL_LIBS) $(LDLIBS)
+# Unit tests link the core library alone: a codec that reached for
+# libevent or libconfig would not link. -MMD cannot describe a
+# compile-and-link of several inputs: depend on the headers explicitly.
+build/asan/tests/%: tests/unit/%.c $(ASAN_CORE_LIB) $(wildcard tests/unit/*.h agent/core/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -O1 $(SAN) $(CORE_INC) -Itests/unit -o $@ $(filter %.c %.a,$^) $(CORE_LIBS) $(LDLIBS)
+build/tools/%: tests/tools/%.c $(call obj,obj,$(CTL_IO) $(OPS_SRC)) $(CORE_LIB) $(wildcard agent/*/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) $(IO_INC) -o $@ $(filter %.c %.o %.a,$^) $(ALL_LIBS) $(LDLIBS)
+
+# The pool driver of the wire tests runs the pool under the sanitizers too.
+build/asan/tools/%: tests/tools/%.c $(call obj,asan,$(CTL_IO) $(OPS_SRC)) $(ASAN_CORE_LIB) $(wildcard agent/*/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -O1 $(SAN) $(IO_INC) -o $@ $(filter %.c %.o %.a,$^) $(ALL_LIBS) $(LDLIBS)
+
+asan: build/asan/spoe-cache-agent build/asan/spoe-cache-ctl $(UNIT_BIN) build/asan/tools/pool_driver
 unit: $(UNIT_BIN)
 tools: $(TOOL_BIN)
 
 # libFuzzer targets: clang only, each links the core built with clang.
 FUZZ_CC    ?= clang
-FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -Iagent $(PKG_CFLAGS) -fsanitize=fuzzer,address,undefined
+FUZZ_FLAGS := -g -O1 -std=c11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined
+# Each target links the core alone (fuzz_config the ops layer too).
+build/fuzz/fuzz_config: fuzz/fuzz_config.c $(CORE_SRC) $(OPS_SRC)
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(OPS_INC) -o $@ $^ $(OPS_LIBS) $(CORE_LIBS) $(LDLIBS)
 build/fuzz/%: fuzz/%.c $(CORE_SRC)
 	@mkdir -p $(@D)
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
+	$(FUZZ_CC) $(FUZZ_FLAGS) $(CORE_INC) -o $@ $^ $(CORE_LIBS) $(LDLIBS)
 fuzz: $(FUZZ_BIN)
 FUZZ_SECONDS ?= 60
 fuzz-run: fuzz
@@ -120,4 +177,4 @@ install: all
 clean:
 	rm -rf build $(BINS)
 
--include $(wildcard build/obj/*.d build/asan/*.d)
+-include $(wildcard build/obj/*/*.d build/asan/*/*.d)

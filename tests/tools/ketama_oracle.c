@@ -42,27 +42,35 @@ static int io_calls;
 
 int socket(int domain, int type, int protocol)
 {
-	int (*real)(int, int, int) = (int (*)(int, int, int))dlsym(RTLD_NEXT, "socket");
+	int (*real)(int, int, int);
+
+	*(void **)&real = dlsym(RTLD_NEXT, "socket");	/* POSIX's idiom for a function pointer */
 
 	io_calls++;
 	return real(domain, type, protocol);
 }
 
+/* glibc declares connect() with a transparent union under _GNU_SOURCE;
+ * this interposer takes the plain pointer it passes. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpedantic"
 int connect(int fd, const struct sockaddr *sa, socklen_t len)
 {
-	int (*real)(int, const struct sockaddr *, socklen_t) =
-		(int (*)(int, const struct sockaddr *, socklen_t))dlsym(RTLD_NEXT, "connect");
+	int (*real)(int, const struct sockaddr *, socklen_t);
+
+	*(void **)&real = dlsym(RTLD_NEXT, "connect");
 
 	io_calls++;
 	return real(fd, sa, len);
 }
+#pragma GCC diagnostic pop
 
 int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
 		struct addrinfo **res)
 {
-	int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **) =
-		(int (*)(const char *, const char *, const struct addrinfo *,
-			 struct addrinfo **))dlsym(RTLD_NEXT, "getaddrinfo");
+	int (*real)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+
+	*(void **)&real = dlsym(RTLD_NEXT, "getaddrinfo");
 
 	io_calls++;
 	return real(node, service, hints, res);

@@ -17,6 +17,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "log.h"
 #include "pool.h"
 
 static struct pool *pool;
@@ -79,13 +80,6 @@ on_set(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 		event_base_loopexit(base, NULL);
 }
 
-static void
-quiet(int level, const char *fmt, ...)
-{
-	(void)level;
-	(void)fmt;
-}
-
 int
 main(int argc, char **argv)
 {
@@ -120,7 +114,7 @@ main(int argc, char **argv)
 	conf.fail_threshold = 2;
 	conf.retry_interval_ms = 1000;
 	conf.max_item_size = 1 << 20;
-	pool_set_logger(quiet);
+	log_init("pool_bench", LOG_ERR, 0);
 	base = event_base_new();
 	pool = pool_new(base, &conf, NULL, err, sizeof(err));
 	if (pool == NULL) {

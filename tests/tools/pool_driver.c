@@ -32,6 +32,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "log.h"
 #include "pool.h"
 
 #define MAXPOOLS 4
@@ -76,19 +77,6 @@ static void out(const char *fmt, ...)
 	vprintf(fmt, ap);
 	va_end(ap);
 	fflush(stdout);
-}
-
-static void vlog(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void vlog(int level, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "LOG %d: ", level);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
 }
 
 /* ---- batches of requests ------------------------------------------------- */
@@ -661,8 +649,7 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: see the top of tests/tools/pool_driver.c\n");
 		return 2;
 	}
-	if (verbose)
-		pool_set_logger(vlog);
+	log_init("pool_driver", verbose ? LOG_DEBUG : LOG_INFO, 0);
 	base = event_base_new();
 	if (base == NULL)
 		return 2;

@@ -31,32 +31,14 @@ from harness import (BUILD, HOST, ROOT, free_port, main, make_tls, test,  # noqa
 
 ORACLE = os.path.join(BUILD, "tools", "ketama_oracle")
 DRIVER = os.path.join(BUILD, "asan", "tools", "pool_driver")
-DRIVER_SRC = ["tests/tools/pool_driver.c", "agent/pool.c", "agent/bevio.c", "agent/ketama.c",
-              "agent/mcproto.c"]
-DRIVER_DEPS = DRIVER_SRC + ["agent/pool.h", "agent/ketama.h", "agent/mcproto.h", "agent/config.h"]
 
 
 # ---- building the sanitized driver --------------------------------------------
 
 def build_driver():
-    """The Makefile builds tools without sanitizers; the pool is worth
-    running under ASan+UBSan, so build this one tool here."""
-    deps = [os.path.join(ROOT, d) for d in DRIVER_DEPS]
-    if os.path.exists(DRIVER) and \
-            os.path.getmtime(DRIVER) >= max(os.path.getmtime(d) for d in deps):
-        return DRIVER
-    os.makedirs(os.path.dirname(DRIVER), exist_ok=True)
-    pkgs = ["libevent", "libevent_openssl", "libmemcached", "openssl"]
-    cflags = subprocess.check_output(["pkg-config", "--cflags"] + pkgs).decode().split()
-    libs = subprocess.check_output(["pkg-config", "--libs"] + pkgs).decode().split()
-    tmp = DRIVER + ".%d.tmp" % os.getpid()
-    cmd = [os.environ.get("CC", "cc"), "-std=c11", "-D_GNU_SOURCE", "-pthread", "-g", "-O1",
-           "-Wall", "-Wextra", "-Wshadow", "-Wstrict-prototypes", "-Wmissing-prototypes",
-           "-fsanitize=address,undefined", "-fno-omit-frame-pointer",
-           "-fno-sanitize-recover=undefined", "-I" + os.path.join(ROOT, "agent")] + cflags + \
-        ["-o", tmp] + [os.path.join(ROOT, s) for s in DRIVER_SRC] + libs + ["-lm"]
-    subprocess.check_call(cmd)
-    os.rename(tmp, DRIVER)
+    """The pool under ASan+UBSan: make builds it (make asan, make test)."""
+    subprocess.check_call(["make", "--no-print-directory", "-s", "-C", ROOT,
+                           "build/asan/tools/pool_driver"])
     return DRIVER
 
 

@@ -9,14 +9,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
-enum cache_status { CS_HIT, CS_MISS, CS_REFRESH, CS_BYPASS, CS_MAX };
-
-/* Why a response was not stored. */
-enum store_refusal {
-	SR_STATUS, SR_CONTENT_TYPE, SR_NO_STORE, SR_PRIVATE, SR_SET_COOKIE,
-	SR_AUTHORIZATION, SR_LENGTH, SR_TOO_BIG, SR_VARY, SR_ZERO_TTL, SR_HEADERS,
-	SR_STORE_FAILED, SR_MAX
-};
+#include "policy.h"
 
 struct metrics {
 	atomic_uint_fast64_t lookups[CS_MAX];
@@ -36,7 +29,5 @@ struct metrics {
 #define M_ADD(m, f, n)	atomic_fetch_add_explicit(&(m)->f, (n), memory_order_relaxed)
 #define M_GET(m, f)	atomic_load_explicit(&(m)->f, memory_order_relaxed)
 
-extern const char *const cache_status_name[CS_MAX];
-extern const char *const store_refusal_name[SR_MAX];
 
 #endif

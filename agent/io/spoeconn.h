@@ -3,9 +3,14 @@
  * then NOTIFY/ACK, then DISCONNECT), frame reassembly, backpressure, and the
  * requests (NOTIFY frames) in flight on it.
  *
- * Ownership: a connection belongs to its worker and is freed on that
- * worker's thread. Each NOTIFY becomes a struct spoe_req, allocated here and
- * handed to the cache layer, which must call spoe_req_done() exactly once
+ * It knows nothing of what the messages mean: its owner (the worker) fills
+ * a struct spoe_server with an event loop, settings, counters and the NOTIFY
+ * handler, the way twemproxy's connections get their parser.
+ *
+ * Ownership: a connection belongs to its server (one per worker) and is
+ * freed on that worker's thread. Each NOTIFY becomes a struct spoe_req,
+ * allocated here and handed to the handler, which must call
+ * spoe_req_done() exactly once
  * (possibly later, from a memcached callback). When a connection closes with
  * requests still in flight, they are detached (req->conn = NULL) rather than
  * cancelled: their memcached callbacks still run, and spoe_req_done() then
@@ -18,10 +23,30 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include <event2/event.h>
+
+#include "config.h"
+#include "metrics.h"
 #include "spop.h"
 
-struct worker;
 struct spoe_conn;
+struct spoe_req;
+
+/* What a complete NOTIFY payload is handed to. */
+typedef void spoe_notify_fn(void *arg, struct spoe_req *r, const uint8_t *payload, size_t len);
+
+/* The SPOP side of one worker. The owner fills the first fields (and may
+ * set conf again between frames, on reload); the rest is spoeconn.c's. */
+struct spoe_server {
+	struct event_base *base;
+	const struct sc_agent_conf *conf;
+	struct metrics *m;
+	int id;				/* the worker's, in connection ids */
+	spoe_notify_fn *notify;
+	void *arg;
+	TAILQ_HEAD(, spoe_conn) conns;
+	unsigned long long next_conn_id;
+};
 
 #define SPOE_REQ_MAX_VARS 12
 
@@ -32,20 +57,21 @@ struct spoe_var {
 
 struct spoe_req {
 	struct spoe_conn *conn;		/* NULL once detached */
-	struct worker *w;
+	struct spoe_server *srv;
 	uint64_t stream_id, frame_id;
 	TAILQ_ENTRY(spoe_req) link;
 	uint32_t max_ack;		/* largest ACK frame (prefix excluded) the peer takes */
 	int nvars;
 	struct spoe_var vars[SPOE_REQ_MAX_VARS];
 	void *hold;			/* freed after the ACK is built */
-	void *cache;			/* the cache layer's state, freed by it */
 };
 
-/* Take a freshly accepted socket on worker w. */
-void spoe_conn_new(struct worker *w, int fd);
-/* Close every connection of w (shutdown): DISCONNECT then free. */
-void spoe_conn_close_all(struct worker *w);
+/* Ready s (its first fields filled) to take connections. */
+void spoe_server_init(struct spoe_server *s);
+/* Take a freshly accepted socket on s. */
+void spoe_conn_new(struct spoe_server *s, int fd);
+/* Close every connection of s (shutdown): DISCONNECT then free. */
+void spoe_conn_close_all(struct spoe_server *s);
 
 /* Queue a set-var (scope txn) for the ACK. Values must stay valid until
  * spoe_req_done(). A request has room for SPOE_REQ_MAX_VARS. */
@@ -54,8 +80,14 @@ void spoe_req_set_str(struct spoe_req *r, const char *name, const char *s, size_
 void spoe_req_set_bin(struct spoe_req *r, const char *name, const void *b, size_t len);
 void spoe_req_set_int(struct spoe_req *r, const char *name, int64_t v);
 void spoe_req_set_bool(struct spoe_req *r, const char *name, int v);
-/* Bytes the variables queued so far take in an ACK. */
+/* Bytes the variables queued so far take in an ACK, and the most the
+ * peer takes. */
 size_t spoe_req_ack_size(const struct spoe_req *r);
+size_t spoe_req_max_ack(const struct spoe_req *r);
+/* Forget the variables queued so far. */
+void spoe_req_clear(struct spoe_req *r);
+/* Free p (once) after the ACK is built: what queued values point into. */
+void spoe_req_hold(struct spoe_req *r, void *p);
 
 /* Send the ACK (if the connection is still there) and free r and r->hold.
  * If the ACK would not fit the negotiated frame size, the variables are

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cachectl.h"
+#include "cachecontrol.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -22,11 +22,9 @@
 #include <event2/event.h>
 
 #include "bevio.h"
-#include "cache.h"
 #include "log.h"
 #include "spoeconn.h"
 #include "varint.h"
-#include "worker.h"
 
 enum conn_state { ST_HELLO, ST_READY, ST_CLOSING };
 static const char *const state_name[] = { "HELLO", "READY", "CLOSING" };
@@ -41,7 +39,7 @@ static const char *const state_name[] = { "HELLO", "READY", "CLOSING" };
 #define AGENT_CAPS		"pipelining,async,fragmentation"
 
 struct spoe_conn {
-	struct worker *w;
+	struct spoe_server *srv;
 	struct bufferevent *bev;
 	enum conn_state state;
 	unsigned stall;
@@ -97,7 +95,7 @@ check_output(struct spoe_conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	if (evbuffer_get_length(out) > c->w->cf->agent.max_output)
+	if (evbuffer_get_length(out) > c->srv->conf->max_output)
 		conn_stall(c, STALL_OUTPUT);
 }
 
@@ -114,9 +112,8 @@ conn_disconnect(struct spoe_conn *c, int status, const char *msg)
 	if (n > 0)
 		bufferevent_write(c->bev, buf, (size_t)n);
 	if (status != SPOP_ST_NORMAL) {
-		M_INC(&c->w->m, disconnects);
-		if (worker_may_warn(c->w))
-			log_notice("spop conn %llu: DISCONNECT status %d (%s): %s",
+		M_INC(c->srv->m, disconnects);
+		log_every(1, LOG_NOTICE, "spop conn %llu: DISCONNECT status %d (%s): %s",
 			    c->id, status, spop_status_str(status), msg);
 	}
 	conn_set_state(c, ST_CLOSING);
@@ -180,16 +177,16 @@ dispatch(struct spoe_conn *c, uint64_t sid, uint64_t fid, const uint8_t *payload
 	if (r == NULL)
 		return fail(c, SPOP_ST_RES, "out of memory");
 	r->conn = c;
-	r->w = c->w;
+	r->srv = c->srv;
 	r->stream_id = sid;
 	r->frame_id = fid;
 	r->max_ack = c->max_frame - 1;	/* HAProxy 3.2+ drops an ACK of exactly the max */
 	TAILQ_INSERT_TAIL(&c->reqs, r, link);
 	c->inflight++;
-	M_ADD(&c->w->m, inflight, 1);
-	if (c->inflight >= c->w->cf->agent.max_inflight)
+	M_ADD(c->srv->m, inflight, 1);
+	if (c->inflight >= c->srv->conf->max_inflight)
 		conn_stall(c, STALL_INFLIGHT);
-	cache_notify(r, payload, plen);	/* may finish r before returning */
+	c->srv->notify(c->srv->arg, r, payload, plen);	/* may finish r before returning */
 	return 0;
 }
 
@@ -217,15 +214,15 @@ frag_abort(struct spoe_conn *c, int fin)
 		bufferevent_write(c->bev, buf, (size_t)n);
 	frag_reset(c);
 	c->frag_skip = !fin;
-	if (worker_may_warn(c->w))
-		log_warn("spop conn %llu: fragmented NOTIFY larger than max_frag_size (%zu), aborted",
-		    c->id, c->w->cf->agent.max_frag_size);
+	log_every(1, LOG_WARNING,
+	    "spop conn %llu: fragmented NOTIFY larger than max_frag_size (%zu), aborted",
+	    c->id, c->srv->conf->max_frag_size);
 }
 
 static int
 frag_add(struct spoe_conn *c, const struct spop_frame *f)
 {
-	if (evbuffer_get_length(c->frag) + f->plen > c->w->cf->agent.max_frag_size) {
+	if (evbuffer_get_length(c->frag) + f->plen > c->srv->conf->max_frag_size) {
 		frag_abort(c, f->flags & SPOP_FL_FIN);
 		return 0;
 	}
@@ -302,7 +299,7 @@ conn_frame(struct spoe_conn *c, const uint8_t *data, size_t len)
 
 	if (spop_frame_parse(data, len, &f) < 0)
 		return fail(c, SPOP_ST_INVALID, "malformed frame header");
-	M_INC(&c->w->m, frames_in);
+	M_INC(c->srv->m, frames_in);
 	if (f.type == SPOP_FRM_HAPROXY_DISCON)
 		return on_haproxy_disconnect(c, &f);
 	if (c->state == ST_HELLO) {
@@ -391,7 +388,7 @@ on_write(struct bufferevent *bev, void *arg)
 			conn_free(c);
 		return;
 	}
-	if (left <= c->w->cf->agent.max_output / 2)
+	if (left <= c->srv->conf->max_output / 2)
 		conn_unstall(c, STALL_OUTPUT);
 }
 
@@ -417,7 +414,14 @@ on_event(struct bufferevent *bev, short what, void *arg)
 }
 
 void
-spoe_conn_new(struct worker *w, int fd)
+spoe_server_init(struct spoe_server *s)
+{
+	TAILQ_INIT(&s->conns);
+	s->next_conn_id = 0;
+}
+
+void
+spoe_conn_new(struct spoe_server *s, int fd)
 {
 	struct spoe_conn *c;
 	struct timeval tv = { HELLO_TIMEOUT_SEC, 0 };
@@ -425,26 +429,26 @@ spoe_conn_new(struct worker *w, int fd)
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		goto fail;
-	c->w = w;
-	c->id = ++w->next_conn_id * 64 + (unsigned long long)w->id;
-	c->max_frame = w->cf->agent.max_frame_size;
+	c->srv = s;
+	c->id = ++s->next_conn_id * 64 + (unsigned long long)s->id;
+	c->max_frame = s->conf->max_frame_size;
 	TAILQ_INIT(&c->reqs);
-	c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->bev = bufferevent_socket_new(s->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (c->bev == NULL)
 		goto fail_c;
 	fd = -1;	/* owned by the bufferevent now */
-	c->resume = event_new(w->base, -1, 0, on_resume, c);
+	c->resume = event_new(s->base, -1, 0, on_resume, c);
 	if (c->resume == NULL)
 		goto fail_bev;
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
 	bevio_tune(c->bev);
-	bufferevent_setwatermark(c->bev, EV_WRITE, w->cf->agent.max_output / 2, 0);
+	bufferevent_setwatermark(c->bev, EV_WRITE, s->conf->max_output / 2, 0);
 	bufferevent_set_timeouts(c->bev, &tv, NULL);
 	if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) < 0)
 		goto fail_ev;
-	TAILQ_INSERT_TAIL(&w->conns, c, link);
-	M_INC(&w->m, conns_total);
-	M_ADD(&w->m, conns_open, 1);
+	TAILQ_INSERT_TAIL(&s->conns, c, link);
+	M_INC(s->m, conns_total);
+	M_ADD(s->m, conns_open, 1);
 	return;
 fail_ev:
 	event_free(c->resume);
@@ -455,7 +459,7 @@ fail_c:
 fail:
 	if (fd >= 0)
 		evutil_closesocket(fd);
-	log_err("worker %d: cannot set up a connection: out of memory", w->id);
+	log_err("worker %d: cannot set up a connection: out of memory", s->id);
 }
 
 static void
@@ -473,17 +477,17 @@ conn_free(struct spoe_conn *c)
 	c->resume = NULL;
 	bufferevent_free(c->bev);
 	c->bev = NULL;
-	TAILQ_REMOVE(&c->w->conns, c, link);
-	M_ADD(&c->w->m, conns_open, -1);
+	TAILQ_REMOVE(&c->srv->conns, c, link);
+	M_ADD(c->srv->m, conns_open, -1);
 	free(c);
 }
 
 void
-spoe_conn_close_all(struct worker *w)
+spoe_conn_close_all(struct spoe_server *s)
 {
 	struct spoe_conn *c;
 
-	while ((c = TAILQ_FIRST(&w->conns)) != NULL) {
+	while ((c = TAILQ_FIRST(&s->conns)) != NULL) {
 		/* SPOP: an agent that closes says DISCONNECT first. The loop
 		 * has stopped, so flush what the (non-blocking) socket takes
 		 * now instead of waiting for a write event: best effort, a
@@ -549,6 +553,25 @@ spoe_req_set_bool(struct spoe_req *r, const char *name, int v)
 }
 
 size_t
+spoe_req_max_ack(const struct spoe_req *r)
+{
+	return r->max_ack;
+}
+
+void
+spoe_req_clear(struct spoe_req *r)
+{
+	r->nvars = 0;
+}
+
+void
+spoe_req_hold(struct spoe_req *r, void *p)
+{
+	assert(r->hold == NULL);
+	r->hold = p;
+}
+
+size_t
 spoe_req_ack_size(const struct spoe_req *r)
 {
 	/* frame header: type, flags, two varints */
@@ -597,9 +620,9 @@ send_ack(struct spoe_conn *c, struct spoe_req *r)
 	n = encode_ack(r, v.iov_base, v.iov_len < SPOP_LEN_PREFIX + r->max_ack ?
 	    v.iov_len : SPOP_LEN_PREFIX + r->max_ack);
 	if (n < 0) {
-		if (worker_may_warn(c->w))
-			log_warn("spop conn %llu: ACK larger than max-frame-size %u, answering Bypass",
-			    c->id, c->max_frame);
+		log_every(1, LOG_WARNING,
+		    "spop conn %llu: ACK larger than max-frame-size %u, answering Bypass",
+		    c->id, c->max_frame);
 		r->nvars = 0;
 		spoe_req_set_str(r, "status", "Bypass", 6);
 		n = encode_ack(r, v.iov_base, v.iov_len);
@@ -610,7 +633,7 @@ send_ack(struct spoe_conn *c, struct spoe_req *r)
 	}
 	v.iov_len = (size_t)n;
 	evbuffer_commit_space(out, &v, 1);
-	M_INC(&c->w->m, frames_out);
+	M_INC(c->srv->m, frames_out);
 }
 
 void
@@ -627,10 +650,10 @@ spoe_req_done(struct spoe_req *r)
 			send_ack(c, r);
 			check_output(c);
 		}
-		if (c->inflight < c->w->cf->agent.max_inflight)
+		if (c->inflight < c->srv->conf->max_inflight)
 			conn_unstall(c, STALL_INFLIGHT);
 	}
-	M_ADD(&r->w->m, inflight, -1);
+	M_ADD(r->srv->m, inflight, -1);
 	free(r->hold);
 	free(r);
 }

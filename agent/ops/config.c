@@ -638,6 +638,13 @@ config_free(struct sc_config *cf)
 	free(cf);
 }
 
+void
+config_limits(const struct sc_config *cf, struct pol_limits *lim)
+{
+	lim->max_headers = (size_t)cf->agent.max_headers;
+	lim->max_query_params = (size_t)cf->agent.max_query_params;
+}
+
 const struct sc_policy *
 config_policy(const struct sc_config *cf, const char *name, size_t len)
 {

@@ -28,14 +28,15 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
-#include "cache.h"
 #include "config.h"
 #include "entry.h"
 #include "hdrs.h"
 #include "inspect.h"
 #include "key.h"
 #include "log.h"
+#include "policy.h"
 #include "pool.h"
+#include "varint.h"
 
 struct ctl {
 	struct event_base *base;
@@ -225,6 +226,34 @@ on_stats(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 	done(c);
 }
 
+
+/* The hdrs_bin block HAProxy would send for these headers (malloc'd). */
+static uint8_t *
+hdrs_block(const struct hdr *h, size_t nh, size_t *len)
+{
+	size_t cap = 2;
+	uint8_t *b, *p, *end;
+
+	for (size_t i = 0; i < nh; i++)
+		cap += 2 * VARINT_MAX_LEN + h[i].nlen + h[i].vlen;
+	if ((b = malloc(cap)) == NULL)
+		return NULL;
+	p = b;
+	end = b + cap;
+	for (size_t i = 0; i < nh; i++) {
+		p += varint_encode(h[i].nlen, p, end);
+		memcpy(p, h[i].name, h[i].nlen);
+		p += h[i].nlen;
+		p += varint_encode(h[i].vlen, p, end);
+		memcpy(p, h[i].val, h[i].vlen);
+		p += h[i].vlen;
+	}
+	*p++ = 0;
+	*p++ = 0;
+	*len = (size_t)(p - b);
+	return b;
+}
+
 static int
 cmd_key(const struct sc_config *cf, int argc, char **argv, int json)
 {
@@ -239,10 +268,11 @@ cmd_key(const struct sc_config *cf, int argc, char **argv, int json)
 	struct hdr hdrs[256];
 	size_t nh = 0;
 	const char *policy = "default";
-	struct cache_request req;
+	struct pol_request req;
+	struct pol_lookup L;
 	const struct sc_policy *p;
 	char hex[KEY_HEX_LEN + 1];
-	int opt, rc;
+	int opt;
 
 	memset(&req, 0, sizeof(req));
 	optind = 0;	/* GNU getopt: 0 re-initialises its state */
@@ -306,33 +336,26 @@ cmd_key(const struct sc_config *cf, int argc, char **argv, int json)
 			req.url_len = strlen(req.url);
 		}
 	}
-	req.hdrs = hdrs;
-	req.nhdrs = nh;
-	/* The agent's first question: a method the policy does not cache is a
-	 * Bypass (and has no key to look up), unless forced. */
+	/* The agent's own first decision, over the block HAProxy would send. */
 	{
-		const struct hdr *f = NULL;
-		int ok = 0;
+		uint8_t *block = hdrs_block(hdrs, nh, &req.hdrs_len);
+		struct pol_limits lim;
 
-		if (p->allow_force_cache_header) {
-			size_t from = 0;
-
-			f = hdrs_find(hdrs, nh, "x-proxy-cache-memcached-force", 29, &from);
-			ok = f != NULL && f->vlen == 4 && strncasecmp(f->val, "true", 4) == 0;
+		if (block == NULL) {
+			fprintf(stderr, "spoe-cache-ctl: out of memory\n");
+			return 2;
 		}
-		for (size_t i = 0; !ok && i < p->request_method.n; i++)
-			ok = strcmp(p->request_method.v[i], req.method) == 0;
-		if (!ok) {
-			fprintf(stderr, "spoe-cache-ctl: not cacheable (Bypass): %s\n",
-			    cache_reqerr_str(CRE_METHOD));
-			return 1;
-		}
+		req.hdrs = block;
+		config_limits(cf, &lim);
+		policy_request(p, &lim, &req, &L);
+		free(block);
 	}
-	rc = cache_request_key(cf, p, &req, hex);
-	if (rc < 0) {
-		fprintf(stderr, "spoe-cache-ctl: not cacheable (Bypass): %s\n", cache_reqerr_str(rc));
+	if (L.action != PA_FETCH) {
+		fprintf(stderr, "spoe-cache-ctl: not cacheable (Bypass): %s\n",
+		    L.action == PA_BYPASS ? L.why : "method not cacheable");
 		return 1;
 	}
+	memcpy(hex, L.key, sizeof(hex));
 	if (json)
 		printf("{\"key\":\"%s\",\"policy\":\"%s\"}\n", hex, p->name);
 	else
@@ -393,7 +416,6 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init("spoe-cache-ctl", LOG_WARNING, 0);
-	pool_set_logger(log_msg);
 	cf = config_load(file, err, sizeof(err));
 	if (cf == NULL) {
 		fprintf(stderr, "spoe-cache-ctl: %s\n", err);

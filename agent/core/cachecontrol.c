@@ -4,7 +4,7 @@
  * must not be, so malformed input resolves towards "do not cache". Must not
  * read past v + len, allocate, or consult the clock.
  */
-#include "cachectl.h"
+#include "cachecontrol.h"
 
 #include <string.h>
 

@@ -8,6 +8,7 @@
  * event). Must not re-route a key: a down shard fails fast until a probe
  * brings it back. Protocol details live in mcproto.c, placement in ketama.c.
  */
+#include "log.h"
 #include "pool.h"
 
 #include <errno.h>
@@ -55,33 +56,6 @@ const uint32_t pool_lat_bounds_us[POOL_LAT_NBOUNDS] = {
 
 /* ---- logging ---------------------------------------------------------- */
 
-static void log_stderr(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void log_stderr(int level, const char *fmt, ...)
-{
-	static const char *names[] = { "emerg", "alert", "crit", "error", "warning",
-				       "notice", "info", "debug" };
-	char line[1024];
-	va_list ap;
-
-	if (level > LOG_INFO)
-		return;	/* state transitions: only through a real logger */
-	va_start(ap, fmt);
-	vsnprintf(line, sizeof(line), fmt, ap);
-	va_end(ap);
-	/* one write per line so threads do not interleave mid-line */
-	fprintf(stderr, "spoe-cache pool %s: %s\n",
-		names[level >= 0 && level <= 7 ? level : 3], line);
-}
-
-static pool_log_fn logger = log_stderr;
-
-void pool_set_logger(pool_log_fn fn)
-{
-	logger = fn ? fn : log_stderr;
-}
-
-#define plog(level, ...) logger((level), __VA_ARGS__)
 
 const char *mc_status_name(enum mc_status st)
 {
@@ -372,7 +346,7 @@ static const char *conn_state_name(enum conn_state st)
 
 static void conn_set_state(struct conn *c, enum conn_state st)
 {
-	plog(LOG_DEBUG, "shard %s: connection %p%s %s -> %s", c->shard->name, (void *)c,
+	log_msg(LOG_DEBUG, "shard %s: connection %p%s %s -> %s", c->shard->name, (void *)c,
 	     c->probe ? " (probe)" : "", conn_state_name(c->state), conn_state_name(st));
 	c->state = st;
 }
@@ -468,14 +442,14 @@ static struct conn *conn_new(struct shard *s, int probe)
 		TAILQ_INSERT_TAIL(&s->conns, c, link);
 		s->nconns++;
 	}
-	plog(LOG_DEBUG, "shard %s: connecting%s", s->name, probe ? " (probe)" : "");
+	log_msg(LOG_DEBUG, "shard %s: connecting%s", s->name, probe ? " (probe)" : "");
 	return c;
 fail:
 	{
 		char e[512];
 
 		ssl_errors(e, sizeof(e), next_global_err, NULL);
-		plog(LOG_ERR, "shard %s: cannot open a connection: %s", s->name,
+		log_msg(LOG_ERR, "shard %s: cannot open a connection: %s", s->name,
 		     e[0] ? e : strerror(errno));
 	}
 	if (ssl)
@@ -548,10 +522,10 @@ static void conn_fail(struct conn *c, enum fail_why why, const char *what)
 		 * when it changes (a restart behind a bad certificate, say),
 		 * not at every probe. */
 		if (strncmp(s->probe_why, what, sizeof(s->probe_why) - 1) != 0) {
-			plog(LOG_WARNING, "shard %s: still down: %s", s->name, what);
+			log_msg(LOG_WARNING, "shard %s: still down: %s", s->name, what);
 			snprintf(s->probe_why, sizeof(s->probe_why), "%s", what);
 		} else {
-			plog(LOG_DEBUG, "shard %s: probe failed: %s", s->name, what);
+			log_msg(LOG_DEBUG, "shard %s: probe failed: %s", s->name, what);
 		}
 		return;	/* the probe timer is already scheduled */
 	}
@@ -635,7 +609,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	if (now - c->idle_since_us >= (uint64_t)conf->keepalive_timeout_ms * 1000u) {
-		plog(LOG_DEBUG, "shard %s: closing idle connection", c->shard->name);
+		log_msg(LOG_DEBUG, "shard %s: closing idle connection", c->shard->name);
 		conn_close(c);
 		return;
 	}
@@ -684,12 +658,12 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (c->state == CONN_READY && TAILQ_EMPTY(&c->inflight) && !c->probe) {
 		/* memcached restarted or dropped an idle client: not a failure */
-		plog(LOG_INFO, "shard %s: idle connection %s", s->name, why);
+		log_msg(LOG_INFO, "shard %s: idle connection %s", s->name, why);
 		conn_close(c);
 		return;
 	}
 	if (!c->probe)
-		plog(LOG_ERR, "shard %s: %s", s->name, why);
+		log_msg(LOG_ERR, "shard %s: %s", s->name, why);
 	conn_fail(c, FW_IO, why);
 }
 
@@ -725,7 +699,7 @@ static int conn_reply(struct conn *c, const struct mc_reply *m, const uint8_t *r
 
 	if (m->type == MC_R_SERVER_ERROR && r->kind != RQ_PROBE && r->kind != RQ_NUDGE) {
 		/* the command failed but memcached kept the stream in sync */
-		plog(LOG_WARNING, "shard %s: SERVER_ERROR %.*s", s->name, (int)m->textlen, m->text);
+		log_msg(LOG_WARNING, "shard %s: SERVER_ERROR %.*s", s->name, (int)m->textlen, m->text);
 		r = conn_pop(c);
 		s->fails = 0;
 		lat_observe(s, r->t0_us);
@@ -812,7 +786,7 @@ static int conn_reply(struct conn *c, const struct mc_reply *m, const uint8_t *r
 		if (!s->up) {
 			s->up = 1;
 			s->st.up = 1;
-			plog(LOG_NOTICE, "shard %s: up again (probe answered)", s->name);
+			log_msg(LOG_NOTICE, "shard %s: up again (probe answered)", s->name);
 			s->probe_why[0] = '\0';
 		}
 		conn_close(c);	/* a fresh connection serves the next request */
@@ -888,7 +862,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 			 * keep the connection. */
 			struct req *r = conn_pop(c);
 
-			plog(LOG_WARNING, "shard %s: value of %zu bytes is above max_item_size %zu; "
+			log_msg(LOG_WARNING, "shard %s: value of %zu bytes is above max_item_size %zu; "
 			     "answered as an error", s->name, m.vlen, maxv);
 			c->skip = m.need;
 			s->fails = 0;
@@ -898,14 +872,14 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
 		}
 		if (n < 0) {
 			snprintf(msg, sizeof(msg), "protocol error: %s", m.err ? m.err : "?");
-			plog(LOG_ERR, "shard %s: %s; closing the connection", s->name, msg);
+			log_msg(LOG_ERR, "shard %s: %s; closing the connection", s->name, msg);
 			conn_fail(c, FW_IO, msg);
 			break;
 		}
 		if (conn_reply(c, &m, buf, (size_t)n, &why) < 0) {
 			snprintf(msg, sizeof(msg), "protocol error: %s (%s)", why,
 				 mc_rtype_name(m.type));
-			plog(LOG_ERR, "shard %s: %s; closing the connection", s->name, msg);
+			log_msg(LOG_ERR, "shard %s: %s; closing the connection", s->name, msg);
 			conn_fail(c, FW_IO, msg);
 			break;
 		}
@@ -935,7 +909,7 @@ static void shard_down(struct shard *s, const char *why)
 	s->up = 0;
 	s->st.up = 0;
 	s->st.went_down++;
-	plog(LOG_WARNING, "shard %s: marked down after %d failures in a row (last: %s); "
+	log_msg(LOG_WARNING, "shard %s: marked down after %d failures in a row (last: %s); "
 	     "its requests fail fast, probing every %d ms", s->name, s->fails, why,
 	     s->pool->conf->retry_interval_ms);
 	while ((c = TAILQ_FIRST(&s->conns)) != NULL)
@@ -1084,7 +1058,7 @@ int pool_set(struct pool *p, const char *key, size_t klen, const void *val, size
 		/* one line per 10 s per shard: a site full of large bodies
 		 * must not turn the log into a copy of its traffic */
 		if (s->toobig_logged_us == 0 || now - s->toobig_logged_us >= 10000000u) {
-			plog(LOG_WARNING, "shard %s: not storing %.*s: value of %zu bytes is above "
+			log_msg(LOG_WARNING, "shard %s: not storing %.*s: value of %zu bytes is above "
 			     "max_item_size %zu (%llu more refused since the last line)", s->name,
 			     (int)klen, key, vlen, p->conf->max_item_size,
 			     (unsigned long long)s->toobig_quiet);
@@ -1183,7 +1157,7 @@ static int resolve(struct shard *s, const struct sc_host *h, char *err, size_t e
 			else if (res->ai_family == AF_INET6)
 				inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr,
 					  a, sizeof(a));
-			plog(LOG_INFO, "shard %s: resolved to %s (once, at start)", s->name, a);
+			log_msg(LOG_INFO, "shard %s: resolved to %s (once, at start)", s->name, a);
 		}
 	}
 	if (rc != 0) {
@@ -1282,7 +1256,7 @@ void pool_free(struct pool *p)
 	if (p == NULL)
 		return;
 	if (p->in_cb) {
-		plog(LOG_CRIT, "pool_free() called from inside a pool callback");
+		log_msg(LOG_CRIT, "pool_free() called from inside a pool callback");
 		abort();
 	}
 	p->closing = 1;

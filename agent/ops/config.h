@@ -12,12 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-struct sc_host {
-	char *host;		/* name or address, as written */
-	uint16_t port;		/* default 11211 */
-	uint32_t weight;	/* default 100 */
-	int line;		/* config line, for messages */
-};
+#include "ketama.h"
+#include "policy.h"
 
 struct sc_pool_conf {
 	struct sc_host *hosts;
@@ -34,27 +30,6 @@ struct sc_pool_conf {
 	char *tls_ca_file;		/* CA bundle; NULL = system default */
 	char *tls_cert_file;		/* optional client certificate */
 	char *tls_key_file;		/* its key */
-};
-
-struct sc_strlist {
-	char **v;
-	size_t n;
-};
-
-struct sc_policy {
-	char *name;
-	int *response_codes;		/* default 200, 301, 404 */
-	size_t n_response_codes;
-	struct sc_strlist request_method;	/* default GET, HEAD */
-	struct sc_strlist content_type;		/* default text/plain, application/json; "*" = any */
-	int cache_ttl;			/* seconds, default 300 */
-	int storage_ttl;		/* seconds, -1 = same as the freshness lifetime */
-	int cache_control;		/* honour RFC 9111 Cache-Control, default off */
-	int allow_force_cache_header;	/* X-Proxy-Cache-Memcached-Force: true */
-	struct sc_strlist vary_headers;
-	struct sc_strlist vary_query_params;	/* empty = every parameter */
-	struct sc_strlist vary_body_json_fields;
-	int line;
 };
 
 enum sc_log_target { SC_LOG_STDERR, SC_LOG_SYSLOG };
@@ -90,6 +65,8 @@ struct sc_config {
 struct sc_config *config_load(const char *file, char *err, size_t errlen);
 void config_free(struct sc_config *c);
 
+/* The agent-wide bounds the policy core works within. */
+void config_limits(const struct sc_config *c, struct pol_limits *lim);
 /* Policy by name (length and bytes); NULL when unknown. */
 const struct sc_policy *config_policy(const struct sc_config *c, const char *name, size_t len);
 

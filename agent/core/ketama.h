@@ -12,7 +12,15 @@
 
 #include <stddef.h>
 
-#include "config.h"
+#include <stdint.h>
+
+/* One memcached server as configured (config.c fills these). */
+struct sc_host {
+	char *host;		/* name or address, as written */
+	uint16_t port;		/* default 11211 */
+	uint32_t weight;	/* default 100 */
+	int line;		/* config line, for messages */
+};
 
 /*
  * A built ring. After ketama_new() returns nothing in it is written again:

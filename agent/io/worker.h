@@ -21,11 +21,11 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "cacheio.h"
 #include "config.h"
 #include "metrics.h"
 #include "pool.h"
-
-struct spoe_conn;
+#include "spoeconn.h"
 
 struct worker {
 	int id;
@@ -46,9 +46,8 @@ struct worker {
 	struct pool_shard_stats *snap;
 	int nsnap;
 	struct event *snap_ev;
-	TAILQ_HEAD(, spoe_conn) conns;
-	unsigned long long next_conn_id;
-	time_t last_warn;		/* rate limit for per-request warnings */
+	struct spoe_server spoe;	/* its SPOP connections */
+	struct cache_env cache;		/* what their NOTIFY handler works with */
 };
 
 /* Start w's thread; 0 or -1 with err filled. */
@@ -62,7 +61,5 @@ void worker_reload(struct worker *w, struct sc_config *cf);
 void worker_stop(struct worker *w);
 /* Add w's latest per-shard stats into sum[n] (admin thread). */
 void worker_sum_shards(struct worker *w, struct pool_shard_stats *sum, int n);
-/* Log at most once a second per worker, for events caused by requests. */
-int worker_may_warn(struct worker *w);
 
 #endif

@@ -217,7 +217,6 @@ main(int argc, char **argv)
 	}
 	log_init("spoe-cache-agent", debug ? LOG_DEBUG : ag.cf->agent.log_level,
 	    ag.cf->agent.log_target == SC_LOG_SYSLOG);
-	pool_set_logger(log_msg);
 	signal(SIGPIPE, SIG_IGN);
 	/* Every hit mallocs and frees buffers of 16 KiB to a few hundred; with
 	 * glibc's default 128 KiB trim threshold the worker arenas hand that

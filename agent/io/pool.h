@@ -36,16 +36,6 @@ const char *mc_status_name(enum mc_status st);
 typedef void (*pool_cb)(void *arg, enum mc_status st, const uint8_t *val, size_t vlen);
 
 /*
- * Logging. level is a syslog level (LOG_ERR .. LOG_DEBUG). Process-wide:
- * set it once before any pool exists (it is read without a lock by every
- * thread). NULL restores the default, one line per message on stderr.
- * The function must be callable from any worker thread.
- */
-typedef void (*pool_log_fn)(int level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-void pool_set_logger(pool_log_fn fn);
-
-/*
  * The TLS context every pool of the process shares (read-only after this
  * returns; SSL_new() on it is thread-safe). Built once, before the worker
  * threads start, from conf: tls_verify -> SSL_VERIFY_PEER (the peer name is

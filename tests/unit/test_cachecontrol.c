@@ -3,7 +3,7 @@
  * including the malformed input that must resolve towards not caching.
  * Inputs are placed against a guard page so an over-read crashes.
  */
-#include "cachectl.h"
+#include "cachecontrol.h"
 #include "t.h"
 #include "guard.h"
 

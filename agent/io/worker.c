@@ -9,6 +9,7 @@
 
 #include <event2/event.h>
 
+#include "cacheio.h"
 #include "log.h"
 #include "pool.h"
 #include "spoeconn.h"
@@ -35,6 +36,9 @@ take_config(struct worker *w)
 	pool_free(w->pool);
 	w->pool = p;
 	w->cf = cf;
+	w->spoe.conf = &cf->agent;
+	w->cache.cf = cf;
+	w->cache.pool = p;
 	snapshot(w);
 }
 
@@ -118,7 +122,7 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 		if (stop)
 			close(q[i]);
 		else
-			spoe_conn_new(w, q[i]);
+			spoe_conn_new(&w->spoe, q[i]);
 	}
 	free(q);
 	if (stop)
@@ -133,7 +137,7 @@ worker_main(void *arg)
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	event_free(w->snap_ev);
 	w->snap_ev = NULL;
-	spoe_conn_close_all(w);
+	spoe_conn_close_all(&w->spoe);
 	pool_free(w->pool);	/* runs the callbacks of requests still in flight */
 	w->pool = NULL;
 	return NULL;
@@ -146,7 +150,6 @@ worker_start(struct worker *w, int id, const struct sc_config *cf, SSL_CTX *tls,
 	w->id = id;
 	w->cf = cf;
 	w->tls = tls;
-	TAILQ_INIT(&w->conns);
 	atomic_init(&w->next_cf, NULL);
 	if (pthread_mutex_init(&w->lock, NULL) != 0) {
 		snprintf(err, errlen, "worker %d: pthread_mutex_init failed", id);
@@ -176,6 +179,16 @@ worker_start(struct worker *w, int id, const struct sc_config *cf, SSL_CTX *tls,
 	w->pool = pool_new(w->base, &cf->pool, tls, err, errlen);
 	if (w->pool == NULL)
 		goto fail_wake;
+	w->cache.cf = cf;
+	w->cache.pool = w->pool;
+	w->cache.m = &w->m;
+	w->spoe.base = w->base;
+	w->spoe.conf = &cf->agent;
+	w->spoe.m = &w->m;
+	w->spoe.id = id;
+	w->spoe.notify = cacheio_notify;
+	w->spoe.arg = &w->cache;
+	spoe_server_init(&w->spoe);
 	snapshot(w);
 	w->snap_ev = event_new(w->base, -1, EV_PERSIST, on_snapshot, w);
 	{
@@ -257,15 +270,4 @@ worker_stop(struct worker *w)
 	event_base_free(w->base);
 	w->base = NULL;
 	pthread_mutex_destroy(&w->lock);
-}
-
-int
-worker_may_warn(struct worker *w)
-{
-	time_t now = time(NULL);
-
-	if (now == w->last_warn)
-		return 0;
-	w->last_warn = now;
-	return 1;
 }

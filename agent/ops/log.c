@@ -97,3 +97,13 @@ log_msg(int level, const char *fmt, ...)
 		/* nowhere left to report it */
 	}
 }
+
+int
+log_ratelimit(atomic_llong *slot, int sec)
+{
+	long long now = (long long)time(NULL), prev = atomic_load_explicit(slot, memory_order_relaxed);
+
+	if (prev != 0 && now - prev < sec)
+		return 0;
+	return atomic_compare_exchange_strong(slot, &prev, now);
+}

@@ -1,0 +1,971 @@
+/*
+ * policy.c - the cache's decisions; see policy.h.
+ *
+ * Every byte here came from a client, an origin or a stored entry: header
+ * blocks are parsed with their counts bounded by pol_limits, and everything
+ * a later step reads back (the ctx, an entry's Vary record) is checked
+ * against its own length first. Must not do I/O, read the clock, allocate
+ * or keep state between calls.
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "jsonf.h"
+#include "policy.h"
+
+#define CTX_VERSION	1
+#define CTX_F_HEAD	0x01u	/* the request was HEAD: nothing to store */
+#define CTX_F_AUTH	0x02u	/* the request had Authorization */
+#define CTX_F_REFRESH	0x04u	/* the lookup said Refresh (else Miss) */
+#define CTX_F_INVALIDATE 0x08u	/* unsafe method: delete the GET entry on success */
+
+#define VARY_SCRATCH	8192	/* vary header values of one request */
+#define JSON_SCRATCH	8192	/* decoded JSON field values */
+
+const char *const cache_status_name[CS_MAX] = { "Hit", "Miss", "Refresh", "Bypass" };
+const char *const store_refusal_name[SR_MAX] = {
+	"status", "content_type", "no_store", "private", "set_cookie",
+	"authorization", "length", "too_big", "vary", "zero_ttl", "headers",
+	"store_failed"
+};
+
+const char *
+pol_keyerr_str(int e)
+{
+	switch (e) {
+	case PKE_OK: return "ok";
+	case PKE_URL: return "URL not accepted";
+	case PKE_HOST: return "missing, repeated or mismatched Host";
+	case PKE_KEY_INPUT: return "bad characters in the URL or Host";
+	case PKE_TOO_MANY: return "too many query parameters or headers";
+	case PKE_BODY: return "body is not a JSON object";
+	case PKE_TOO_LONG: return "vary header values too long";
+	}
+	return "unknown";
+}
+
+static int
+str_in(const struct sc_strlist *l, const char *s, size_t len)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strlen(l->v[i]) == len && memcmp(l->v[i], s, len) == 0)
+			return 1;
+	return 0;
+}
+
+static int
+name_eq(const char *a, size_t alen, const char *lit)
+{
+	return hdr_name_eq(a, alen, lit, strlen(lit));
+}
+
+static int
+bytes_eq(const char *a, size_t alen, const char *lit)
+{
+	return alen == strlen(lit) && memcmp(a, lit, alen) == 0;
+}
+
+static const struct hdr *
+first(const struct hdr *h, size_t nh, const char *name)
+{
+	return hdrs_find(h, nh, name, strlen(name), NULL);
+}
+
+/* Cache-Control of a message, every field line of it. */
+static void
+cc_of(const struct hdr *h, size_t nh, struct cachectl *cc)
+{
+	const struct hdr *c;
+	size_t from = 0;
+
+	cachectl_init(cc);
+	while ((c = hdrs_find(h, nh, "cache-control", 13, &from)) != NULL)
+		cachectl_parse(c->val, c->vlen, cc);
+}
+
+/* Pragma: no-cache counts only where Cache-Control is absent (RFC 9111 5.4). */
+static int
+pragma_no_cache(const struct cachectl *cc, const struct hdr *h, size_t nh)
+{
+	const struct hdr *p;
+
+	return !(cc->flags & CC_PRESENT) && (p = first(h, nh, "pragma")) != NULL &&
+	    hdr_token_in_list(p->val, p->vlen, "no-cache", 8);
+}
+
+/* ---- the key ---- */
+
+/* Split the request target into host (absolute-form only), path, query. */
+static int
+split_url(const char *u, size_t len, const char **auth, size_t *alen, const char **path,
+    size_t *plen, const char **query, size_t *qlen)
+{
+	const char *end = u + len, *p, *q;
+
+	*auth = NULL;
+	*alen = 0;
+	if (u == NULL || len == 0)
+		return PKE_URL;
+	if (u[0] != '/') {
+		/* absolute-form: scheme "://" authority [path] */
+		const char *s = memchr(u, ':', len);
+
+		if (s == NULL || end - s < 3 || s[1] != '/' || s[2] != '/')
+			return PKE_URL;
+		*auth = s + 3;
+		p = *auth;
+		while (p < end && *p != '/' && *p != '?')
+			p++;
+		*alen = (size_t)(p - *auth);
+		if (*alen == 0 || memchr(*auth, '@', *alen) != NULL)
+			return PKE_URL;	/* userinfo has no place in a cache key */
+		u = p;
+	}
+	q = memchr(u, '?', (size_t)(end - u));
+	if (memchr(u, '#', (size_t)(end - u)) != NULL)
+		return PKE_URL;
+	*path = u;
+	*plen = (size_t)((q ? q : end) - u);
+	if (*plen == 0) {
+		*path = "/";
+		*plen = 1;
+	}
+	*query = q ? q + 1 : "";
+	*qlen = q ? (size_t)(end - q - 1) : 0;
+	return 0;
+}
+
+int
+policy_key(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_request *rq, const struct hdr *hdrs, size_t nh,
+    char hex[KEY_HEX_LEN + 1])
+{
+	struct key_input in;
+	struct key_kv vary[POL_MAX_VARY], json[POL_MAX_VARY];
+	char vscratch[VARY_SCRATCH], jscratch[JSON_SCRATCH];
+	size_t voff = 0, from = 0;
+	const struct hdr *host;
+	const char *auth, *path, *query;
+	size_t alen, plen, qlen;
+	int rc;
+
+	memset(&in, 0, sizeof(in));
+	rc = split_url(rq->url, rq->url_len, &auth, &alen, &path, &plen, &query, &qlen);
+	if (rc < 0)
+		return rc;
+	host = hdrs_find(hdrs, nh, "host", 4, &from);
+	if (host != NULL && hdrs_find(hdrs, nh, "host", 4, &from) != NULL)
+		return PKE_HOST;
+	if (host == NULL && auth == NULL)
+		return PKE_HOST;
+	if (host != NULL && auth != NULL &&
+	    !(host->vlen == alen && strncasecmp(host->val, auth, alen) == 0))
+		return PKE_HOST;	/* Host must be the absolute URI's authority */
+	in.host = host != NULL ? host->val : auth;
+	in.host_len = host != NULL ? host->vlen : alen;
+	if (in.host_len == 0)
+		return PKE_HOST;
+	in.policy = p->name;
+	in.policy_len = strlen(p->name);
+	/* HEAD is answered from GET's entry. */
+	if (bytes_eq(rq->method, rq->method_len, "HEAD")) {
+		in.method = "GET";
+		in.method_len = 3;
+	} else {
+		in.method = rq->method;
+		in.method_len = rq->method_len;
+	}
+	in.scheme = rq->tls ? "https" : "http";
+	in.scheme_len = strlen(in.scheme);
+	in.path = path;
+	in.path_len = plen;
+	in.query = query;
+	in.query_len = qlen;
+	if (rq->consumer != NULL && rq->consumer_len > 0) {
+		in.consumer = rq->consumer;
+		in.consumer_len = rq->consumer_len;
+	}
+	in.only_params = (const char *const *)p->vary_query_params.v;
+	in.n_only_params = p->vary_query_params.n;
+	in.max_params = lim->max_query_params;
+	if (p->vary_headers.n > POL_MAX_VARY || p->vary_body_json_fields.n > POL_MAX_VARY)
+		return PKE_TOO_MANY;	/* config.c refuses these; never trust that here */
+	for (size_t i = 0; i < p->vary_headers.n; i++) {
+		const char *n = p->vary_headers.v[i];
+		size_t outlen = 0;
+
+		rc = hdrs_join(hdrs, nh, n, strlen(n), vscratch + voff, sizeof(vscratch) - voff,
+		    &outlen);
+		if (rc < 0)
+			return PKE_TOO_LONG;
+		vary[i].name = n;
+		vary[i].nlen = strlen(n);
+		vary[i].present = rc;
+		vary[i].val = vscratch + voff;
+		vary[i].vlen = outlen;
+		voff += outlen;
+	}
+	in.vary_hdrs = vary;
+	in.n_vary_hdrs = p->vary_headers.n;
+	if (p->vary_body_json_fields.n > 0) {
+		size_t lens[POL_MAX_VARY];
+
+		if (rq->body == NULL)
+			return PKE_BODY;
+		for (size_t i = 0; i < p->vary_body_json_fields.n; i++)
+			lens[i] = strlen(p->vary_body_json_fields.v[i]);
+		if (jsonf_extract(rq->body, rq->body_len,
+		    (const char *const *)p->vary_body_json_fields.v, lens,
+		    p->vary_body_json_fields.n, json, jscratch, sizeof(jscratch)) != 0)
+			return PKE_BODY;
+		in.json = json;
+		in.n_json = p->vary_body_json_fields.n;
+	}
+	rc = key_compute(&in, hex);
+	if (rc == KEY_ERR_TOO_MANY)
+		return PKE_TOO_MANY;
+	if (rc < 0)
+		return PKE_KEY_INPUT;
+	return 0;
+}
+
+/* ---- the ctx ----
+ *   <u8 version> <u8 flags> <key: 64> <u8 len> <policy> <u16 len> <req.hdrs_bin>
+ * The request headers are there for Vary (RFC 9111 4.1); when they are
+ * larger than POL_CTX_HDRS_MAX they are left out, and a response with Vary
+ * is then not stored.
+ */
+struct ctx {
+	unsigned flags;
+	const char *key;		/* KEY_HEX_LEN bytes */
+	const char *policy;
+	size_t plen;
+	const uint8_t *hdrs;		/* NULL: not carried */
+	size_t hlen;
+};
+
+static size_t
+ctx_encode(uint8_t *out, unsigned flags, const char *key, const char *policy,
+    const uint8_t *hdrs, size_t hlen)
+{
+	size_t pl = strlen(policy), n = 0;
+
+	if (pl > POL_MAX_NAME)
+		pl = POL_MAX_NAME;	/* config.c refuses longer names */
+	if (hlen > POL_CTX_HDRS_MAX)
+		hlen = 0;
+	out[n++] = CTX_VERSION;
+	out[n++] = (uint8_t)flags;
+	memcpy(out + n, key, KEY_HEX_LEN);
+	n += KEY_HEX_LEN;
+	out[n++] = (uint8_t)pl;
+	memcpy(out + n, policy, pl);
+	n += pl;
+	out[n++] = (uint8_t)(hlen >> 8);
+	out[n++] = (uint8_t)hlen;
+	if (hlen > 0)
+		memcpy(out + n, hdrs, hlen);
+	return n + hlen;
+}
+
+static int
+ctx_decode(const uint8_t *p, size_t len, struct ctx *c)
+{
+	size_t n = 2 + KEY_HEX_LEN;
+
+	if (p == NULL || len < n + 1 + 2 || p[0] != CTX_VERSION)
+		return -1;
+	c->flags = p[1];
+	c->key = (const char *)p + 2;
+	c->plen = p[n++];
+	if (len < n + c->plen + 2)
+		return -1;
+	c->policy = (const char *)p + n;
+	n += c->plen;
+	c->hlen = (size_t)p[n] << 8 | p[n + 1];
+	n += 2;
+	if (len != n + c->hlen)
+		return -1;
+	c->hdrs = c->hlen > 0 ? p + n : NULL;
+	return 0;
+}
+
+int
+policy_ctx_policy(const uint8_t *ctx, size_t len, const char **name, size_t *nlen)
+{
+	struct ctx c;
+
+	if (ctx_decode(ctx, len, &c) < 0)
+		return -1;
+	*name = c.policy;
+	*nlen = c.plen;
+	return 0;
+}
+
+/* ---- the request decision ---- */
+
+static int
+unsafe_method(const char *m, size_t len)
+{
+	return bytes_eq(m, len, "POST") || bytes_eq(m, len, "PUT") ||
+	    bytes_eq(m, len, "DELETE") || bytes_eq(m, len, "PATCH");
+}
+
+static void
+bypass(struct pol_lookup *out, const char *why, int bad)
+{
+	out->action = PA_BYPASS;
+	out->why = why;
+	out->bad = bad;
+}
+
+void
+policy_request(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_request *rq, struct pol_lookup *out)
+{
+	struct hdr hdrs[POL_MAX_HEADERS];
+	size_t nh = 0, max = lim->max_headers;
+	const struct hdr *h;
+	int force = 0, cacheable, rc;
+	unsigned cflags = 0;
+
+	memset(out, 0, sizeof(*out));
+	cachectl_init(&out->rcc);
+	if (p == NULL) {
+		bypass(out, "unknown policy", 1);
+		return;
+	}
+	if (rq->method == NULL || rq->url == NULL || rq->hdrs == NULL) {
+		bypass(out, "lookup message without method, url or hdrs", 1);
+		return;
+	}
+	if (max == 0 || max > POL_MAX_HEADERS)
+		max = POL_MAX_HEADERS;
+	rc = hdrs_parse(rq->hdrs, rq->hdrs_len, hdrs, max, &nh);
+	if (rc < 0) {
+		bypass(out, rc == HDRS_ERR_TOO_MANY ? "too many headers" : "malformed hdrs", 0);
+		return;
+	}
+
+	if (p->allow_force_cache_header) {
+		h = first(hdrs, nh, "x-proxy-cache-memcached-force");
+		force = h != NULL && h->vlen == 4 && strncasecmp(h->val, "true", 4) == 0;
+	}
+	cacheable = force || str_in(&p->request_method, rq->method, rq->method_len);
+	if (!cacheable && !unsafe_method(rq->method, rq->method_len)) {
+		bypass(out, "method", 0);
+		return;
+	}
+
+	if (!cacheable) {
+		/* A successful unsafe request invalidates the URL's GET entry
+		 * (RFC 9111 4.4): compute that key now, delete at store time. */
+		struct pol_request get = *rq;
+
+		get.method = "GET";
+		get.method_len = 3;
+		if (policy_key(p, lim, &get, hdrs, nh, out->key) < 0) {
+			bypass(out, "method", 0);
+			return;
+		}
+		out->action = PA_INVALIDATE;
+		out->ctx_len = ctx_encode(out->ctx, CTX_F_INVALIDATE, out->key, p->name, NULL, 0);
+		return;
+	}
+	if (bytes_eq(rq->method, rq->method_len, "HEAD"))
+		out->flags |= PL_HEAD;
+	if (first(hdrs, nh, "authorization") != NULL)
+		out->flags |= PL_AUTH;
+	if (p->cache_control && !force)
+		out->flags |= PL_CC;
+	cc_of(hdrs, nh, &out->rcc);
+	if (pragma_no_cache(&out->rcc, hdrs, nh))
+		out->rcc.flags |= CC_NO_CACHE;
+	if ((out->flags & PL_CC) && (out->rcc.flags & (CC_NO_STORE | CC_NO_CACHE))) {
+		bypass(out, "request no-store/no-cache", 0);
+		return;
+	}
+	rc = policy_key(p, lim, rq, hdrs, nh, out->key);
+	if (rc < 0) {
+		out->keyerr = rc;
+		bypass(out, pol_keyerr_str(rc), 0);
+		return;
+	}
+	if ((h = first(hdrs, nh, "if-none-match")) != NULL && h->vlen <= POL_INM_MAX) {
+		memcpy(out->inm, h->val, h->vlen);
+		out->inm_len = h->vlen;
+	}
+	if ((h = first(hdrs, nh, "if-modified-since")) != NULL &&
+	    http_date_parse(h->val, h->vlen, &out->ims) == 0)
+		out->flags |= PL_IMS;
+	if (out->flags & PL_HEAD)
+		cflags |= CTX_F_HEAD;
+	if (out->flags & PL_AUTH)
+		cflags |= CTX_F_AUTH;
+	out->action = PA_FETCH;
+	out->ctx_len = ctx_encode(out->ctx, cflags, out->key, p->name, rq->hdrs, rq->hdrs_len);
+}
+
+/* ---- Vary ----
+ * An entry's Vary record: for each header the response nominated, what the
+ * request that caused it sent.
+ *   repeated <u8 len> <name, lowercase> <u8 present> <u16 len> <value>
+ */
+static int
+vary_record(const struct hdr *h, size_t nh, const char *name, size_t nlen, uint8_t *out,
+    size_t cap, size_t *off)
+{
+	size_t vlen = 0;
+	int present;
+
+	if (nlen > 255 || *off + 1 + nlen + 3 > cap)
+		return -1;
+	out[(*off)++] = (uint8_t)nlen;
+	for (size_t i = 0; i < nlen; i++)
+		out[(*off)++] = (uint8_t)tolower((unsigned char)name[i]);
+	present = hdrs_join(h, nh, name, nlen, (char *)out + *off + 3, cap - *off - 3, &vlen);
+	if (present < 0 || vlen > 65535)
+		return -1;
+	out[(*off)++] = (uint8_t)present;
+	out[(*off)++] = (uint8_t)(vlen >> 8);
+	out[(*off)++] = (uint8_t)vlen;
+	*off += vlen;
+	return 0;
+}
+
+/* Does the request (h, nh) send what the Vary record says? */
+static int
+vary_match(const uint8_t *v, size_t len, const struct hdr *h, size_t nh)
+{
+	const uint8_t *end = v + len;
+	char buf[POL_VARY_MAX];
+
+	while (v < end) {
+		size_t nlen = *v++, vlen, got = 0;
+		int present, rc;
+
+		if ((size_t)(end - v) < nlen + 3)
+			return 0;
+		present = v[nlen];
+		vlen = (size_t)v[nlen + 1] << 8 | v[nlen + 2];
+		if ((size_t)(end - v) < nlen + 3 + vlen)
+			return 0;
+		rc = hdrs_join(h, nh, (const char *)v, nlen, buf, sizeof(buf), &got);
+		if (rc < 0 || rc != present || got != vlen || memcmp(buf, v + nlen + 3, vlen) != 0)
+			return 0;
+		v += nlen + 3 + vlen;
+	}
+	return 1;
+}
+
+/* Parse the request headers a ctx carries; -1 when it carries none. */
+static int
+ctx_hdrs(const struct ctx *c, const struct pol_limits *lim, struct hdr *h, size_t *nh)
+{
+	size_t max = lim->max_headers;
+
+	if (max == 0 || max > POL_MAX_HEADERS)
+		max = POL_MAX_HEADERS;
+	if (c->hdrs == NULL || hdrs_parse(c->hdrs, c->hlen, h, max, nh) < 0)
+		return -1;
+	return 0;
+}
+
+/* ---- the entry decision ---- */
+
+/* Find a header in the stored "name: value\r\n" block. */
+static const char *
+block_find(const char *h, size_t len, const char *name, size_t *vlen)
+{
+	const char *end = h + len, *line = h;
+	size_t nl = strlen(name);
+
+	while (line < end) {
+		const char *eol = memchr(line, '\r', (size_t)(end - line));
+
+		if (eol == NULL)
+			break;
+		if ((size_t)(eol - line) > nl + 1 && line[nl] == ':' && strncasecmp(line, name, nl) == 0) {
+			const char *v = line + nl + 1;
+
+			while (v < eol && *v == ' ')
+				v++;
+			*vlen = (size_t)(eol - v);
+			return v;
+		}
+		line = eol + 2;
+	}
+	return NULL;
+}
+
+/* Would this entry answer the request with 304 Not Modified? */
+static int
+not_modified(const struct pol_lookup *L, const struct entry *e)
+{
+	const char *v;
+	size_t vlen = 0;
+
+	if (e->status != 200)
+		return 0;
+	if (L->inm_len > 0) {
+		/* "*" matches an entry without an ETag too (RFC 9110 13.1.2). */
+		v = block_find(e->hdrs, e->hlen, "etag", &vlen);
+		return if_none_match(L->inm, L->inm_len, v, v != NULL ? vlen : 0);
+	}
+	if (L->flags & PL_IMS) {
+		int64_t lm;
+
+		v = block_find(e->hdrs, e->hlen, "last-modified", &vlen);
+		return v != NULL && http_date_parse(v, vlen, &lm) == 0 && lm <= L->ims;
+	}
+	return 0;
+}
+
+/* May entry e answer this request at all? An entry stored for another
+ * Vary variant, or not allowed for Authorization, is not "there" for it. */
+static int
+for_this_request(const struct pol_lookup *L, const struct pol_limits *lim,
+    const struct entry *e)
+{
+	struct hdr h[POL_MAX_HEADERS];
+	struct ctx c;
+	size_t nh = 0;
+
+	if ((L->flags & PL_AUTH) && !(e->flags & EF_AUTH_OK))
+		return 0;
+	if (e->vlen == 0)
+		return 1;
+	if (ctx_decode(L->ctx, L->ctx_len, &c) < 0 || ctx_hdrs(&c, lim, h, &nh) < 0)
+		return 0;
+	return vary_match(e->vary, e->vlen, h, nh);
+}
+
+/* Is entry e, age seconds old, fresh enough for this request? */
+static int
+fresh_enough(const struct pol_lookup *L, const struct entry *e, int64_t age)
+{
+	int64_t left = e->lifetime - age;	/* freshness left; < 0 is stale */
+
+	if (!(L->flags & PL_CC))
+		return left > 0;
+	if (L->rcc.max_age >= 0 && age > L->rcc.max_age)
+		return 0;
+	if (L->rcc.min_fresh >= 0 && left < L->rcc.min_fresh)
+		return 0;
+	if (left > 0)
+		return 1;
+	if (e->flags & EF_MUST_REVALIDATE)
+		return 0;
+	if (L->rcc.flags & CC_MAX_STALE_ANY)
+		return 1;
+	return L->rcc.max_stale >= 0 && -left <= L->rcc.max_stale;
+}
+
+/* What the Lua service replays: the stored headers (none for a 504), then
+ * what the agent computes at hit time. */
+static void
+serve(const struct pol_lookup *L, const struct entry *e, int code, int64_t age,
+    enum cache_status st, char *buf, size_t cap, struct pol_hit *out)
+{
+	size_t n = 0;
+
+	out->serve = 1;
+	out->code = code;
+	out->status = st;
+	if (e != NULL) {
+		memcpy(buf, e->hdrs, e->hlen);
+		n = e->hlen;
+	}
+	if (code != 304)
+		n += (size_t)snprintf(buf + n, cap - n, "content-length: %zu\r\n",
+		    e != NULL ? e->blen : 0);
+	if (e != NULL)
+		n += (size_t)snprintf(buf + n, cap - n, "age: %lld\r\n", (long long)age);
+	n += (size_t)snprintf(buf + n, cap - n, "x-cache-status: %s\r\nx-cache-key: %s\r\n",
+	    cache_status_name[st], L->key);
+	out->hdrs = buf;
+	out->hlen = n;
+	if (e != NULL && code == e->status && !(L->flags & PL_HEAD) && e->blen > 0) {
+		out->body = e->body;
+		out->blen = e->blen;
+	}
+}
+
+/* Nothing usable: fetch from the origin, or 504 for only-if-cached. */
+static void
+miss(struct pol_lookup *L, enum cache_status st, char *buf, size_t cap, struct pol_hit *out)
+{
+	out->status = st;
+	if ((L->flags & PL_CC) && (L->rcc.flags & CC_ONLY_IF_CACHED)) {
+		/* RFC 9111 5.2.1.7: nothing usable stored, so 504. */
+		out->answer = PE_GATEWAY_TIMEOUT;
+		serve(L, NULL, 504, 0, st, buf, cap, out);
+		return;
+	}
+	out->answer = st == CS_REFRESH ? PE_REFRESH : PE_MISS;
+	if (st == CS_REFRESH)
+		L->ctx[1] |= CTX_F_REFRESH;
+}
+
+void
+policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *val,
+    size_t vlen, int64_t now, char *buf, size_t cap, struct pol_hit *out)
+{
+	struct entry e;
+	int64_t age;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (val == NULL || cap < POL_HIT_BUF(vlen)) {
+		miss(L, CS_MISS, buf, cap, out);
+		return;
+	}
+	rc = entry_decode(val, vlen, &e);
+	if (rc < 0) {
+		out->note = rc == ENTRY_ERR_VERSION ? "another format version" : "corrupt";
+		miss(L, CS_MISS, buf, cap, out);
+		return;
+	}
+	age = e.age0 + (now > e.stored_at ? now - e.stored_at : 0);
+	if (!for_this_request(L, lim, &e)) {
+		miss(L, CS_MISS, buf, cap, out);
+		return;
+	}
+	if (!fresh_enough(L, &e, age)) {
+		miss(L, CS_REFRESH, buf, cap, out);
+		return;
+	}
+	rc = not_modified(L, &e);
+	out->answer = rc ? PE_NOT_MODIFIED : PE_HIT;
+	out->age = age;
+	serve(L, &e, rc ? 304 : e.status, age, CS_HIT, buf, cap, out);
+}
+
+/* ---- the response decision ---- */
+
+static int
+media_type_ok(const struct sc_policy *p, const struct hdr *ct)
+{
+	size_t n;
+	const char *semi;
+
+	for (size_t i = 0; i < p->content_type.n; i++)
+		if (strcmp(p->content_type.v[i], "*") == 0)
+			return 1;
+	if (ct == NULL)
+		return 0;
+	n = ct->vlen;
+	if ((semi = memchr(ct->val, ';', ct->vlen)) != NULL)
+		n = (size_t)(semi - ct->val);
+	while (n > 0 && (ct->val[n - 1] == ' ' || ct->val[n - 1] == '\t'))
+		n--;
+	for (size_t i = 0; i < p->content_type.n; i++) {
+		const char *c = p->content_type.v[i];
+
+		/* exact match, either on the whole value or on its media type */
+		if ((strlen(c) == ct->vlen && strncasecmp(c, ct->val, ct->vlen) == 0) ||
+		    (strlen(c) == n && strncasecmp(c, ct->val, n) == 0))
+			return 1;
+	}
+	return 0;
+}
+
+static int
+parse_delta(const char *s, size_t len, int64_t *out)
+{
+	int64_t v = 0;
+
+	if (len == 0)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		if (v < CC_DELTA_MAX)
+			v = v * 10 + (s[i] - '0');
+	}
+	*out = v > CC_DELTA_MAX ? CC_DELTA_MAX : v;
+	return 0;
+}
+
+/* Freshness lifetime of a response (RFC 9111 4.2.1). */
+static int64_t
+lifetime_of(const struct sc_policy *p, const struct cachectl *cc, const struct hdr *hdrs,
+    size_t nh, int64_t now)
+{
+	const struct hdr *h;
+	int64_t exp, date;
+
+	if (!p->cache_control)
+		return p->cache_ttl;
+	if (cc->s_maxage >= 0)
+		return cc->s_maxage;
+	if (cc->max_age >= 0)
+		return cc->max_age;
+	if ((h = first(hdrs, nh, "expires")) != NULL) {
+		if (http_date_parse(h->val, h->vlen, &exp) < 0)
+			return 0;	/* an invalid Expires means already expired */
+		h = first(hdrs, nh, "date");
+		if (h == NULL || http_date_parse(h->val, h->vlen, &date) < 0)
+			date = now;
+		return exp > date ? exp - date : 0;
+	}
+	return p->cache_ttl;
+}
+
+/* The Connection field lines of a response, found once. */
+struct conn_lines {
+	const struct hdr *v[16];
+	size_t n;
+	int overflow;			/* more than 16: drop every non-standard header */
+};
+
+static void
+conn_lines_of(const struct hdr *hdrs, size_t nh, struct conn_lines *cl)
+{
+	const struct hdr *c;
+	size_t from = 0;
+
+	cl->n = 0;
+	cl->overflow = 0;
+	while ((c = hdrs_find(hdrs, nh, "connection", 10, &from)) != NULL) {
+		if (cl->n == sizeof(cl->v) / sizeof(cl->v[0])) {
+			cl->overflow = 1;
+			return;
+		}
+		cl->v[cl->n++] = c;
+	}
+}
+
+/* Headers to replay: not hop-by-hop, not named by Connection, not the ones
+ * the agent computes at hit time. */
+static int
+keep_header(const struct hdr *h, const struct conn_lines *cl)
+{
+	static const char *const drop[] = {
+		"content-length", "age", "set-cookie", "set-cookie2", "x-cache-status",
+		"x-cache-key", NULL
+	};
+
+	if (hdrs_is_hop_by_hop(h->name, h->nlen))
+		return 0;
+	for (const char *const *d = drop; *d != NULL; d++)
+		if (name_eq(h->name, h->nlen, *d))
+			return 0;
+	if (cl->overflow)
+		return 0;
+	for (size_t i = 0; i < cl->n; i++)
+		if (hdr_token_in_list(cl->v[i]->val, cl->v[i]->vlen, h->name, h->nlen))
+			return 0;
+	return 1;
+}
+
+/* Build the Vary record of a response (hdrs) for the request in c. 0,
+ * or -1 when it cannot be stored: Vary: *, request headers not carried,
+ * or values too long. */
+static int
+vary_build(const struct ctx *c, const struct pol_limits *lim, const struct hdr *hdrs,
+    size_t nh, uint8_t *out, size_t *olen)
+{
+	struct hdr rq[POL_MAX_HEADERS];
+	size_t nrq = 0, from = 0;
+	const struct hdr *h;
+	int parsed = 0;
+
+	*olen = 0;
+	while ((h = hdrs_find(hdrs, nh, "vary", 4, &from)) != NULL) {
+		const char *s = h->val, *end = h->val + h->vlen;
+
+		while (s < end) {
+			const char *t;
+
+			while (s < end && (*s == ' ' || *s == '\t' || *s == ','))
+				s++;
+			t = s;
+			while (s < end && *s != ',' && *s != ' ' && *s != '\t')
+				s++;
+			if (s == t)
+				continue;
+			if (s - t == 1 && *t == '*')
+				return -1;	/* varies on everything: never reusable */
+			if (!parsed && ctx_hdrs(c, lim, rq, &nrq) < 0)
+				return -1;
+			parsed = 1;
+			if (vary_record(rq, nrq, t, (size_t)(s - t), out, POL_VARY_MAX, olen) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* Replayable headers of a response as "name: value\r\n" lines into
+ * out[0..cap); -1 when one is unsafe to replay or they do not fit. */
+static int
+replay_headers(const struct hdr *hdrs, size_t nh, char *out, size_t cap, size_t *len)
+{
+	struct conn_lines cl;
+	size_t n = 0;
+
+	conn_lines_of(hdrs, nh, &cl);
+	for (size_t i = 0; i < nh; i++) {
+		const struct hdr *h = &hdrs[i];
+
+		if (!keep_header(h, &cl))
+			continue;
+		if (!hdr_name_valid(h->name, h->nlen) || !hdr_value_safe(h->val, h->vlen))
+			return -1;
+		if (cap - n < h->nlen + h->vlen + 4)
+			return -1;
+		memcpy(out + n, h->name, h->nlen);
+		n += h->nlen;
+		memcpy(out + n, ": ", 2);
+		memcpy(out + n + 2, h->val, h->vlen);
+		n += 2 + h->vlen;
+		memcpy(out + n, "\r\n", 2);
+		n += 2;
+	}
+	*len = n;
+	return 0;
+}
+
+static void
+refuse(struct pol_store *out, enum store_refusal why)
+{
+	out->action = PS_REFUSE;
+	out->why = why;
+	out->label = "Bypass";
+}
+
+void
+policy_response(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_response *rs, int64_t now, size_t max_ack, size_t max_item,
+    char *hbuf, size_t hcap, struct pol_store *out)
+{
+	struct hdr hdrs[POL_MAX_HEADERS];
+	size_t nh = 0, vlen = 0, max = lim->max_headers;
+	const struct hdr *h;
+	struct cachectl cc;
+	struct entry *e = &out->e;
+	struct ctx c;
+	int64_t lifetime, clen, ttl;
+	int ok = 0;
+
+	memset(out, 0, offsetof(struct pol_store, vary));
+	out->label = "Bypass";
+	if (p == NULL || ctx_decode(rs->ctx, rs->ctx_len, &c) < 0 ||
+	    !(c.plen == strlen(p->name) && memcmp(c.policy, p->name, c.plen) == 0)) {
+		out->action = PS_BAD;
+		return;
+	}
+	memcpy(out->key, c.key, KEY_HEX_LEN);
+	out->key[KEY_HEX_LEN] = '\0';
+	if (c.flags & CTX_F_INVALIDATE) {
+		/* RFC 9111 4.4: a successful unsafe request invalidates. */
+		out->action = rs->status >= 200 && rs->status < 400 ? PS_INVALIDATE : PS_NONE;
+		return;
+	}
+	if (c.flags & CTX_F_HEAD) {
+		out->action = PS_NONE;	/* a HEAD response has no body to store */
+		out->label = "Miss";
+		return;
+	}
+	for (size_t i = 0; i < p->n_response_codes; i++)
+		ok |= p->response_codes[i] == rs->status;
+	if (!ok) {
+		refuse(out, SR_STATUS);
+		return;
+	}
+	if (max == 0 || max > POL_MAX_HEADERS)
+		max = POL_MAX_HEADERS;
+	if (rs->hdrs == NULL || hdrs_parse(rs->hdrs, rs->hdrs_len, hdrs, max, &nh) < 0) {
+		refuse(out, SR_HEADERS);
+		return;
+	}
+	if (!media_type_ok(p, first(hdrs, nh, "content-type"))) {
+		refuse(out, SR_CONTENT_TYPE);
+		return;
+	}
+	if (first(hdrs, nh, "set-cookie") != NULL) {
+		refuse(out, SR_SET_COOKIE);
+		return;
+	}
+	cc_of(hdrs, nh, &cc);
+	if (p->cache_control) {
+		if (cc.flags & (CC_NO_STORE | CC_NO_CACHE)) {
+			refuse(out, SR_NO_STORE);
+			return;
+		}
+		if (cc.flags & CC_PRIVATE) {
+			refuse(out, SR_PRIVATE);
+			return;
+		}
+		if (pragma_no_cache(&cc, hdrs, nh)) {
+			refuse(out, SR_NO_STORE);
+			return;
+		}
+	}
+	/* RFC 9111 3.5: a shared cache stores an answer to a request with
+	 * Authorization only when the response explicitly allows it. */
+	if ((c.flags & CTX_F_AUTH) && !(cc.flags & (CC_PUBLIC | CC_MUST_REVALIDATE)) && cc.s_maxage < 0) {
+		refuse(out, SR_AUTHORIZATION);
+		return;
+	}
+	if (vary_build(&c, lim, hdrs, nh, out->vary, &vlen) < 0) {
+		refuse(out, SR_VARY);
+		return;
+	}
+	/* Only a body whose completeness is proven: HAProxy cuts res.body to
+	 * its buffer without saying so, so it must match Content-Length. */
+	if (first(hdrs, nh, "transfer-encoding") != NULL) {
+		refuse(out, SR_LENGTH);
+		return;
+	}
+	{
+		size_t from = 0;
+
+		h = hdrs_find(hdrs, nh, "content-length", 14, &from);
+		if (h == NULL || parse_delta(h->val, h->vlen, &clen) < 0 ||
+		    hdrs_find(hdrs, nh, "content-length", 14, &from) != NULL ||
+		    clen != (rs->body != NULL ? (int64_t)rs->body_len : 0)) {
+			refuse(out, SR_LENGTH);
+			return;
+		}
+	}
+	lifetime = lifetime_of(p, &cc, hdrs, nh, now);
+	if (lifetime <= 0 && p->storage_ttl <= 0) {
+		refuse(out, SR_ZERO_TTL);
+		return;
+	}
+
+	e->stored_at = now;
+	e->lifetime = lifetime > 0 ? lifetime : 0;
+	if ((h = first(hdrs, nh, "age")) == NULL || parse_delta(h->val, h->vlen, &e->age0) < 0)
+		e->age0 = 0;
+	e->status = (uint16_t)rs->status;
+	if (cc.flags & (CC_PUBLIC | CC_MUST_REVALIDATE) || cc.s_maxage >= 0)
+		e->flags |= EF_AUTH_OK;
+	if (cc.flags & (CC_MUST_REVALIDATE | CC_PROXY_REVALIDATE) || cc.s_maxage >= 0)
+		e->flags |= EF_MUST_REVALIDATE;
+	e->vary = out->vary;
+	e->vlen = vlen;
+	e->body = rs->body;
+	e->blen = rs->body != NULL ? rs->body_len : 0;
+	if (replay_headers(hdrs, nh, hbuf, hcap, &e->hlen) < 0) {
+		refuse(out, SR_HEADERS);
+		return;
+	}
+	e->hdrs = hbuf;
+	/* It must be replayable: a hit's ACK carries headers, body and a few
+	 * hundred bytes of variables in one frame. */
+	if (e->hlen + e->blen + POL_ACK_SLACK > max_ack || entry_size(e) > max_item) {
+		refuse(out, SR_TOO_BIG);
+		return;
+	}
+	ttl = p->storage_ttl > 0 ? p->storage_ttl : e->lifetime;
+	if (ttl > 30 * 86400)
+		ttl = now + ttl;	/* memcached reads larger values as a Unix time */
+	out->mc_ttl = (uint32_t)ttl;
+	out->action = PS_STORE;
+	out->label = (c.flags & CTX_F_REFRESH) ? "Refresh" : "Miss";
+}

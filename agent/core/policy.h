@@ -1,0 +1,242 @@
+/*
+ * policy.h - every cache decision, as pure functions over plain inputs:
+ * the HTTP semantics of MISSION 4.2-4.5 (key, freshness, Vary, what may be
+ * stored and what may be served), with nothing else in them.
+ *
+ * Three decisions, one per step of a transaction:
+ *   policy_request()   a lookup message -> Bypass (why) | Invalidate | Fetch
+ *                      (the key to read, and the context of the request)
+ *   policy_entry()     what the fetch found + the request + now -> Hit,
+ *                      304, 504, Refresh or Miss, with what to serve
+ *   policy_response()  an upstream response + the context + now -> an
+ *                      entry to store with its memcached TTL, an
+ *                      invalidation, or a refusal (why)
+ *
+ * Pure: no I/O, no clock (now is a parameter), no globals, no allocation
+ * (OpenSSL's digest context aside, see key.h). Every output that is not a
+ * pointer into the inputs is written into the caller's structs or buffers.
+ *
+ * The context (ctx) is what HAProxy carries from the lookup to the store
+ * (txn.cache.ctx): made here, never by the client, checked when it comes
+ * back; the agent keeps no state between the two halves, so any agent may
+ * store what another looked up.
+ */
+#ifndef SC_POLICY_H
+#define SC_POLICY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cachecontrol.h"
+#include "entry.h"
+#include "hdrs.h"
+#include "key.h"
+
+/* Limits the runtime works within; config.c refuses settings beyond them. */
+#define POL_MAX_HEADERS		1000	/* header lines of one message */
+#define POL_MAX_VARY		64	/* vary_headers and vary_body_json_fields each */
+#define POL_MAX_NAME		255	/* a policy name, as the ctx carries it */
+#define POL_CTX_HDRS_MAX	4096	/* request headers the ctx carries for Vary */
+#define POL_CTX_MAX		(1 + 1 + KEY_HEX_LEN + 1 + POL_MAX_NAME + 2 + POL_CTX_HDRS_MAX)
+#define POL_VARY_MAX		4096	/* an entry's Vary record */
+#define POL_INM_MAX		1024	/* If-None-Match kept for a conditional hit */
+#define POL_HIT_EXTRA		256	/* header bytes a hit adds to the stored ones */
+#define POL_ACK_SLACK		512	/* an ACK's variables besides headers and body */
+
+/* A comma-free list of strings, as configured. */
+struct sc_strlist {
+	char **v;
+	size_t n;
+};
+
+/* One named policy (Kong's vocabulary). config.c allocates and fills it. */
+struct sc_policy {
+	char *name;
+	int *response_codes;		/* default 200, 301, 404 */
+	size_t n_response_codes;
+	struct sc_strlist request_method;	/* default GET, HEAD */
+	struct sc_strlist content_type;		/* default text/plain, application/json; "*" = any */
+	int cache_ttl;			/* seconds, default 300 */
+	int storage_ttl;		/* seconds, -1 = same as the freshness lifetime */
+	int cache_control;		/* honour RFC 9111 Cache-Control, default off */
+	int allow_force_cache_header;	/* X-Proxy-Cache-Memcached-Force: true */
+	struct sc_strlist vary_headers;
+	struct sc_strlist vary_query_params;	/* empty = every parameter */
+	struct sc_strlist vary_body_json_fields;
+	int line;
+};
+
+/* The agent-wide bounds a decision works within. */
+struct pol_limits {
+	size_t max_headers;		/* 1..POL_MAX_HEADERS */
+	size_t max_query_params;	/* 1..KEY_MAX_PARAMS */
+};
+
+/* What a lookup ends as, for X-Cache-Status and the metrics. */
+enum cache_status { CS_HIT, CS_MISS, CS_REFRESH, CS_BYPASS, CS_MAX };
+extern const char *const cache_status_name[CS_MAX];
+
+/* Why a response was not stored. */
+enum store_refusal {
+	SR_STATUS, SR_CONTENT_TYPE, SR_NO_STORE, SR_PRIVATE, SR_SET_COOKIE,
+	SR_AUTHORIZATION, SR_LENGTH, SR_TOO_BIG, SR_VARY, SR_ZERO_TTL, SR_HEADERS,
+	SR_STORE_FAILED, SR_MAX
+};
+extern const char *const store_refusal_name[SR_MAX];
+
+/* Entry flags (struct entry.flags). */
+#define EF_AUTH_OK		0x1u	/* may answer requests with Authorization */
+#define EF_MUST_REVALIDATE	0x2u	/* never served stale */
+
+/* ---- the request ---- */
+
+/* A lookup message as HAProxy sent it. Borrowed; NULL pointers with a
+ * zero length are absent. */
+struct pol_request {
+	const char *method;
+	size_t method_len;
+	const char *url;
+	size_t url_len;
+	int tls;
+	const uint8_t *hdrs;		/* req.hdrs_bin; NULL: not sent */
+	size_t hdrs_len;
+	const char *consumer;		/* NULL or empty: none */
+	size_t consumer_len;
+	const char *body;		/* NULL: not sent */
+	size_t body_len;
+};
+
+/* Why a request's key cannot be made (each one is a Bypass). */
+enum pol_keyerr {
+	PKE_OK = 0,
+	PKE_URL = -1,		/* not an origin-form or absolute URL we accept */
+	PKE_HOST = -2,		/* no Host, several, or not the absolute URL's */
+	PKE_KEY_INPUT = -3,	/* control characters, bad %-escapes, ... */
+	PKE_TOO_MANY = -4,	/* too many query parameters or headers */
+	PKE_BODY = -5,		/* vary_body_json_fields and no JSON object body */
+	PKE_TOO_LONG = -6,	/* vary header values too long */
+};
+const char *pol_keyerr_str(int e);
+
+/* The key of rq under p (HEAD shares GET's key), over headers already
+ * parsed. 0 or a PKE_* code. spoe-cache-ctl computes keys with this too. */
+int policy_key(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_request *rq, const struct hdr *hdrs, size_t nh,
+    char hex[KEY_HEX_LEN + 1]);
+
+enum pol_action {
+	PA_BYPASS,		/* nothing to look up or store */
+	PA_INVALIDATE,		/* unsafe method: the ctx names the entry to delete */
+	PA_FETCH,		/* read key, then ask policy_entry() */
+};
+
+/* Request flags (struct pol_lookup.flags). */
+#define PL_HEAD		0x1u	/* HEAD: answered from GET's entry, no body */
+#define PL_AUTH		0x2u	/* the request carries Authorization */
+#define PL_CC		0x4u	/* request Cache-Control is honoured */
+#define PL_IMS		0x8u	/* ims is set */
+
+/* The request decision, and everything the later ones need of the request. */
+struct pol_lookup {
+	enum pol_action action;
+	const char *why;		/* PA_BYPASS: a static reason, for logs */
+	int bad;			/* PA_BYPASS: the message itself was unusable */
+	int keyerr;			/* PA_BYPASS: the PKE_* code, or 0 */
+	unsigned flags;			/* PL_* */
+	char key[KEY_HEX_LEN + 1];	/* PA_FETCH */
+	struct cachectl rcc;		/* request Cache-Control (with Pragma) */
+	int64_t ims;			/* If-Modified-Since */
+	size_t inm_len;			/* 0: no If-None-Match */
+	char inm[POL_INM_MAX];
+	uint8_t ctx[POL_CTX_MAX];	/* PA_FETCH, PA_INVALIDATE: txn.cache.ctx */
+	size_t ctx_len;
+};
+
+/* p NULL: the message named no known policy (Bypass, bad). Nothing in
+ * *out points into rq. */
+void policy_request(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_request *rq, struct pol_lookup *out);
+
+/* ---- what was fetched ---- */
+
+enum pol_answer {
+	PE_HIT,			/* serve the entry */
+	PE_NOT_MODIFIED,	/* serve 304 from the entry */
+	PE_GATEWAY_TIMEOUT,	/* only-if-cached and nothing usable: 504 */
+	PE_REFRESH,		/* stored, not fresh enough: fetch and store */
+	PE_MISS,		/* nothing usable: fetch and store */
+};
+
+struct pol_hit {
+	enum pol_answer answer;
+	enum cache_status status;	/* what X-Cache-Status says */
+	int serve;			/* the Lua service answers: code, hdrs, body */
+	int code;
+	const char *hdrs;		/* "name: value\r\n" lines, in the caller's buffer */
+	size_t hlen;
+	const uint8_t *body;		/* NULL: no body to send; else into the value */
+	size_t blen;
+	int64_t age;
+	const char *note;		/* an entry that did not decode: why, for a log */
+};
+
+/* Room policy_entry() needs in buf for a value of vlen bytes. */
+#define POL_HIT_BUF(vlen)	((vlen) + POL_HIT_EXTRA)
+
+/*
+ * Decide on what the fetch of L->key found: val NULL means nothing (absent,
+ * or the shard failed). The served header block is written to buf[0..cap)
+ * (cap >= POL_HIT_BUF(vlen)); out->body points into val. On Refresh the
+ * ctx in L is marked so the store step labels its response Refresh.
+ */
+void policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *val,
+    size_t vlen, int64_t now, char *buf, size_t cap, struct pol_hit *out);
+
+/* ---- the upstream response ---- */
+
+/* The store message as HAProxy sent it. Borrowed. */
+struct pol_response {
+	const uint8_t *ctx;		/* txn.cache.ctx from the lookup */
+	size_t ctx_len;
+	int64_t status;			/* -1: not sent */
+	const uint8_t *hdrs;		/* res.hdrs_bin; NULL: not sent */
+	size_t hdrs_len;
+	const uint8_t *body;		/* NULL: not sent (no body) */
+	size_t body_len;
+};
+
+/* The policy a ctx names: 0 and (*name, *nlen), or -1 when it is not a
+ * ctx this agent made. */
+int policy_ctx_policy(const uint8_t *ctx, size_t len, const char **name, size_t *nlen);
+
+enum pol_store_action {
+	PS_BAD,			/* not a ctx we made, or its policy is gone: Bypass */
+	PS_NONE,		/* nothing to do (a HEAD response): label as is */
+	PS_REFUSE,		/* not storable: why; Bypass */
+	PS_INVALIDATE,		/* delete key; Bypass */
+	PS_STORE,		/* store e under key for mc_ttl seconds */
+};
+
+struct pol_store {
+	enum pol_store_action action;
+	enum store_refusal why;		/* PS_REFUSE */
+	const char *label;		/* X-Cache-Status for the client */
+	char key[KEY_HEX_LEN + 1];
+	struct entry e;			/* PS_STORE: hdrs in the caller's buffer, vary here, body in the input */
+	uint32_t mc_ttl;		/* memcached exptime */
+	uint8_t vary[POL_VARY_MAX];
+};
+
+/* Room policy_response() needs in hbuf for a header block of hlen bytes. */
+#define POL_STORE_HBUF(hlen)	(2 * (hlen) + 16)
+
+/*
+ * Decide on an upstream response. p is the policy the ctx names (NULL when
+ * it is unknown). max_replay is the largest header block + body a hit can
+ * carry back to HAProxy; max_item the largest value memcached takes.
+ */
+void policy_response(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_response *rs, int64_t now, size_t max_replay, size_t max_item,
+    char *hbuf, size_t hcap, struct pol_store *out);
+
+#endif

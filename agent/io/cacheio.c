@@ -1,0 +1,384 @@
+/*
+ * cacheio.c - the cache's I/O side; see cacheio.h.
+ *
+ * A lookup is: read the message, policy_request(), then either answer at
+ * once (Bypass, Invalidate) or read the key from its shard and answer with
+ * what policy_entry() makes of the value. A store is: policy_response(),
+ * then set or delete on the shard and answer with its label.
+ *
+ * Nothing here blocks: memcached is reached through the pool, and every
+ * pointer into the NOTIFY frame is used before cacheio_notify returns;
+ * what a callback needs later is copied into a struct lookup or store.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cacheio.h"
+#include "log.h"
+#include "policy.h"
+#include "spoeconn.h"
+
+struct args {
+	struct spop_data policy, method, url, tls, hdrs, consumer, body;	/* lookup */
+	struct spop_data ctx, status, body_len;					/* store */
+};
+
+static int
+is_text(const struct spop_data *d)
+{
+	return d->type == SPOP_T_STR || d->type == SPOP_T_BIN;
+}
+
+static void
+read_args(const uint8_t **p, const uint8_t *end, int nargs, struct args *a)
+{
+	static const struct { const char *name; size_t off; } map[] = {
+		{ "policy", offsetof(struct args, policy) },
+		{ "method", offsetof(struct args, method) },
+		{ "url", offsetof(struct args, url) },
+		{ "tls", offsetof(struct args, tls) },
+		{ "hdrs", offsetof(struct args, hdrs) },
+		{ "consumer", offsetof(struct args, consumer) },
+		{ "body", offsetof(struct args, body) },
+		{ "ctx", offsetof(struct args, ctx) },
+		{ "status", offsetof(struct args, status) },
+		{ "body_len", offsetof(struct args, body_len) },
+	};
+
+	for (int i = 0; i < nargs; i++) {
+		struct spop_str name;
+		struct spop_data val;
+
+		if (spop_arg_next(p, end, &name, &val) < 0)
+			return;	/* spop_msgs_validate ran first: cannot happen */
+		for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++)
+			if (spop_str_eq(&name, map[k].name))
+				*(struct spop_data *)((char *)a + map[k].off) = val;
+	}
+}
+
+/* A text argument as (pointer, length); NULL when absent or not text. */
+static const char *
+text(const struct spop_data *d, size_t *len)
+{
+	*len = is_text(d) ? d->v.s.len : 0;
+	return is_text(d) ? (const char *)d->v.s.p : NULL;
+}
+
+static int64_t
+int_arg(const struct spop_data *d)
+{
+	switch (d->type) {
+	case SPOP_T_INT32:
+	case SPOP_T_INT64:
+		return d->v.i;
+	case SPOP_T_UINT32:
+	case SPOP_T_UINT64:
+		return d->v.u > INT64_MAX ? -1 : (int64_t)d->v.u;
+	default:
+		return -1;
+	}
+}
+
+static const struct sc_policy *
+policy_named(const struct sc_config *cf, const struct spop_data *d)
+{
+	size_t len;
+	const char *s = text(d, &len);
+
+	return s != NULL ? config_policy(cf, s, len) : NULL;
+}
+
+static void
+answer(struct spoe_req *r, const char *status)
+{
+	spoe_req_set_str(r, "status", status, strlen(status));
+	spoe_req_done(r);
+}
+
+/* ---- lookup ---- */
+
+struct lookup {
+	struct cache_env *env;
+	struct spoe_req *r;
+	int64_t now;
+	struct pol_lookup L;
+	struct pol_limits lim;
+};
+
+static void
+finish(struct cache_env *env, struct spoe_req *r, enum cache_status st)
+{
+	M_INC(env->m, lookups[st]);
+	log_debug("lookup: %s", cache_status_name[st]);
+	spoe_req_done(r);
+}
+
+/* Queue what policy_entry() decided; the ACK is sent by the caller. */
+static void
+set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h)
+{
+	const char *st = cache_status_name[h->status];
+
+	spoe_req_set_str(r, "status", st, strlen(st));
+	spoe_req_set_str(r, "key", lk->L.key, KEY_HEX_LEN);
+	if (h->serve) {
+		spoe_req_set_bool(r, "serve", 1);
+		spoe_req_set_int(r, "code", h->code);
+		spoe_req_set_bin(r, "headers", h->hdrs, h->hlen);
+		if (h->body != NULL)
+			spoe_req_set_bin(r, "body", h->body, h->blen);
+	} else {
+		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
+	}
+}
+
+static void
+lookup_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct lookup *lk = arg;
+	struct spoe_req *r = lk->r;
+	struct pol_hit h;
+	size_t cap = POL_HIT_BUF(st == MC_OK ? vlen : 0);
+	char *buf = malloc(cap);
+
+	if (buf == NULL) {
+		spoe_req_set_str(r, "status", "Bypass", 6);
+		finish(lk->env, r, CS_BYPASS);
+		free(lk);
+		return;
+	}
+	spoe_req_hold(r, buf);	/* the headers live in buf until the ACK is sent */
+	policy_entry(&lk->L, &lk->lim, st == MC_OK ? val : NULL, vlen, lk->now, buf, cap, &h);
+	if (h.note != NULL)
+		log_every(1, LOG_NOTICE, "entry %s: %s, treated as a miss", lk->L.key, h.note);
+	set_answer(r, lk, &h);
+	if (h.answer == PE_HIT || h.answer == PE_NOT_MODIFIED) {
+		if (spoe_req_ack_size(r) > spoe_req_max_ack(r)) {
+			/* Stored through an HAProxy with larger frames: cannot
+			 * be replayed here. */
+			spoe_req_clear(r);
+			policy_entry(&lk->L, &lk->lim, NULL, 0, lk->now, buf, cap, &h);
+			set_answer(r, lk, &h);
+		}
+	}
+	finish(lk->env, r, h.status);
+	free(lk);
+}
+
+static void
+bypass(struct cache_env *env, struct spoe_req *r, const char *why)
+{
+	log_debug("bypass: %s", why);
+	spoe_req_set_str(r, "status", "Bypass", 6);
+	finish(env, r, CS_BYPASS);
+}
+
+static void
+do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
+{
+	const struct sc_config *cf = env->cf;
+	const struct sc_policy *p = policy_named(cf, &a->policy);
+	struct pol_request rq;
+	struct lookup *lk;
+	size_t hlen;
+
+	if (p == NULL && is_text(&a->policy))
+		log_every(1, LOG_WARNING, "lookup for unknown policy \"%.*s\": Bypass",
+		    (int)(a->policy.v.s.len > 64 ? 64 : a->policy.v.s.len),
+		    (const char *)a->policy.v.s.p);
+	lk = calloc(1, sizeof(*lk));
+	if (lk == NULL) {
+		bypass(env, r, "out of memory");
+		return;
+	}
+	lk->env = env;
+	lk->r = r;
+	lk->now = (int64_t)time(NULL);
+	config_limits(cf, &lk->lim);
+	memset(&rq, 0, sizeof(rq));
+	rq.method = text(&a->method, &rq.method_len);
+	rq.url = text(&a->url, &rq.url_len);
+	rq.tls = a->tls.type == SPOP_T_BOOL && a->tls.v.b;
+	rq.hdrs = (const uint8_t *)text(&a->hdrs, &hlen);
+	rq.hdrs_len = hlen;
+	rq.consumer = text(&a->consumer, &rq.consumer_len);
+	rq.body = text(&a->body, &rq.body_len);
+	policy_request(p, &lk->lim, &rq, &lk->L);
+
+	switch (lk->L.action) {
+	case PA_BYPASS:
+		if (lk->L.bad)
+			M_INC(env->m, bad_messages);
+		if (lk->L.keyerr != 0)
+			log_every(1, LOG_INFO, "lookup bypassed: %s", lk->L.why);
+		bypass(env, r, lk->L.why);
+		free(lk);
+		return;
+	case PA_INVALIDATE:
+		spoe_req_set_str(r, "status", "Bypass", 6);
+		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
+		spoe_req_hold(r, lk);	/* the ctx lives in lk until the ACK is sent */
+		finish(env, r, CS_BYPASS);
+		return;
+	case PA_FETCH:
+		if (pool_get(env->pool, lk->L.key, KEY_HEX_LEN, lookup_done, lk) < 0)
+			lookup_done(lk, MC_ERROR, NULL, 0);
+		return;
+	}
+}
+
+/* ---- store ---- */
+
+struct store {
+	struct cache_env *env;
+	struct spoe_req *r;
+	const char *label;	/* what the client is told: Miss or Refresh */
+	char key[KEY_HEX_LEN];
+	int invalidate;
+	uint8_t *entry;
+};
+
+static void
+refuse(struct cache_env *env, struct spoe_req *r, enum store_refusal why)
+{
+	M_INC(env->m, refused[why]);
+	log_debug("not stored: %s", store_refusal_name[why]);
+	answer(r, "Bypass");
+}
+
+static void
+store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct store *S = arg;
+	struct cache_env *env = S->env;
+	struct spoe_req *r = S->r;
+
+	(void)val;
+	(void)vlen;
+	if (S->invalidate) {
+		M_INC(env->m, invalidations);
+		spoe_req_set_str(r, "status", "Bypass", 6);
+	} else {
+		if (st == MC_OK) {
+			M_INC(env->m, stores);
+			log_debug("stored %.*s", KEY_HEX_LEN, S->key);
+		} else {
+			M_INC(env->m, refused[SR_STORE_FAILED]);
+			log_debug("store of %.*s failed: %s", KEY_HEX_LEN, S->key, mc_status_name(st));
+		}
+		spoe_req_set_str(r, "status", S->label, strlen(S->label));
+	}
+	free(S->entry);
+	free(S);
+	spoe_req_done(r);
+}
+
+static void
+do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
+{
+	const struct sc_config *cf = env->cf;
+	const struct sc_policy *p = NULL;
+	struct pol_response rs;
+	struct pol_limits lim;
+	struct pol_store *ps;
+	struct store *S = NULL;
+	const char *pname;
+	size_t plen, hlen = 0, blen = 0;
+	char *hbuf = NULL;
+	int n;
+
+	memset(&rs, 0, sizeof(rs));
+	if (a->ctx.type == SPOP_T_BIN) {
+		rs.ctx = a->ctx.v.s.p;
+		rs.ctx_len = a->ctx.v.s.len;
+		if (policy_ctx_policy(rs.ctx, rs.ctx_len, &pname, &plen) == 0)
+			p = config_policy(cf, pname, plen);
+	}
+	rs.status = int_arg(&a->status);
+	rs.hdrs = (const uint8_t *)text(&a->hdrs, &hlen);
+	rs.hdrs_len = hlen;
+	rs.body = (const uint8_t *)text(&a->body, &blen);
+	rs.body_len = blen;
+	config_limits(cf, &lim);
+	ps = malloc(sizeof(*ps));
+	if (ps == NULL || (hbuf = malloc(POL_STORE_HBUF(hlen))) == NULL) {
+		free(ps);
+		refuse(env, r, SR_STORE_FAILED);
+		return;
+	}
+	policy_response(p, &lim, &rs, (int64_t)time(NULL), spoe_req_max_ack(r),
+	    cf->pool.max_item_size, hbuf, POL_STORE_HBUF(hlen), ps);
+
+	switch (ps->action) {
+	case PS_BAD:
+		M_INC(env->m, bad_messages);
+		answer(r, "Bypass");
+		goto out;
+	case PS_NONE:
+		answer(r, ps->label);
+		goto out;
+	case PS_REFUSE:
+		refuse(env, r, ps->why);
+		goto out;
+	case PS_INVALIDATE:
+	case PS_STORE:
+		break;
+	}
+	S = calloc(1, sizeof(*S));
+	if (S == NULL)
+		goto failed;
+	S->env = env;
+	S->r = r;
+	S->label = ps->label;
+	memcpy(S->key, ps->key, KEY_HEX_LEN);
+	if (ps->action == PS_INVALIDATE) {
+		S->invalidate = 1;
+		if (pool_delete(env->pool, ps->key, KEY_HEX_LEN, store_done, S) < 0) {
+			free(S);
+			answer(r, "Bypass");
+		}
+		goto out;
+	}
+	if ((S->entry = malloc(entry_size(&ps->e))) == NULL ||
+	    (n = entry_encode(&ps->e, S->entry, entry_size(&ps->e))) < 0 ||
+	    pool_set(env->pool, ps->key, KEY_HEX_LEN, S->entry, (size_t)n, ps->mc_ttl,
+	    store_done, S) < 0)
+		goto failed;
+	goto out;
+failed:
+	if (S != NULL)
+		free(S->entry);
+	free(S);
+	refuse(env, r, SR_STORE_FAILED);
+out:
+	free(hbuf);
+	free(ps);
+}
+
+void
+cacheio_notify(void *arg, struct spoe_req *r, const uint8_t *payload, size_t len)
+{
+	struct cache_env *env = arg;
+	const uint8_t *p = payload, *end = payload + len;
+	struct spop_str name;
+	int nargs;
+
+	while (spop_msg_next(&p, end, &name, &nargs) == 1) {
+		struct args a;
+
+		memset(&a, 0, sizeof(a));
+		read_args(&p, end, nargs, &a);
+		if (spop_str_eq(&name, "cache-lookup") || spop_str_eq(&name, "cache-lookup-body")) {
+			do_lookup(env, r, &a);
+			return;
+		}
+		if (spop_str_eq(&name, "cache-store")) {
+			do_store(env, r, &a);
+			return;
+		}
+	}
+	M_INC(env->m, bad_messages);
+	answer(r, "Bypass");
+}
