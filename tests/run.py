@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """run.py - every test tier, one summary line.
 
-Tiers, in order: unit (C, under ASan+UBSan), wire (the running agent and the
+Tiers, in order: build (the layering of agent/, read from the tree and the
+built objects), unit (C, under ASan+UBSan), wire (the running agent and the
 memcached pool, scripted peers), e2e (real HAProxy, agent, memcached shards
 and origin), fuzz (each libFuzzer target for a short bounded time).
 Each test program prints "ok - name" / "not ok - name" lines; a program that
@@ -25,7 +26,7 @@ def programs(tier):
     if tier == "unit":
         return [[p] for p in sorted(glob.glob(os.path.join(ROOT, "build/asan/tests/test_*")))
                 if os.access(p, os.X_OK) and not p.endswith(".d")]
-    if tier in ("wire", "e2e"):
+    if tier in ("build", "wire", "e2e"):
         return [[sys.executable, p] for p in
                 sorted(glob.glob(os.path.join(ROOT, "tests", tier, "test_*.py")))]
     if tier == "fuzz":
@@ -65,7 +66,7 @@ def run(argv):
 
 
 def main():
-    tiers = sys.argv[1:] or ["unit", "wire", "e2e", "fuzz"]
+    tiers = sys.argv[1:] or ["build", "unit", "wire", "e2e", "fuzz"]
     total_p = total_f = 0
     for tier in tiers:
         progs = programs(tier)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """End to end: operating the cache (issue 8). spoe-cache-ctl's commands
 (get, purge, flush, key, stats; text and --json; exit codes 0/1/2 as written
-at the top of agent/ctl.c) and the agent's admin endpoint (GET /healthz,
+at the top of agent/cmd/spoe-cache-ctl.c) and the agent's admin endpoint (GET /healthz,
 GET /metrics, GET|DELETE /cache/KEY, DELETE /cache, the bearer token), each
 against a cache filled through HAProxy, checking what HAProxy serves next.
 Also: a plain and a TLS memcached pool, a shard stopped, and admin requests

@@ -8,7 +8,7 @@ ValueError on anything malformed, so a bug in what the agent sends fails the
 test instead of being papered over.
 
 Layers, bottom up:
-  varint_encode / varint_decode        HAProxy's varint (agent/varint.c)
+  varint_encode / varint_decode        HAProxy's varint (agent/core/varint.c)
   encode_data / decode_data            TYPED-DATA, all 10 types
   encode_kvlist / decode_kvlist        KV-LIST
   build_frame / parse_frame            frames, with the 4-byte length prefix

@@ -1,5 +1,5 @@
 /*
- * pool_driver.c - drives struct pool (agent/pool.c) for the wire tests in
+ * pool_driver.c - drives struct pool (agent/io/pool.c) for the wire tests in
  * tests/wire/test_pool.py: one or more pools from the command line, then
  * scripted commands on stdin, each answered by one "R <n> ..." line on
  * stdout when every request it made has been called back.

@@ -1,5 +1,5 @@
 /*
- * test_spop.c - unit tests of the SPOP codec (agent/spop.c, agent/varint.c),
+ * test_spop.c - unit tests of the SPOP codec (agent/core/spop.c, agent/core/varint.c),
  * run under ASan+UBSan. Parsers are fed inputs that end exactly at a
  * PROT_NONE guard page (picohttpparser's trick), so reading one byte too far
  * crashes the test instead of passing by luck. Expected bytes are written

@@ -6,9 +6,8 @@
     against libmemcached and an independent implementation, and a live check:
     100k keys stored by libmemcached's own I/O are found exactly where
     ketama_pick() says (build/tools/ketama_oracle);
-  - the pool (agent/pool.c) through build/asan/tools/pool_driver (built here
-    under ASan+UBSan from agent/{pool,ketama,mcproto}.c when missing or
-    stale): binary values, pipelining, oversize values, shards stopped,
+  - the pool (agent/io/pool.c) through build/asan/tools/pool_driver (built
+    by make under ASan+UBSan): binary values, pipelining, oversize values, shards stopped,
     SIGSTOPped and restarted, garbage and half replies, TLS verification,
     SNI, client certificates, plain and TLS pools side by side.
 
