@@ -265,8 +265,10 @@ store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 			M_INC(env->m, stores);
 			log_debug("stored %.*s", KEY_HEX_LEN, S->key);
 		} else {
+			/* not stored, whatever the cause: the client is told Bypass */
 			M_INC(env->m, refused[SR_STORE_FAILED]);
 			log_debug("store of %.*s failed: %s", KEY_HEX_LEN, S->key, mc_status_name(st));
+			S->label = "Bypass";
 		}
 		spoe_req_set_str(r, "status", S->label, strlen(S->label));
 	}

@@ -14,6 +14,7 @@
  * spoe_req_done() whenever the cache layer is ready.
  */
 #include <assert.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,7 +37,8 @@ static const char *const state_name[] = { "HELLO", "READY", "CLOSING" };
 #define HELLO_TIMEOUT_SEC	10	/* a peer that never says HELLO */
 #define CLOSE_TIMEOUT_SEC	5	/* a peer that never reads our DISCONNECT */
 #define READ_MORE_MAX		(256 * 1024)	/* bytes read per read event */
-#define AGENT_CAPS		"pipelining,async,fragmentation"
+/* What the agent can do; it answers with those HAProxy offered. */
+static const char *const agent_caps[] = { "pipelining", "async", "fragmentation" };
 
 struct spoe_conn {
 	struct spoe_server *srv;
@@ -138,6 +140,9 @@ on_hello(struct spoe_conn *c, const struct spop_frame *f)
 {
 	struct spop_hello h;
 	uint8_t buf[256];
+	char caps[64];
+	size_t clen = 0;
+	uint32_t offered;
 	int rc, n;
 
 	rc = spop_hello_parse(f->payload, f->plen, &h);
@@ -145,9 +150,20 @@ on_hello(struct spoe_conn *c, const struct spop_frame *f)
 		rc = spop_hello_check(&h);
 	if (rc < 0)
 		return fail(c, -rc, spop_status_str(-rc));
+	offered = h.max_frame_size;
 	if (h.max_frame_size < c->max_frame)
 		c->max_frame = h.max_frame_size;
-	n = spop_enc_agent_hello(buf, sizeof(buf), c->max_frame, AGENT_CAPS);
+	caps[0] = '\0';
+	for (size_t i = 0; i < sizeof(agent_caps) / sizeof(agent_caps[0]); i++)
+		if (spop_has_cap((const char *)h.caps.p, h.caps.len, agent_caps[i]))
+			clen += (size_t)snprintf(caps + clen, sizeof(caps) - clen, "%s%s",
+			    clen > 0 ? "," : "", agent_caps[i]);
+	if (!h.healthcheck && offered > c->max_frame &&
+	    !spop_has_cap((const char *)h.caps.p, h.caps.len, "fragmentation"))
+		log_every(60, LOG_WARNING, "spop conn %llu: HAProxy frames up to %u bytes and cannot "
+		    "fragment, ours are %u: larger messages fail (raise agent.max_frame_size to "
+		    "tune.bufsize - 4)", c->id, offered, c->max_frame);
+	n = spop_enc_agent_hello(buf, sizeof(buf), c->max_frame, caps);
 	if (n < 0)
 		return fail(c, SPOP_ST_UNKNOWN, "cannot encode AGENT-HELLO");
 	bufferevent_write(c->bev, buf, (size_t)n);

@@ -68,6 +68,9 @@ class Agent:
     def alive(self):
         return self.proc.poll() is None
 
+    def log(self):
+        return self.procs.log_text(self.proc)
+
     def metric(self, name):
         with urllib.request.urlopen("http://%s:%d/metrics" % (HOST, self.admin_port),
                                     timeout=10) as r:
@@ -146,6 +149,16 @@ def test_handshake(procs):
     h2 = c2.hello(max_frame_size=65536)
     assert h2["max-frame-size"] == 8192, h2
     check_served(c2)
+    # only what HAProxy offered is granted (3.1+ offers no async and no
+    # fragmentation), and a frame size below HAProxy's is worth a warning
+    c4 = ag.client()
+    h4 = c4.hello(max_frame_size=65536, capabilities="pipelining")
+    assert [x.strip() for x in h4["capabilities"].split(",")] == ["pipelining"], h4
+    check_served(c4)
+    wait_for(lambda: "cannot fragment" in ag.log(), what="the frame-size warning")
+    c5 = ag.client()
+    h5 = c5.hello(capabilities="")
+    assert h5["capabilities"] == "", h5
     # several versions offered, one of them 2.x
     c3 = ag.client()
     assert c3.hello(versions="1.0, 2.0, 3.1")["version"] == "2.0"
@@ -414,6 +427,20 @@ def test_lookup_store_lookup(procs):
     # a different URL is still a Miss; the store of a garbage ctx is refused
     assert lookup(c2, "/cycle?x=2")["status"] == "Miss"
     s = c2.store(next_id(), 1, b"\x09garbage", 200, hdrs, body)
+    assert s["status"] == "Bypass", s
+    ag.finish()
+
+
+@test
+def test_failed_store_is_bypass(procs):
+    """A store that memcached did not take is labelled Bypass, not Miss."""
+    ag = Agent(procs, nshards=1, timeout_ms=300)
+    c = ag.ready()
+    body = b"x" * 10
+    a = lookup(c, "/lost")
+    assert a["status"] == "Miss", a
+    procs.stop(ag.shards[0], sig=signal.SIGKILL)
+    s = c.store(next_id(), 1, a["ctx"], 200, std_response_headers(body), body)
     assert s["status"] == "Bypass", s
     ag.finish()
 
