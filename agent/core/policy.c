@@ -542,11 +542,29 @@ for_this_request(const struct pol_lookup *L, const struct pol_limits *lim,
 	return vary_match(e->vary, e->vlen, h, nh);
 }
 
+/* Current age of e (RFC 9111 4.2.3, without the network delay terms): its
+ * upstream Age plus the time since it was stored, saturating, since both
+ * come from a stored entry that may have been forged. */
+static int64_t
+entry_age(const struct entry *e, int64_t now)
+{
+	int64_t resident = 0, age;
+
+	if (now > e->stored_at && __builtin_sub_overflow(now, e->stored_at, &resident))
+		resident = INT64_MAX;
+	if (e->age0 < 0 || __builtin_add_overflow(e->age0, resident, &age))
+		age = INT64_MAX;
+	return age;
+}
+
 /* Is entry e, age seconds old, fresh enough for this request? */
 static int
 fresh_enough(const struct pol_lookup *L, const struct entry *e, int64_t age)
 {
-	int64_t left = e->lifetime - age;	/* freshness left; < 0 is stale */
+	int64_t left;	/* freshness left; < 0 is stale */
+
+	if (__builtin_sub_overflow(e->lifetime, age, &left) || left < -INT64_MAX)
+		left = -INT64_MAX;
 
 	if (!(L->flags & PL_CC))
 		return left > 0;
@@ -618,7 +636,13 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	if (val == NULL || cap < POL_HIT_BUF(vlen)) {
+	if (cap < POL_HIT_BUF(val != NULL ? vlen : 0)) {
+		/* the caller broke the contract: nothing can be served from buf */
+		out->answer = PE_MISS;
+		out->status = CS_MISS;
+		return;
+	}
+	if (val == NULL) {
 		miss(L, CS_MISS, buf, cap, out);
 		return;
 	}
@@ -628,7 +652,7 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
 		miss(L, CS_MISS, buf, cap, out);
 		return;
 	}
-	age = e.age0 + (now > e.stored_at ? now - e.stored_at : 0);
+	age = entry_age(&e, now);
 	if (!for_this_request(L, lim, &e)) {
 		miss(L, CS_MISS, buf, cap, out);
 		return;
