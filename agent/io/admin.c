@@ -4,6 +4,7 @@
  * their per-shard snapshots (under each worker's lock, refreshed every
  * second); it never touches a worker's pool.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +25,7 @@
 struct admin {
 	struct event_base *base;
 	struct evhttp *http;
+	const struct generation *gen;	/* what cf and pool belong to */
 	const struct sc_config *cf;
 	SSL_CTX *tls;
 	struct pool *pool;
@@ -352,9 +354,10 @@ on_request(struct evhttp_request *req, void *arg)
 }
 
 struct admin *
-admin_new(struct event_base *base, const struct sc_config *cf, SSL_CTX *tls,
+admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
     struct worker *workers, int nworkers, char *err, size_t errlen)
 {
+	const struct sc_config *cf = g->cf;
 	struct admin *a;
 
 	err[0] = '\0';
@@ -366,11 +369,12 @@ admin_new(struct event_base *base, const struct sc_config *cf, SSL_CTX *tls,
 		return NULL;
 	}
 	a->base = base;
+	a->gen = g;
 	a->cf = cf;
 	a->tls = tls;
 	a->workers = workers;
 	a->nworkers = nworkers;
-	a->pool = pool_new(base, &cf->pool, tls, err, errlen);
+	a->pool = pool_new_at(base, &cf->pool, g->addrs, tls, err, errlen);
 	if (a->pool == NULL)
 		goto fail;
 	a->http = evhttp_new(base);
@@ -395,22 +399,32 @@ fail:
 	return NULL;
 }
 
-void
-admin_reload(struct admin *a, const struct sc_config *cf)
+int
+admin_reload(struct admin *a, const struct generation *g)
 {
 	char err[256];
 	struct pool *p;
 
 	if (a == NULL)
-		return;
-	p = pool_new(a->base, &cf->pool, a->tls, err, sizeof(err));
+		return 0;
+	p = pool_new_at(a->base, &g->cf->pool, g->addrs, a->tls, err, sizeof(err));
 	if (p == NULL) {
-		log_err("admin: reload: %s; keeping the old memcached pool", err);
-		return;
+		log_err("admin: reload: %s; keeping the old configuration", err);
+		return -1;
 	}
+	/* Admin requests waiting on the old pool are answered (502) inside
+	 * pool_free(); struct pending keeps nothing of the config. */
 	pool_free(a->pool);
 	a->pool = p;
-	a->cf = cf;
+	a->gen = g;
+	a->cf = g->cf;
+	return 0;
+}
+
+unsigned long
+admin_taken(const struct admin *a)
+{
+	return a != NULL ? a->gen->n : ULONG_MAX;
 }
 
 void
