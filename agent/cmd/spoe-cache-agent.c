@@ -3,6 +3,12 @@
  * threads, accepts SPOP connections on the main thread and hands them to
  * the workers, serves the admin endpoint, and handles signals (TERM/INT
  * stop, HUP reloads). It does no request work itself.
+ *
+ * Configurations: each one loaded (at start, then per accepted SIGHUP) is a
+ * generation (worker.h), its memcached names resolved here, once, so that
+ * no worker ever blocks on a lookup. The main thread owns every generation
+ * and frees an old one as soon as every worker and the admin endpoint have
+ * taken a newer one (reap()).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -32,7 +38,9 @@
 struct agent {
 	struct event_base *base;
 	struct evconnlistener *lst;
-	struct sc_config *cf;
+	struct generation *gens;	/* newest first: the ones a thread may still read */
+	struct sc_config *cf;		/* gens->cf, the newest */
+	struct event *reap_ev;		/* workers activate it when they take a generation */
 	SSL_CTX *tls;
 	struct worker *workers;
 	int nworkers;
@@ -88,12 +96,83 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	event_base_loopexit(ag->base, NULL);
 }
 
+/* cf's generation n: cf's memcached hosts resolved, here, once (this may
+ * block the main thread for the lookups, never a worker). Takes cf only
+ * when it returns one. */
+static struct generation *
+generation_new(struct sc_config *cf, unsigned long n, char *err, size_t errlen)
+{
+	struct generation *g = calloc(1, sizeof(*g));
+
+	if (g == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	g->addrs = pool_addrs_resolve(&cf->pool, err, errlen);
+	if (g->addrs == NULL) {
+		free(g);
+		return NULL;
+	}
+	g->n = n;
+	g->cf = cf;
+	return g;
+}
+
+static void
+generation_free(struct generation *g)
+{
+	pool_addrs_free(g->addrs);
+	g->addrs = NULL;
+	config_free(g->cf);
+	g->cf = NULL;
+	free(g);
+}
+
+/*
+ * Free the generations nothing reads any more: those older than the oldest
+ * one a worker or the admin endpoint still uses. A generation a worker has
+ * not taken yet (in its next slot) is newer than the one it uses, so it is
+ * kept; the newest is always kept.
+ */
+static void
+reap(struct agent *ag)
+{
+	unsigned long oldest = admin_taken(ag->admin);
+	struct generation *g, *cut;
+
+	for (int i = 0; i < ag->nworkers; i++) {
+		unsigned long t = worker_taken(&ag->workers[i]);
+
+		if (t < oldest)
+			oldest = t;
+	}
+	for (g = ag->gens; g->older != NULL && g->older->n >= oldest; g = g->older)
+		;
+	cut = g->older;
+	g->older = NULL;
+	while ((g = cut) != NULL) {
+		cut = g->older;
+		log_debug("configuration generation %lu freed: every thread uses %lu or newer",
+		    g->n, oldest);
+		generation_free(g);
+	}
+}
+
+static void
+on_reap(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	reap(arg);
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
 	struct agent *ag = arg;
 	char err[512];
 	struct sc_config *cf;
+	struct generation *g;
 
 	(void)sig;
 	(void)what;
@@ -108,16 +187,24 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	/* Every worker and the admin endpoint will build a pool from the new
-	 * host list; a name that does not resolve must refuse the reload here,
-	 * whole, rather than leave each of them on the old pool with the new
-	 * policies half applied. */
+	 * host list at the addresses resolved here, once; a name that does not
+	 * resolve, or a pool that cannot be built (a probe: it connects
+	 * nothing), refuses the reload here, whole, rather than leave each of
+	 * them on the old pool with the new policies half applied. */
+	g = generation_new(cf, ag->gens->n + 1, err, sizeof(err));
+	if (g == NULL) {
+		log_err("reload refused, keeping the running configuration: %s: %s", cf->path, err);
+		config_free(cf);
+		return;
+	}
 	{
-		struct pool *probe = pool_new(ag->base, &cf->pool, ag->tls, err, sizeof(err));
+		struct pool *probe = pool_new_at(ag->base, &cf->pool, g->addrs, ag->tls, err,
+		    sizeof(err));
 
 		if (probe == NULL) {
 			log_err("reload refused, keeping the running configuration: %s: %s",
 			    cf->path, err);
-			config_free(cf);
+			generation_free(g);
 			return;
 		}
 		pool_free(probe);
@@ -136,14 +223,16 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 			log_warn("reload: agent.log.target changed; needs a restart");
 	}
 	log_set_level(ag->debug ? LOG_DEBUG : cf->agent.log_level);
-	/* Old configs stay allocated: requests in flight may still read them,
-	 * and a reload is rare. Freed at exit. */
-	cf->prev = ag->cf;
+	/* The older generations stay until every thread has moved past them
+	 * (reap(), when the workers say they have). */
+	g->older = ag->gens;
+	ag->gens = g;
 	ag->cf = cf;
 	for (int i = 0; i < ag->nworkers; i++)
-		worker_reload(&ag->workers[i], cf);
-	admin_reload(ag->admin, cf);
-	log_notice("configuration reloaded from %s", cf->path);
+		worker_reload(&ag->workers[i], g);
+	admin_reload(ag->admin, g);
+	log_notice("configuration reloaded from %s (generation %lu)", cf->path, g->n);
+	reap(ag);
 }
 
 static int
@@ -244,6 +333,16 @@ main(int argc, char **argv)
 		log_err("%s", err);
 		goto out;
 	}
+	ag.gens = generation_new(ag.cf, 1, err, sizeof(err));
+	if (ag.gens == NULL) {
+		log_err("%s", err);
+		goto out;
+	}
+	ag.reap_ev = event_new(ag.base, -1, 0, on_reap, &ag);
+	if (ag.reap_ev == NULL) {
+		log_err("event_new failed");
+		goto out;
+	}
 	ag.nworkers = ag.cf->agent.threads;
 	ag.workers = calloc((size_t)ag.nworkers, sizeof(struct worker));
 	if (ag.workers == NULL) {
@@ -251,12 +350,13 @@ main(int argc, char **argv)
 		goto out;
 	}
 	for (int i = 0; i < ag.nworkers; i++) {
-		if (worker_start(&ag.workers[i], i, ag.cf, ag.tls, err, sizeof(err)) < 0) {
+		if (worker_start(&ag.workers[i], i, ag.gens, ag.tls, ag.reap_ev, err,
+		    sizeof(err)) < 0) {
 			log_err("%s", err);
 			goto out_workers;
 		}
 	}
-	ag.admin = admin_new(ag.base, ag.cf, ag.tls, ag.workers, ag.nworkers, err, sizeof(err));
+	ag.admin = admin_new(ag.base, ag.gens, ag.tls, ag.workers, ag.nworkers, err, sizeof(err));
 	if (ag.admin == NULL && ag.cf->agent.admin_listen[0] != '\0') {
 		log_err("admin endpoint: %s", err);
 		goto out_workers;
@@ -289,18 +389,24 @@ out:
 		event_free(ev_int);
 	if (ev_hup)
 		event_free(ev_hup);
+	if (ag.reap_ev)
+		event_free(ag.reap_ev);
 	if (ag.lst)
 		evconnlistener_free(ag.lst);
 	if (ag.base)
 		event_base_free(ag.base);
 	if (ag.tls)
 		SSL_CTX_free(ag.tls);
-	while (ag.cf != NULL) {
-		struct sc_config *prev = ag.cf->prev;
-
+	/* Every thread is gone: every generation still held goes. */
+	if (ag.gens == NULL)
 		config_free(ag.cf);
-		ag.cf = prev;
+	while (ag.gens != NULL) {
+		struct generation *older = ag.gens->older;
+
+		generation_free(ag.gens);
+		ag.gens = older;
 	}
+	ag.cf = NULL;
 	libevent_global_shutdown();
 	return rc;
 }

@@ -4,6 +4,7 @@
  * their per-shard snapshots (under each worker's lock, refreshed every
  * second); it never touches a worker's pool.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +25,8 @@
 struct admin {
 	struct event_base *base;
 	struct evhttp *http;
+	const struct generation *gen;	/* what cf and pool belong to */
+	const struct generation *newest;	/* the agent's; older ones hang from it */
 	const struct sc_config *cf;
 	SSL_CTX *tls;
 	struct pool *pool;
@@ -90,6 +93,36 @@ authorized(struct admin *a, struct evhttp_request *req)
 	tl = strlen(tok);
 	return h != NULL && strncmp(h, "Bearer ", 7) == 0 && strlen(h + 7) == tl &&
 	    CRYPTO_memcmp(h + 7, tok, tl) == 0;
+}
+
+/*
+ * Which configuration is in force: a test (or an operator) waits for
+ * spoe_cache_config_generation to reach _loaded after a SIGHUP instead of
+ * guessing how long the workers take; _held falls back to 1 once the
+ * older generations are freed.
+ */
+static void
+config_generations(struct admin *a, struct evbuffer *b)
+{
+	unsigned long taken = a->gen->n;
+	size_t held = 0;
+
+	for (int i = 0; i < a->nworkers; i++) {
+		unsigned long t = worker_taken(&a->workers[i]);
+
+		if (t < taken)
+			taken = t;
+	}
+	for (const struct generation *g = a->newest; g != NULL; g = g->older)
+		held++;
+	evbuffer_add_printf(b,
+	    "# HELP spoe_cache_config_generation Configuration generation every worker and the admin endpoint use (1 at start, +1 per accepted reload).\n"
+	    "# TYPE spoe_cache_config_generation gauge\nspoe_cache_config_generation %lu\n"
+	    "# HELP spoe_cache_config_generation_loaded Newest configuration generation loaded.\n"
+	    "# TYPE spoe_cache_config_generation_loaded gauge\nspoe_cache_config_generation_loaded %lu\n"
+	    "# HELP spoe_cache_configs_held Configuration generations still in memory.\n"
+	    "# TYPE spoe_cache_configs_held gauge\nspoe_cache_configs_held %zu\n",
+	    taken, a->newest->n, held);
 }
 
 static void
@@ -183,6 +216,7 @@ metrics(struct admin *a, struct evhttp_request *req)
 		    (unsigned long long)sh[i].lat_count);
 	}
 	free(sh);
+	config_generations(a, b);
 	reply(req, 200, "OK", "text/plain; version=0.0.4", b);
 	evbuffer_free(b);
 }
@@ -352,9 +386,10 @@ on_request(struct evhttp_request *req, void *arg)
 }
 
 struct admin *
-admin_new(struct event_base *base, const struct sc_config *cf, SSL_CTX *tls,
+admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
     struct worker *workers, int nworkers, char *err, size_t errlen)
 {
+	const struct sc_config *cf = g->cf;
 	struct admin *a;
 
 	err[0] = '\0';
@@ -366,11 +401,12 @@ admin_new(struct event_base *base, const struct sc_config *cf, SSL_CTX *tls,
 		return NULL;
 	}
 	a->base = base;
+	a->gen = a->newest = g;
 	a->cf = cf;
 	a->tls = tls;
 	a->workers = workers;
 	a->nworkers = nworkers;
-	a->pool = pool_new(base, &cf->pool, tls, err, errlen);
+	a->pool = pool_new_at(base, &cf->pool, g->addrs, tls, err, errlen);
 	if (a->pool == NULL)
 		goto fail;
 	a->http = evhttp_new(base);
@@ -395,22 +431,33 @@ fail:
 	return NULL;
 }
 
-void
-admin_reload(struct admin *a, const struct sc_config *cf)
+int
+admin_reload(struct admin *a, const struct generation *g)
 {
 	char err[256];
 	struct pool *p;
 
 	if (a == NULL)
-		return;
-	p = pool_new(a->base, &cf->pool, a->tls, err, sizeof(err));
+		return 0;
+	a->newest = g;
+	p = pool_new_at(a->base, &g->cf->pool, g->addrs, a->tls, err, sizeof(err));
 	if (p == NULL) {
-		log_err("admin: reload: %s; keeping the old memcached pool", err);
-		return;
+		log_err("admin: reload: %s; keeping the old configuration", err);
+		return -1;
 	}
+	/* Admin requests waiting on the old pool are answered (502) inside
+	 * pool_free(); struct pending keeps nothing of the config. */
 	pool_free(a->pool);
 	a->pool = p;
-	a->cf = cf;
+	a->gen = g;
+	a->cf = g->cf;
+	return 0;
+}
+
+unsigned long
+admin_taken(const struct admin *a)
+{
+	return a != NULL ? a->gen->n : ULONG_MAX;
 }
 
 void

@@ -1,7 +1,8 @@
 /*
  * admin.h - the agent's local admin and metrics endpoint (evhttp, on the
  * main thread, with its own memcached pool so it never touches a worker's):
- *   GET /healthz, GET /metrics (Prometheus text),
+ *   GET /healthz, GET /metrics (Prometheus text, with the configuration
+ *   generation every thread has taken: spoe_cache_config_generation),
  *   GET /cache/KEY, DELETE /cache/KEY, DELETE /cache (flush every shard).
  * An optional bearer token guards everything but /healthz.
  */
@@ -16,13 +17,22 @@
 #include "config.h"
 
 struct admin;
+struct generation;
 struct worker;
 
 /* NULL with err set on failure, or NULL with err empty when disabled
- * (agent.admin.listen = ""). */
-struct admin *admin_new(struct event_base *base, const struct sc_config *cf, SSL_CTX *tls,
+ * (agent.admin.listen = ""). g (see worker.h) is borrowed, like every
+ * generation given to admin_reload(): agent.c frees one only once
+ * admin_taken() has passed it. */
+struct admin *admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
     struct worker *workers, int nworkers, char *err, size_t errlen);
-void admin_reload(struct admin *a, const struct sc_config *cf);
+/* Take g, the agent's newest generation (the older ones it still holds
+ * hang from g->older, for /metrics). 0, or -1 when the admin endpoint
+ * could not build its pool and keeps its older generation. */
+int admin_reload(struct admin *a, const struct generation *g);
+/* The generation the endpoint uses; ULONG_MAX when a is NULL (disabled),
+ * so that it never holds one back. */
+unsigned long admin_taken(const struct admin *a);
 void admin_free(struct admin *a);
 
 #endif

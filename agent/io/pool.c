@@ -2,8 +2,8 @@
  * pool.c - memcached shards as seen by one worker thread: connections,
  * pipelining, deadlines, failure detection, background probes, TLS.
  *
- * Must not block: connects are non-blocking, names were resolved in
- * pool_new(), every request has a deadline. Must not call a user callback
+ * Must not block: connects are non-blocking, names were resolved before
+ * pool_new_at() (pool_addrs_resolve()), every request has a deadline. Must not call a user callback
  * from inside a request call (failures go through pool->done and a deferred
  * event). Must not re-route a key: a down shard fails fast until a probe
  * brings it back. Protocol details live in mcproto.c, placement in ketama.c.
@@ -1132,7 +1132,22 @@ int pool_stats_shard(struct pool *p, int shard, pool_cb cb, void *arg)
 
 /* ---- the pool ------------------------------------------------------------------ */
 
-static int resolve(struct shard *s, const struct sc_host *h, char *err, size_t errlen)
+/* One address per configured host, in the order of conf->hosts. */
+struct pool_addrs {
+	size_t n;
+	struct pool_addr {
+		struct sockaddr_storage ss;
+		socklen_t len;
+	} a[];
+};
+
+/* "host:port" as configured ("[v6]:port" for an IPv6 literal). */
+static void host_name(char *buf, size_t len, const struct sc_host *h)
+{
+	snprintf(buf, len, strchr(h->host, ':') ? "[%s]:%u" : "%s:%u", h->host, (unsigned)h->port);
+}
+
+static int resolve(struct pool_addr *out, const struct sc_host *h, char *err, size_t errlen)
 {
 	struct addrinfo hints, *res = NULL;
 	char port[8];
@@ -1145,11 +1160,12 @@ static int resolve(struct shard *s, const struct sc_host *h, char *err, size_t e
 	snprintf(port, sizeof(port), "%u", (unsigned)h->port);
 	rc = getaddrinfo(h->host, port, &hints, &res);
 	if (rc == EAI_NONAME) {
-		/* a name: resolved now, once, never from the event loop */
+		/* a name: looked up here, where blocking is allowed, never
+		 * from an event loop serving requests */
 		hints.ai_flags = AI_NUMERICSERV | AI_ADDRCONFIG;
 		rc = getaddrinfo(h->host, port, &hints, &res);
 		if (rc == 0) {
-			char a[INET6_ADDRSTRLEN] = "?";
+			char a[INET6_ADDRSTRLEN] = "?", name[300];
 
 			if (res->ai_family == AF_INET)
 				inet_ntop(AF_INET, &((struct sockaddr_in *)res->ai_addr)->sin_addr,
@@ -1157,22 +1173,50 @@ static int resolve(struct shard *s, const struct sc_host *h, char *err, size_t e
 			else if (res->ai_family == AF_INET6)
 				inet_ntop(AF_INET6, &((struct sockaddr_in6 *)res->ai_addr)->sin6_addr,
 					  a, sizeof(a));
-			log_msg(LOG_INFO, "shard %s: resolved to %s (once, at start)", s->name, a);
+			host_name(name, sizeof(name), h);
+			log_msg(LOG_INFO, "shard %s: resolved to %s", name, a);
 		}
 	}
 	if (rc != 0) {
 		seterr(err, errlen, "pool: host %s: %s", h->host, gai_strerror(rc));
 		return -1;
 	}
-	if (res->ai_addrlen > sizeof(s->addr)) {
+	if (res->ai_addrlen > sizeof(out->ss)) {
 		freeaddrinfo(res);
 		seterr(err, errlen, "pool: host %s: address too long", h->host);
 		return -1;
 	}
-	memcpy(&s->addr, res->ai_addr, res->ai_addrlen);
-	s->addrlen = res->ai_addrlen;
+	memcpy(&out->ss, res->ai_addr, res->ai_addrlen);
+	out->len = res->ai_addrlen;
 	freeaddrinfo(res);
 	return 0;
+}
+
+struct pool_addrs *pool_addrs_resolve(const struct sc_pool_conf *conf, char *err, size_t errlen)
+{
+	struct pool_addrs *a;
+
+	if (conf == NULL) {
+		seterr(err, errlen, "pool: no config");
+		return NULL;
+	}
+	a = calloc(1, sizeof(*a) + conf->nhosts * sizeof(a->a[0]));
+	if (a == NULL) {
+		seterr(err, errlen, "pool: out of memory");
+		return NULL;
+	}
+	for (a->n = 0; a->n < conf->nhosts; a->n++) {
+		if (resolve(&a->a[a->n], &conf->hosts[a->n], err, errlen) < 0) {
+			free(a);
+			return NULL;
+		}
+	}
+	return a;
+}
+
+void pool_addrs_free(struct pool_addrs *a)
+{
+	free(a);
 }
 
 static int conf_ok(const struct sc_pool_conf *c, SSL_CTX *tls, char *err, size_t errlen)
@@ -1195,14 +1239,18 @@ static int conf_ok(const struct sc_pool_conf *c, SSL_CTX *tls, char *err, size_t
 	return 1;
 }
 
-struct pool *pool_new(struct event_base *base, const struct sc_pool_conf *conf, SSL_CTX *tls,
-		      char *err, size_t errlen)
+struct pool *pool_new_at(struct event_base *base, const struct sc_pool_conf *conf,
+			 const struct pool_addrs *addrs, SSL_CTX *tls, char *err, size_t errlen)
 {
 	struct pool *p;
 	size_t i;
 
-	if (base == NULL || conf == NULL) {
-		seterr(err, errlen, "pool: no event base or config");
+	if (base == NULL || conf == NULL || addrs == NULL) {
+		seterr(err, errlen, "pool: no event base, config or addresses");
+		return NULL;
+	}
+	if (addrs->n != conf->nhosts) {
+		seterr(err, errlen, "pool: %zu addresses for %zu hosts", addrs->n, conf->nhosts);
 		return NULL;
 	}
 	if (!conf_ok(conf, tls, err, errlen))
@@ -1232,14 +1280,13 @@ struct pool *pool_new(struct event_base *base, const struct sc_pool_conf *conf, 
 		s->up = 1;
 		s->st.up = 1;
 		TAILQ_INIT(&s->conns);
-		snprintf(s->name, sizeof(s->name), strchr(h->host, ':') ? "[%s]:%u" : "%s:%u",
-			 h->host, (unsigned)h->port);
+		host_name(s->name, sizeof(s->name), h);
 		s->host = strdup(h->host);
 		s->probe_timer = evtimer_new(base, probe_timer_cb, s);
 		if (s->host == NULL || s->probe_timer == NULL)
 			goto oom;
-		if (resolve(s, h, err, errlen) < 0)
-			goto fail;
+		memcpy(&s->addr, &addrs->a[i].ss, addrs->a[i].len);
+		s->addrlen = addrs->a[i].len;
 	}
 	return p;
 oom:
@@ -1247,6 +1294,19 @@ oom:
 fail:
 	pool_free(p);
 	return NULL;
+}
+
+struct pool *pool_new(struct event_base *base, const struct sc_pool_conf *conf, SSL_CTX *tls,
+		      char *err, size_t errlen)
+{
+	struct pool_addrs *a = pool_addrs_resolve(conf, err, errlen);
+	struct pool *p;
+
+	if (a == NULL)
+		return NULL;
+	p = pool_new_at(base, conf, a, tls, err, errlen);
+	pool_addrs_free(a);
+	return p;
 }
 
 void pool_free(struct pool *p)

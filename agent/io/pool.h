@@ -4,9 +4,9 @@
  * connections (plain or TLS) to every shard, pipelining requests on them and
  * matching replies in order.
  *
- * It must never block its event loop (non-blocking connect, no DNS after
- * pool_new), never move a key to another shard, and never be touched by any
- * thread but the one that runs its event_base.
+ * It must never block its event loop (non-blocking connect, no DNS in
+ * pool_new_at() or after), never move a key to another shard, and never be
+ * touched by any thread but the one that runs its event_base.
  */
 #ifndef SC_POOL_H
 #define SC_POOL_H
@@ -50,12 +50,16 @@ SSL_CTX *pool_tls_ctx_new(const struct sc_pool_conf *conf, char *err, size_t err
  * Ownership:
  * - conf and tls are borrowed: both must outlive the pool and stay unchanged.
  *   The pool copies what it needs of the host list (names, addresses).
- * - pool_new() resolves every host name ONCE, with a blocking getaddrinfo()
- *   (numeric addresses never touch DNS), and keeps the first address; no
- *   request ever resolves. A name whose address changes needs a new pool.
- *   Called from a running loop (a reload), a host NAME blocks that loop for
- *   one lookup; numeric addresses cost nothing. pool_new() connects nothing:
- *   connections open on first use.
+ * - Names are resolved apart from pools: pool_addrs_resolve() looks up every
+ *   host ONCE, with a blocking getaddrinfo() (numeric addresses never touch
+ *   DNS), and keeps the first address of each; pool_new_at() copies those
+ *   addresses and looks up nothing, so it may run on a loop serving
+ *   requests. No request ever resolves. A name whose address changes needs
+ *   new addresses and a new pool (the agent does both on SIGHUP: resolved
+ *   once on its main thread, the pools made on every worker from that).
+ *   pool_new() is both in one call, for a program with one pool (the CLI,
+ *   the test tools). No pool connects anything when made: connections open
+ *   on first use.
  * - The process must ignore SIGPIPE: libevent writes with writev() and
  *   SSL_write(), so a shard closing under a write would otherwise kill it.
  * - Request records are allocated by pool_get & co. and freed by the pool
@@ -75,6 +79,22 @@ SSL_CTX *pool_tls_ctx_new(const struct sc_pool_conf *conf, char *err, size_t err
  */
 struct pool;
 
+/*
+ * The addresses of conf's hosts, in their order. Blocks for name lookups:
+ * call it where that is allowed. Read-only once made (any thread may read
+ * it); pools copy what they need, so it may be freed once they are made.
+ * NULL with err filled ("pool: host NAME: why") when a host does not resolve.
+ */
+struct pool_addrs;
+struct pool_addrs *pool_addrs_resolve(const struct sc_pool_conf *conf, char *err, size_t errlen);
+void pool_addrs_free(struct pool_addrs *a);
+
+/* A pool of conf's hosts at addrs (from pool_addrs_resolve() on the same
+ * host list); does no name lookup. */
+struct pool *pool_new_at(struct event_base *base, const struct sc_pool_conf *conf,
+			 const struct pool_addrs *addrs, SSL_CTX *tls /* NULL if !conf->tls */,
+			 char *err, size_t errlen);
+/* pool_addrs_resolve() then pool_new_at(): blocks for name lookups. */
 struct pool *pool_new(struct event_base *base, const struct sc_pool_conf *conf,
 		      SSL_CTX *tls /* NULL if !conf->tls */, char *err, size_t errlen);
 void pool_free(struct pool *p);

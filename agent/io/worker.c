@@ -20,26 +20,34 @@ static void snapshot(struct worker *w);
 static void
 take_config(struct worker *w)
 {
-	struct sc_config *cf = atomic_exchange(&w->next_cf, NULL);
+	const struct generation *g = atomic_exchange(&w->next, NULL);
 	char err[256];
 	struct pool *p;
 
-	if (cf == NULL)
+	if (g == NULL)
 		return;
-	/* A new pool for the new host list; requests in flight on the old one
-	 * finish with an error (a Miss, or a store not done). */
-	p = pool_new(w->base, &cf->pool, w->tls, err, sizeof(err));
+	/* A new pool for the new host list, at the addresses the main thread
+	 * resolved: nothing here blocks this loop. */
+	p = pool_new_at(w->base, &g->cf->pool, g->addrs, w->tls, err, sizeof(err));
 	if (p == NULL) {
-		log_err("worker %d: reload: %s; keeping the old memcached pool", w->id, err);
+		log_err("worker %d: reload: %s; keeping the old configuration", w->id, err);
 		return;
 	}
+	/* Requests in flight on the old pool finish now, with an error (a
+	 * Miss, or a store not done). What they keep (struct lookup, struct
+	 * store in cacheio.c) is copied out of the config, and SPOP
+	 * connections read the config through w->spoe.conf: once the old pool
+	 * is freed nothing of this worker points into the old generation. */
 	pool_free(w->pool);
 	w->pool = p;
-	w->cf = cf;
-	w->spoe.conf = &cf->agent;
-	w->cache.cf = cf;
+	w->gen = g;
+	w->spoe.conf = &g->cf->agent;
+	w->cache.cf = g->cf;
 	w->cache.pool = p;
 	snapshot(w);
+	atomic_store_explicit(&w->taken, g->n, memory_order_release);
+	if (w->taken_ev != NULL)
+		event_active(w->taken_ev, EV_READ, 0);
 }
 
 static void
@@ -144,13 +152,17 @@ worker_main(void *arg)
 }
 
 int
-worker_start(struct worker *w, int id, const struct sc_config *cf, SSL_CTX *tls,
-    char *err, size_t errlen)
+worker_start(struct worker *w, int id, const struct generation *g, SSL_CTX *tls,
+    struct event *taken_ev, char *err, size_t errlen)
 {
+	const struct sc_config *cf = g->cf;
+
 	w->id = id;
-	w->cf = cf;
+	w->gen = g;
 	w->tls = tls;
-	atomic_init(&w->next_cf, NULL);
+	w->taken_ev = taken_ev;
+	atomic_init(&w->next, NULL);
+	atomic_init(&w->taken, g->n);
 	if (pthread_mutex_init(&w->lock, NULL) != 0) {
 		snprintf(err, errlen, "worker %d: pthread_mutex_init failed", id);
 		return -1;
@@ -176,7 +188,7 @@ worker_start(struct worker *w, int id, const struct sc_config *cf, SSL_CTX *tls,
 		snprintf(err, errlen, "worker %d: cannot create its wake-up event", id);
 		goto fail_base;
 	}
-	w->pool = pool_new(w->base, &cf->pool, tls, err, errlen);
+	w->pool = pool_new_at(w->base, &cf->pool, g->addrs, tls, err, errlen);
 	if (w->pool == NULL)
 		goto fail_wake;
 	w->cache.cf = cf;
@@ -245,10 +257,18 @@ worker_hand(struct worker *w, int fd)
 }
 
 void
-worker_reload(struct worker *w, struct sc_config *cf)
+worker_reload(struct worker *w, const struct generation *g)
 {
-	atomic_store(&w->next_cf, cf);
+	/* A generation given before w took the last one replaces it there:
+	 * w goes straight to the newest. */
+	atomic_store(&w->next, g);
 	event_active(w->wake, EV_READ, 0);
+}
+
+unsigned long
+worker_taken(struct worker *w)
+{
+	return atomic_load_explicit(&w->taken, memory_order_acquire);
 }
 
 void

@@ -53,7 +53,6 @@ struct sc_agent_conf {
 
 struct sc_config {
 	char *path;
-	struct sc_config *prev;		/* the agent's older configs (reloads), freed at exit */
 	struct sc_agent_conf agent;
 	struct sc_pool_conf pool;
 	struct sc_policy *policies;

@@ -394,7 +394,12 @@ def reload(procs, s, text=None, expect="configuration reloaded"):
     os.kill(s.agent.pid, signal.SIGHUP)
     wait_for(lambda: expect in procs.log_text(s.agent)[mark:], timeout=10,
              what="'%s' in the agent's log" % expect)
-    time.sleep(0.2)     # the workers take the new config on their own loops
+    # The workers take the new config on their own loops: wait until every
+    # one of them (and the admin endpoint) uses the generation just loaded.
+    m = re.search(r"configuration reloaded from .* \(generation (\d+)\)",
+                  procs.log_text(s.agent)[mark:])
+    if m:
+        s.wait_generation(int(m.group(1)))
     return procs.log_text(s.agent)[mark:].splitlines()
 
 

@@ -49,9 +49,8 @@ def test_mixed_scenario_is_clean_under_asan(procs):
     for p in paths:
         s.get(p)
     s.shards[0] = procs.memcached(port=port)
-    # Reload with the same file.
-    os.kill(s.agent.pid, signal.SIGHUP)
-    time.sleep(0.5)
+    # Reload with the same file; every worker on the new generation.
+    s.reload()
     for p in paths:
         s.get(p)
     # Connections that vanish mid-request.

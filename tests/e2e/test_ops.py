@@ -4,23 +4,26 @@
 at the top of agent/cmd/spoe-cache-ctl.c) and the agent's admin endpoint (GET /healthz,
 GET /metrics, GET|DELETE /cache/KEY, DELETE /cache, the bearer token), each
 against a cache filled through HAProxy, checking what HAProxy serves next.
-Also: a plain and a TLS memcached pool, a shard stopped, and admin requests
-whose client or agent goes away while memcached has not answered.
+Also: a plain and a TLS memcached pool, a shard stopped, admin requests
+whose client or agent goes away while memcached has not answered, and
+SIGHUP reloads: old configurations freed, the host list changed under load.
 
 The CLI runs in its ASan+UBSan build (leaks included) when it is built, so a
 sanitizer report turns into a wrong exit code or stderr and fails the test.
 """
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import CTL, CTL_ASAN, HOST, main, test, wait_for  # noqa: E402
-from stack import Stack, tls_pool  # noqa: E402
+from harness import CTL, CTL_ASAN, HOST, main, proc_status_kb, test, wait_for  # noqa: E402
+from stack import DEFAULT_POLICIES, Stack, tls_pool  # noqa: E402
 
 CTL_BIN = CTL_ASAN if os.access(CTL_ASAN, os.X_OK) else CTL
 BINARY = bytes(range(256)) * 2
@@ -641,6 +644,195 @@ def test_admin_requests_pending_at_shutdown(procs):
     finally:
         os.killpg(s.shards[0].pid, signal.SIGCONT)
 
+
+# ---- reloads ---------------------------------------------------------------------
+
+def bulky_policies(n=300, width=60):
+    """The default policy and n more with long lists: about 1.4 MiB of
+    config in the agent, so that one kept per reload shows in its RSS."""
+    pad = ", ".join('"application/x-padding-%02d-%s"' % (i, "x" * 24) for i in range(width))
+    return DEFAULT_POLICIES + "".join("  p%d: { content_type = [%s]; };\n" % (i, pad)
+                                      for i in range(n))
+
+
+@test
+def test_reloads_free_old_configurations(procs):
+    """SIGHUP after SIGHUP: each older generation is freed as soon as every
+    worker and the admin endpoint use the newer one (configs_held back to 1,
+    a debug line per generation freed), and the agent's RSS does not grow
+    with the number of reloads."""
+    s = Stack(procs, policies=bulky_policies(), log_level="debug")
+    assert s.generation() == (1, 1, 1), s.generation()
+    s.wait_cached("/text")
+    # The allocator's high-water mark: a config parsed while another is in use.
+    for _ in range(3):
+        s.reload()
+    wait_for(lambda: s.generation()[2] == 1, timeout=10, what="one generation held")
+    rss0 = proc_status_kb(s.agent.pid, "VmRSS")
+    for _ in range(20):
+        n = s.reload()
+        assert status(s.get("/text")) == "Hit"
+        wait_for(lambda: s.generation() == (n, n, 1), timeout=10,
+                 what="generation %d alone in memory" % n)
+    rss1 = proc_status_kb(s.agent.pid, "VmRSS")
+    log = procs.log_text(s.agent)
+    for g in range(1, n):
+        assert "configuration generation %d freed" % g in log, g
+    assert "configuration generation %d freed" % n not in log
+    # 20 configs kept would be 28 MiB.
+    assert rss1 - rss0 < 8 * 1024, (rss0, rss1)
+    assert s.stop_agent() == 0
+
+
+
+@test
+def test_reloads_faster_than_the_workers_take_them(procs):
+    """SIGHUPs back to back under load and ASan: a worker may skip a
+    generation or be handed one while it builds its pool from the last;
+    nothing is freed in use, and everything settles on the newest alone."""
+    s = Stack(procs, asan=True, threads=4)
+    stop = threading.Event()
+    errors = []
+
+    def load(k):
+        i = k
+        while not stop.is_set():
+            st, h, b = s.get("/gen?body=b%d" % (i % 30))
+            if st != 200:
+                errors.append(st)
+            i += 1
+    ts = [threading.Thread(target=load, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    try:
+        for i in range(40):
+            os.kill(s.agent.pid, signal.SIGHUP)
+            time.sleep(0.005 * (i % 3))     # spacing only: some signals coalesce
+        g = wait_for(lambda: (lambda g: g if g[0] == g[1] and g[2] == 1 else None)(
+            s.generation()), timeout=20, what="one generation, taken everywhere")
+        assert g[1] > 2, g
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    assert errors == [], errors[:5]
+    assert s.stop_agent() == 0
+
+def mc_stat(port, name):
+    """One counter of a memcached's "stats"."""
+    c = socket.create_connection((HOST, port), timeout=5)
+    c.sendall(b"stats\r\n")
+    data = b""
+    while not data.endswith(b"END\r\n"):
+        d = c.recv(65536)
+        if not d:
+            break
+        data += d
+    c.close()
+    for line in data.decode().splitlines():
+        f = line.split()
+        if len(f) == 3 and f[1] == name:
+            return int(f[2])
+    raise AssertionError("no %s in stats: %r" % (name, data))
+
+
+def loopback_name():
+    """A host name that resolves (first) to 127.0.0.1, where memcached
+    listens, or None."""
+    try:
+        ai = socket.getaddrinfo("localhost", 11211, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
+                                socket.AI_ADDRCONFIG | socket.AI_NUMERICSERV)
+    except OSError:
+        return None
+    return "localhost" if ai and ai[0][4][0] == "127.0.0.1" else None
+
+
+@test
+def test_reload_changes_hosts_while_lookups_continue(procs):
+    """Shards added and removed by SIGHUP while clients keep asking, under
+    ASan: no request fails, each reload reaches every thread, the new shard
+    gets lookups and the removed one none once the generation is taken. A
+    host name is looked up once per start or reload, not once per thread."""
+    s = Stack(procs, weights=(100, 100), asan=True)
+    name = loopback_name()
+    named = set()
+
+    def host(port):
+        return "%s:%d" % (name if port in named else "127.0.0.1", port)
+
+    def text():
+        t = s.config_text()
+        for port in named:
+            t = t.replace('host = "127.0.0.1"; port = %d;' % port,
+                          'host = "%s"; port = %d;' % (name, port))
+        return t
+
+    def lookups_of(port, mark):
+        return len(re.findall(r"shard %s: resolved to 127\.0\.0\.1" % re.escape(host(port)),
+                              procs.log_text(s.agent)[mark:]))
+
+    def shards_in_metrics():
+        return sorted(k[len('spoe_cache_memcached_up{shard="'):-2] for k in s.metrics()
+                      if k.startswith("spoe_cache_memcached_up{"))
+
+    if name:
+        port = s.shards[1].port
+        named.add(port)
+        s.reconfigure('host = "127.0.0.1"; port = %d;' % port, 'host = "%s"; port = %d;' % (name, port))
+        assert lookups_of(port, 0) == 1, procs.log_text(s.agent)
+    paths = ["/gen?body=h%d" % i for i in range(40)]
+    for p in paths:
+        s.wait_cached(p)
+    stop = threading.Event()
+    seen, errors = {}, []
+
+    def load(k):
+        i = k
+        while not stop.is_set():
+            try:
+                st, h, b = s.get(paths[i % len(paths)])
+                if st != 200:
+                    errors.append(st)
+                v = h.get("x-cache-status")
+                seen[v] = seen.get(v, 0) + 1
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+            i += 7
+    ts = [threading.Thread(target=load, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    try:
+        added = procs.memcached()
+        s.shards.append(added)
+        s.weights.append(100)
+        if name:
+            named.add(added.port)
+        mark = len(procs.log_text(s.agent))
+        s.reload(text())
+        assert shards_in_metrics() == sorted(host(m.port) for m in s.shards)
+        if name:
+            assert lookups_of(added.port, mark) == 1, procs.log_text(s.agent)[mark:]
+        wait_for(lambda: mc_stat(added.port, "cmd_get") > 0, timeout=10,
+                 what="lookups on the added shard")
+
+        gone = s.shards.pop(0)
+        s.weights.pop(0)
+        s.reload(text())
+        assert shards_in_metrics() == sorted(host(m.port) for m in s.shards)
+        before = mc_stat(gone.port, "cmd_get")
+        n = sum(seen.values())
+        wait_for(lambda: sum(seen.values()) > n + 100, timeout=20, what="more lookups")
+        assert mc_stat(gone.port, "cmd_get") == before, "a thread still reads the removed shard"
+        wait_for(lambda: s.generation()[2] == 1, timeout=10, what="one generation held")
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    assert errors == [], errors[:5]
+    assert set(seen) <= {"Hit", "Miss", "Refresh"}, seen
+    assert seen.get("Hit", 0) > 0, seen
+    assert s.agent.poll() is None
+    assert s.stop_agent() == 0
 
 if __name__ == "__main__":
     main()

@@ -6,6 +6,7 @@ tests and by `make run`.
 import http.client
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -115,6 +116,32 @@ class Stack:
         agent = self.start_agent()
         wait_for(self.agent_seen_up, timeout=15, step=0.1, what="HAProxy to see the agent up")
         return agent
+
+    def generation(self):
+        """(taken, loaded, held) from /metrics: the configuration generation
+        every worker and the admin endpoint use, the newest one loaded, and
+        how many generations the agent still holds."""
+        m = self.metrics()
+        return (int(m["spoe_cache_config_generation"]),
+                int(m["spoe_cache_config_generation_loaded"]),
+                int(m["spoe_cache_configs_held"]))
+
+    def wait_generation(self, n, timeout=15):
+        """Wait until every thread of the agent uses generation n or newer."""
+        return wait_for(lambda: self.generation()[0] >= n, timeout=timeout, step=0.02,
+                        what="every agent thread on configuration generation %d" % n)
+
+    def reload(self, text=None, timeout=15):
+        """SIGHUP the agent (after writing text to its config, when given)
+        and return the new generation once every thread uses it; an
+        AssertionError when the reload is refused (no new generation)."""
+        want = self.generation()[1] + 1
+        if text is not None:
+            with open(self.conf, "w") as f:
+                f.write(text)
+        os.kill(self.agent.pid, signal.SIGHUP)
+        self.wait_generation(want, timeout)
+        return want
 
     def agent_seen_up(self):
         for line in self.haproxy_cmd("show stat").splitlines():
