@@ -243,7 +243,7 @@ def test_agent_refuses_to_start_on_a_bad_config(procs):
 @test
 def test_man_pages_render_and_document_every_setting(procs):
     """Both pages render with no warning; the agent's page documents every
-    setting of agent/config.c's tables and of examples/spoe-cache.conf."""
+    setting of agent/ops/config.c's tables and of examples/spoe-cache.conf."""
     if subprocess.call(["sh", "-c", "command -v groff"], stdout=subprocess.DEVNULL) != 0:
         raise AssertionError("groff is needed (apt-get install groff-base)")
     pages = {}
@@ -254,7 +254,7 @@ def test_man_pages_render_and_document_every_setting(procs):
         assert p.returncode == 0 and p.stderr == b"", (name, p.stderr)
         pages[name] = re.sub(r".\x08", "", p.stdout.decode())   # drop overstrike
     agent = pages["spoe-cache-agent.8"]
-    with open(os.path.join(ROOT, "agent", "config.c")) as f:
+    with open(os.path.join(ROOT, "agent", "ops", "config.c")) as f:
         src = f.read()
     settings = set(re.findall(r'^\t\{ "(\w+)", K_', src, re.M))
     assert len(settings) > 30, settings
