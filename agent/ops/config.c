@@ -20,6 +20,7 @@
 
 #include "cfglint.h"
 #include "config.h"
+#include "hdrs.h"
 #include "log.h"
 
 enum kind { K_INT, K_BOOL, K_STR, K_STRLIST, K_INTLIST, K_SIZE, K_U32, K_PORT, K_LOGLEVEL, K_LOGTARGET };
@@ -404,19 +405,11 @@ policy_free(struct sc_policy *p)
 	strlist_free(&p->vary_body_json_fields);
 }
 
+/* RFC 9110: a method and a field name are both tokens. */
 static int
 is_token(const char *s)
 {
-	/* RFC 9110 tchar */
-	static const char extra[] = "!#$%&'*+-.^_`|~";
-
-	if (*s == '\0')
-		return 0;
-	for (; *s != '\0'; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
-		    (*s >= 'A' && *s <= 'Z') || strchr(extra, *s) != NULL))
-			return 0;
-	return 1;
+	return hdr_name_valid(s, strlen(s));
 }
 
 static int
