@@ -521,34 +521,62 @@ validate(struct ctx *c, struct sc_config *cf, const config_setting_t *root)
 	return 0;
 }
 
-struct sc_config *
-config_load(const char *file, char *err, size_t errlen)
+/* Largest configuration read: far above any real one, low enough that a
+ * wrong path (a device, a log) is refused instead of read into memory. */
+#define CONFIG_MAX_SIZE	(16u << 20)
+
+/* Whether text may @include files (resolved as libconfig 1.5 does: the
+ * path as written, relative to the current directory). */
+enum includes { INC_FOLLOW, INC_REFUSE };
+
+/* The one loader behind config_load() and config_load_buf(). */
+static struct sc_config *
+load(const char *name, const char *text, size_t len, enum includes inc, char *err, size_t errlen)
 {
-	struct ctx c = { file, err, errlen };
+	struct ctx c = { name, err, errlen };
 	struct sc_config *cf;
 	config_t lc;
+	char *str = NULL;
+	const char *nul;
 	const config_setting_t *root, *s;
 	static const char *const agent_skip[] = { "admin", "log", NULL };
 	static const char *const pool_skip[] = { "hosts", NULL };
 
 	cf = calloc(1, sizeof(*cf));
-	if (cf == NULL) {
-		snprintf(err, errlen, "%s: out of memory", file);
+	if (cf == NULL || (cf->path = strdup(name)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		free(cf);
 		return NULL;
 	}
 	defaults(cf);
-	cf->path = strdup(file);
 	config_init(&lc);
-	if (!config_read_file(&lc, file)) {
-		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-			snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
-		else
-			snprintf(err, errlen, "%s:%d: syntax error: %s",
-			    config_error_file(&lc) ? config_error_file(&lc) : file,
-			    config_error_line(&lc), config_error_text(&lc));
+	/* libconfig reads a C string: a NUL in the text would silently end
+	 * it, where read from a file it is a syntax error. Say so. */
+	if ((nul = memchr(text, '\0', len)) != NULL) {
+		int line = 1;
+
+		for (const char *q = text; q < nul; q++)
+			line += *q == '\n';
+		snprintf(err, errlen, "%s:%d: syntax error: NUL byte", name, line);
 		goto fail;
 	}
-	if (cfglint_int_literals(file, err, errlen) < 0)
+	if (inc == INC_REFUSE && cfglint_no_include(name, text, len, err, errlen) < 0)
+		goto fail;
+	if ((str = malloc(len + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		goto fail;
+	}
+	memcpy(str, text, len);
+	str[len] = '\0';
+	if (!config_read_string(&lc, str)) {
+		snprintf(err, errlen, "%s:%d: syntax error: %s",
+		    config_error_file(&lc) ? config_error_file(&lc) : name,
+		    config_error_line(&lc), config_error_text(&lc));
+		goto fail;
+	}
+	free(str);
+	str = NULL;
+	if (cfglint_int_literals(name, text, len, err, errlen) < 0)
 		goto fail;
 	root = config_root_setting(&lc);
 	for (int i = 0; i < config_setting_length(root); i++) {
@@ -604,8 +632,68 @@ config_load(const char *file, char *err, size_t errlen)
 	config_destroy(&lc);
 	return cf;
 fail:
+	free(str);
 	config_destroy(&lc);
 	config_free(cf);
+	return NULL;
+}
+
+struct sc_config *
+config_load_buf(const char *name, const char *text, size_t len, char *err, size_t errlen)
+{
+	return load(name, text, len, INC_REFUSE, err, errlen);
+}
+
+struct sc_config *
+config_load(const char *file, char *err, size_t errlen)
+{
+	struct sc_config *cf;
+	FILE *f;
+	char *t = NULL;
+	size_t n = 0, cap = 0;
+
+	if ((f = fopen(file, "rb")) == NULL) {
+		snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		size_t got;
+
+		if (n == cap) {
+			/* one byte past the limit tells "at the limit" from "over it" */
+			size_t ncap = cap ? cap * 2 : 8192;
+			char *nt;
+
+			if (cap > CONFIG_MAX_SIZE) {
+				snprintf(err, errlen, "%s: cannot read: larger than %u MiB", file,
+				    CONFIG_MAX_SIZE >> 20);
+				goto fail;
+			}
+			if (ncap > CONFIG_MAX_SIZE + 1)
+				ncap = CONFIG_MAX_SIZE + 1;
+			if ((nt = realloc(t, ncap)) == NULL) {
+				snprintf(err, errlen, "%s: cannot read: out of memory", file);
+				goto fail;
+			}
+			t = nt;
+			cap = ncap;
+		}
+		got = fread(t + n, 1, cap - n, f);
+		if (got == 0)
+			break;
+		n += got;
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
+		goto fail;
+	}
+	fclose(f);
+	cf = load(file, t, n, INC_FOLLOW, err, errlen);
+	free(t);
+	return cf;
+fail:
+	fclose(f);
+	free(t);
 	return NULL;
 }
 
