@@ -21,7 +21,9 @@
 #include "cfglint.h"
 #include "config.h"
 #include "hdrs.h"
+#include "key.h"
 #include "log.h"
+#include "policy.h"
 
 enum kind { K_INT, K_BOOL, K_STR, K_STRLIST, K_INTLIST, K_SIZE, K_U32, K_PORT, K_LOGLEVEL, K_LOGTARGET };
 
@@ -29,7 +31,8 @@ struct field {
 	const char *name;
 	enum kind kind;
 	size_t off;
-	long long min, max;
+	long long min, max;	/* numbers: the range; K_STRLIST: max is the most
+				 * elements (0: no limit) */
 	size_t count_off;	/* K_INTLIST: where the element count goes */
 };
 
@@ -138,7 +141,7 @@ strlist_free(struct sc_strlist *l)
 }
 
 static int
-get_strlist(struct ctx *c, const config_setting_t *s, struct sc_strlist *l)
+get_strlist(struct ctx *c, const config_setting_t *s, long long max, struct sc_strlist *l)
 {
 	char path[256];
 	int n;
@@ -148,6 +151,8 @@ get_strlist(struct ctx *c, const config_setting_t *s, struct sc_strlist *l)
 		return fail(c, s, "%s: expected a list of strings, like [\"a\", \"b\"]", path);
 	strlist_free(l);
 	n = config_setting_length(s);
+	if (max > 0 && n > max)
+		return fail(c, s, "%s: %d entries, at most %lld", path, n, max);
 	l->v = calloc((size_t)n + 1, sizeof(char *));
 	if (l->v == NULL)
 		return fail(c, s, "%s: out of memory", path);
@@ -203,7 +208,7 @@ apply_field(struct ctx *c, const struct field *f, const config_setting_t *s, voi
 	case K_STR:
 		return get_str(c, s, (char **)p);
 	case K_STRLIST:
-		return get_strlist(c, s, (struct sc_strlist *)p);
+		return get_strlist(c, s, f->max, (struct sc_strlist *)p);
 	case K_INTLIST: {
 		int **arr = (int **)p;
 		size_t *cnt = (size_t *)((char *)base + f->count_off);
@@ -298,8 +303,10 @@ static const struct field agent_fields[] = {
 	{ "max_inflight", K_INT, AG(max_inflight), 1, 65536, 0 },
 	{ "max_output", K_SIZE, AG(max_output), 65536, 1LL << 30, 0 },
 	{ "max_frag_size", K_SIZE, AG(max_frag_size), 256, 64 * 1024 * 1024, 0 },
-	{ "max_query_params", K_INT, AG(max_query_params), 1, 1000, 0 },
-	{ "max_headers", K_INT, AG(max_headers), 1, 1000, 0 },
+	/* the runtime's own bounds (key.h, policy.h): a larger value would
+	 * be accepted here and silently clamped there */
+	{ "max_query_params", K_INT, AG(max_query_params), 1, KEY_MAX_PARAMS, 0 },
+	{ "max_headers", K_INT, AG(max_headers), 1, POL_MAX_HEADERS, 0 },
 	{ NULL, K_INT, 0, 0, 0, 0 }
 };
 static const struct field admin_fields[] = {
@@ -351,9 +358,10 @@ static const struct field policy_fields[] = {
 	{ "storage_ttl", K_INT, PO(storage_ttl), 1, 365 * 86400, 0 },
 	{ "cache_control", K_BOOL, PO(cache_control), 0, 0, 0 },
 	{ "allow_force_cache_header", K_BOOL, PO(allow_force_cache_header), 0, 0, 0 },
-	{ "vary_headers", K_STRLIST, PO(vary_headers), 0, 0, 0 },
+	/* policy_key() refuses (Bypass) every request of a policy with more */
+	{ "vary_headers", K_STRLIST, PO(vary_headers), 0, POL_MAX_VARY, 0 },
 	{ "vary_query_params", K_STRLIST, PO(vary_query_params), 0, 0, 0 },
-	{ "vary_body_json_fields", K_STRLIST, PO(vary_body_json_fields), 0, 0, 0 },
+	{ "vary_body_json_fields", K_STRLIST, PO(vary_body_json_fields), 0, POL_MAX_VARY, 0 },
 	{ NULL, K_INT, 0, 0, 0, 0 }
 };
 #undef PO
@@ -461,6 +469,11 @@ parse_policy(struct ctx *c, const config_setting_t *s, struct sc_policy *p)
 	p->name = strdup(config_setting_name(s));
 	if (p->name == NULL)
 		return fail(c, s, "%s: out of memory", path);
+	/* the ctx HAProxy carries back would cut a longer name, and the store
+	 * half would then look up a policy that does not exist */
+	if (strlen(p->name) > POL_MAX_NAME)
+		return fail(c, s, "policies.%.32s...: a policy name of %zu bytes, at most %d",
+		    p->name, strlen(p->name), POL_MAX_NAME);
 	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
 		return fail(c, s, "%s: a policy is a group { cache_ttl = 60; ... }", path);
 	if (apply_table(c, s, policy_fields, p, NULL) < 0)
