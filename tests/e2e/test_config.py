@@ -182,6 +182,9 @@ ERRORS = [
     ("tls_without_tls", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
      '  tls_verify = true;\n};\n',
      1, "memcached: tls_* settings need tls = true"),
+    # a NUL ends the text libconfig sees; it must not end the file silently
+    ("nul_byte", HOSTS + 'agent: {\n  threads = 2;\x00\n  port = 0;\n};\n',
+     3, "syntax error: NUL byte"),
     # -t must refuse what the runtime would refuse on every request (policy.h,
     # key.h), not only what libconfig can type
     ("too_many_vary_headers", HOSTS + 'policies: {\n  p: {\n    vary_headers = [%s];\n'
