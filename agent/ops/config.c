@@ -563,6 +563,8 @@ load(const char *name, const char *text, size_t len, enum includes inc, char *er
 	}
 	defaults(cf);
 	config_init(&lc);
+	if (len == 0)
+		text = "";	/* (NULL, 0) is empty text; no mem*() on NULL */
 	/* libconfig reads a C string: a NUL in the text would silently end
 	 * it, where read from a file it is a syntax error. Say so. */
 	if ((nul = memchr(text, '\0', len)) != NULL) {
