@@ -10,6 +10,8 @@
 #include <string.h>
 
 #include "spop.h"
+/* HAProxy's half (the ACK decoder, the capability check): test-only */
+#include "../tests/unit/spop_peer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -109,7 +111,7 @@ on_frame(const struct spop_frame *f)
 	const uint8_t *end = f->payload + f->plen;
 	struct spop_hello h;
 	struct spop_disconnect d;
-	struct spop_act act;
+	struct peer_act act;
 	const uint8_t *p;
 
 	switch (f->type) {
@@ -142,7 +144,7 @@ on_frame(const struct spop_frame *f)
 		break;
 	case SPOP_FRM_ACK:
 		p = f->payload;
-		while (spop_act_next(&p, end, &act) == 1)
+		while (peer_act_next(&p, end, &act) == 1)
 			;
 		break;
 	default:

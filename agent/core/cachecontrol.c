@@ -5,6 +5,7 @@
  * read past v + len, allocate, or consult the clock.
  */
 #include "cachecontrol.h"
+#include "hdrs.h"
 
 #include <string.h>
 
@@ -19,14 +20,6 @@ static int
 is_ows(int c)
 {
 	return c == ' ' || c == '\t';
-}
-
-static int
-is_tchar(int c)
-{
-	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-		return 1;
-	return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
 }
 
 static int
@@ -177,7 +170,7 @@ cachectl_parse(const char *v, size_t len, struct cachectl *cc)
 			continue;
 		}
 		ns = i;
-		while (i < len && is_tchar((unsigned char)v[i]))
+		while (i < len && hdr_is_tchar((unsigned char)v[i]))
 			i++;
 		ne = i;
 		if (ne == ns) {
@@ -207,7 +200,7 @@ cachectl_parse(const char *v, size_t len, struct cachectl *cc)
 				}
 			} else {
 				as = i;
-				while (i < len && is_tchar((unsigned char)v[i]))
+				while (i < len && hdr_is_tchar((unsigned char)v[i]))
 					i++;
 				ae = i;
 			}

@@ -7,6 +7,7 @@
 #include "entry.h"
 
 #include <limits.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #define OFF_STORED	4
@@ -94,12 +95,19 @@ entry_crc32c(const uint8_t *buf, size_t len)
 #if defined(__x86_64__) && defined(__GNUC__)
 	/* Every hit checks the whole entry: the SSE4.2 crc32 instruction
 	 * computes this very CRC (Castagnoli, reflected) 8 bytes at a time,
-	 * an order of magnitude faster than the table. */
-	static int hw = -1;
+	 * an order of magnitude faster than the table. Every worker thread
+	 * comes here: the flag is an atomic, read and written relaxed. Two
+	 * threads that both find it unset both detect and store the same
+	 * value, so the race that remains is benign and no lock or
+	 * pthread_once is needed (the core does not link pthread). */
+	static atomic_int hw = -1;
+	int h = atomic_load_explicit(&hw, memory_order_relaxed);
 
-	if (hw < 0)
-		hw = __builtin_cpu_supports("sse4.2");
-	if (hw)
+	if (h < 0) {
+		h = __builtin_cpu_supports("sse4.2") ? 1 : 0;
+		atomic_store_explicit(&hw, h, memory_order_relaxed);
+	}
+	if (h)
 		return crc32c_sse42(buf, len);
 #endif
 	for (; i < len; i++)

@@ -175,25 +175,28 @@ hdrs_is_hop_by_hop(const char *name, size_t nlen)
 }
 
 int
+hdr_is_tchar(int c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+		return 1;
+	switch (c) {
+	case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+	case '+': case '-': case '.': case '^': case '_': case '`': case '|': case '~':
+		return 1;
+	}
+	return 0;
+}
+
+int
 hdr_name_valid(const char *name, size_t nlen)
 {
 	size_t i;
-	unsigned char c;
 
 	if (nlen == 0)
 		return 0;
-	for (i = 0; i < nlen; i++) {
-		c = (unsigned char)name[i];
-		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-			continue;
-		switch (c) {
-		case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-		case '+': case '-': case '.': case '^': case '_': case '`': case '|': case '~':
-			continue;
-		default:
+	for (i = 0; i < nlen; i++)
+		if (!hdr_is_tchar((unsigned char)name[i]))
 			return 0;
-		}
-	}
 	return 1;
 }
 

@@ -55,6 +55,11 @@ int hdr_token_in_list(const char *list, size_t len, const char *tok, size_t tokl
  * (RFC 9110 7.6.1 and the usual legacy ones). Case-insensitive. */
 int hdrs_is_hop_by_hop(const char *name, size_t nlen);
 
+/* 1 when C is an RFC 9110 tchar (5.6.2): ALPHA, DIGIT or one of
+ * !#$%&'*+-.^_`|~. The one token test of the agent: header names,
+ * Cache-Control directives and configured methods all go through it. */
+int hdr_is_tchar(int c);
+
 /* 1 when NAME is a non-empty RFC 9110 token (safe to write as "Name:"). */
 int hdr_name_valid(const char *name, size_t nlen);
 

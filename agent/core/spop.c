@@ -38,21 +38,6 @@ spop_status_str(int status)
 	return "unknown status";
 }
 
-const char *
-spop_frame_type_str(int type)
-{
-	switch (type) {
-	case SPOP_FRM_UNSET:          return "UNSET";
-	case SPOP_FRM_HAPROXY_HELLO:  return "HAPROXY-HELLO";
-	case SPOP_FRM_HAPROXY_DISCON: return "HAPROXY-DISCONNECT";
-	case SPOP_FRM_NOTIFY:         return "NOTIFY";
-	case SPOP_FRM_AGENT_HELLO:    return "AGENT-HELLO";
-	case SPOP_FRM_AGENT_DISCON:   return "AGENT-DISCONNECT";
-	case SPOP_FRM_ACK:            return "ACK";
-	}
-	return "UNKNOWN";
-}
-
 static uint32_t
 rd_be32(const uint8_t *p)
 {
@@ -265,38 +250,6 @@ spop_msgs_validate(const uint8_t *payload, size_t len, int *nmsgs)
 	if (nmsgs)
 		*nmsgs = count;
 	return 0;
-}
-
-int
-spop_act_next(const uint8_t **p, const uint8_t *end, struct spop_act *a)
-{
-	const uint8_t *q = *p;
-	uint8_t nargs;
-
-	if (q >= end)
-		return 0;
-	if (end - q < 3)
-		return -SPOP_ST_INVALID;
-	a->type = q[0];
-	nargs = q[1];
-	a->scope = q[2];
-	q += 3;
-	if ((a->type == SPOP_ACT_SET_VAR && nargs != 3) ||
-	    (a->type == SPOP_ACT_UNSET_VAR && nargs != 2) ||
-	    (a->type != SPOP_ACT_SET_VAR && a->type != SPOP_ACT_UNSET_VAR) ||
-	    a->scope > SPOP_SCOPE_RES)
-		return -SPOP_ST_INVALID;
-	/* VAR-NAME is a bare <STRING>, without a type byte. */
-	if (spop_str_decode(&q, end, &a->name) < 0)
-		return -SPOP_ST_INVALID;
-	if (a->type == SPOP_ACT_SET_VAR) {
-		if (spop_data_decode(&q, end, &a->val) < 0)
-			return -SPOP_ST_INVALID;
-	} else {
-		a->val.type = SPOP_T_NULL;
-	}
-	*p = q;
-	return 1;
 }
 
 int
@@ -610,20 +563,6 @@ spop_fb_begin(struct spop_fb *fb, uint8_t *buf, size_t cap, uint8_t type,
 }
 
 void
-spop_fb_raw(struct spop_fb *fb, const void *bytes, size_t n)
-{
-	if (fb->err)
-		return;
-	if (n > (size_t)(fb->end - fb->p)) {
-		fb->err = 1;
-		return;
-	}
-	if (n)
-		memcpy(fb->p, bytes, n);
-	fb->p += n;
-}
-
-void
 spop_fb_str(struct spop_fb *fb, const void *s, size_t len)
 {
 	if (!fb->err && spop_enc_str(&fb->p, fb->end, s, len) < 0)
@@ -718,46 +657,6 @@ spop_enc_agent_disconnect(uint8_t *buf, size_t cap, uint32_t status,
 	return enc_disconnect(buf, cap, SPOP_FRM_AGENT_DISCON, status, msg);
 }
 
-int
-spop_enc_haproxy_disconnect(uint8_t *buf, size_t cap, uint32_t status,
-			    const char *msg)
-{
-	return enc_disconnect(buf, cap, SPOP_FRM_HAPROXY_DISCON, status, msg);
-}
-
-int
-spop_enc_haproxy_hello(uint8_t *buf, size_t cap, const char *versions,
-		       uint32_t max_frame_size, const char *caps,
-		       int healthcheck, const char *engine_id)
-{
-	struct spop_fb fb;
-	struct spop_data d;
-
-	/* Item order follows HAProxy 2.6 (spoe_prepare_hahello_frame, then
-	 * the health check appends "healthcheck"). */
-	spop_fb_begin(&fb, buf, cap, SPOP_FRM_HAPROXY_HELLO, SPOP_FL_FIN, 0, 0);
-	if (versions) {
-		d = mk_cstr(versions);
-		spop_fb_kv(&fb, "supported-versions", &d);
-	}
-	d = mk_u32(max_frame_size);
-	spop_fb_kv(&fb, "max-frame-size", &d);
-	if (caps) {
-		d = mk_cstr(caps);
-		spop_fb_kv(&fb, "capabilities", &d);
-	}
-	if (engine_id) {
-		d = mk_cstr(engine_id);
-		spop_fb_kv(&fb, "engine-id", &d);
-	}
-	if (healthcheck >= 0) {
-		d.type = SPOP_T_BOOL;
-		d.v.b = healthcheck != 0;
-		spop_fb_kv(&fb, "healthcheck", &d);
-	}
-	return spop_fb_end(&fb);
-}
-
 /* ------------------------------------------------------------ ACK builder */
 
 void
@@ -768,104 +667,30 @@ spop_ack_begin(struct spop_ack *a, uint8_t *buf, size_t cap,
 		      stream_id, frame_id);
 }
 
-/* <ACTION-TYPE><NB-ARGS><VAR-SCOPE><VAR-NAME>[<VAR-VALUE>], all or nothing. */
-static void
-ack_action(struct spop_ack *a, uint8_t act, int scope, const char *name,
-	   size_t namelen, const struct spop_data *val)
+/* <SET-VAR><NB-ARGS:3><VAR-SCOPE><VAR-NAME><VAR-VALUE>, all or nothing. */
+void
+spop_ack_set(struct spop_ack *a, int scope, const char *name, size_t namelen,
+	     const struct spop_data *val)
 {
 	struct spop_fb *fb = &a->fb;
 	uint8_t *q = fb->p;
 
 	if (fb->err)
 		return;
-	if (scope < SPOP_SCOPE_PROC || scope > SPOP_SCOPE_RES ||
+	if (val == NULL || scope < SPOP_SCOPE_PROC || scope > SPOP_SCOPE_RES ||
 	    fb->end - q < 3) {
 		fb->err = 1;
 		return;
 	}
-	*q++ = act;
-	*q++ = val ? 3 : 2;
+	*q++ = SPOP_ACT_SET_VAR;
+	*q++ = 3;
 	*q++ = (uint8_t)scope;
 	if (spop_enc_str(&q, fb->end, name, namelen) < 0 ||
-	    (val && spop_enc_data(&q, fb->end, val) < 0)) {
+	    spop_enc_data(&q, fb->end, val) < 0) {
 		fb->err = 1;
 		return;
 	}
 	fb->p = q;
-}
-
-void
-spop_ack_set(struct spop_ack *a, int scope, const char *name, size_t namelen,
-	     const struct spop_data *val)
-{
-	ack_action(a, SPOP_ACT_SET_VAR, scope, name, namelen, val);
-}
-
-void
-spop_ack_set_str(struct spop_ack *a, int scope, const char *name,
-		 size_t namelen, const char *s, size_t len)
-{
-	struct spop_data d = mk_str(SPOP_T_STR, s, len);
-
-	spop_ack_set(a, scope, name, namelen, &d);
-}
-
-void
-spop_ack_set_bin(struct spop_ack *a, int scope, const char *name,
-		 size_t namelen, const void *b, size_t len)
-{
-	struct spop_data d = mk_str(SPOP_T_BIN, b, len);
-
-	spop_ack_set(a, scope, name, namelen, &d);
-}
-
-void
-spop_ack_set_int(struct spop_ack *a, int scope, const char *name,
-		 size_t namelen, int64_t v)
-{
-	struct spop_data d;
-
-	d.type = SPOP_T_INT64;
-	d.v.i = v;
-	spop_ack_set(a, scope, name, namelen, &d);
-}
-
-void
-spop_ack_set_uint(struct spop_ack *a, int scope, const char *name,
-		  size_t namelen, uint64_t v)
-{
-	struct spop_data d;
-
-	d.type = SPOP_T_UINT64;
-	d.v.u = v;
-	spop_ack_set(a, scope, name, namelen, &d);
-}
-
-void
-spop_ack_set_bool(struct spop_ack *a, int scope, const char *name,
-		  size_t namelen, int v)
-{
-	struct spop_data d;
-
-	d.type = SPOP_T_BOOL;
-	d.v.b = v != 0;
-	spop_ack_set(a, scope, name, namelen, &d);
-}
-
-void
-spop_ack_set_null(struct spop_ack *a, int scope, const char *name,
-		  size_t namelen)
-{
-	struct spop_data d;
-
-	d.type = SPOP_T_NULL;
-	spop_ack_set(a, scope, name, namelen, &d);
-}
-
-void
-spop_ack_unset(struct spop_ack *a, int scope, const char *name, size_t namelen)
-{
-	ack_action(a, SPOP_ACT_UNSET_VAR, scope, name, namelen, NULL);
 }
 
 int
@@ -874,44 +699,3 @@ spop_ack_end(struct spop_ack *a)
 	return spop_fb_end(&a->fb);
 }
 
-/* --------------------------------------------------------- NOTIFY builder */
-
-void
-spop_notify_begin(struct spop_notify *n, uint8_t *buf, size_t cap,
-		  uint64_t stream_id, uint64_t frame_id)
-{
-	spop_fb_begin(&n->fb, buf, cap, SPOP_FRM_NOTIFY, SPOP_FL_FIN,
-		      stream_id, frame_id);
-}
-
-void
-spop_notify_msg(struct spop_notify *n, const char *name, size_t namelen,
-		int nargs)
-{
-	uint8_t nb;
-
-	if (nargs < 0 || nargs > 255) {
-		n->fb.err = 1;
-		return;
-	}
-	nb = (uint8_t)nargs;
-	spop_fb_str(&n->fb, name, namelen);
-	spop_fb_raw(&n->fb, &nb, 1);
-}
-
-void
-spop_notify_arg(struct spop_notify *n, const char *name, size_t namelen,
-		const struct spop_data *val)
-{
-	struct spop_fb *fb = &n->fb;
-
-	spop_fb_str(fb, name, namelen);
-	if (!fb->err && spop_enc_data(&fb->p, fb->end, val) < 0)
-		fb->err = 1;
-}
-
-int
-spop_notify_end(struct spop_notify *n)
-{
-	return spop_fb_end(&n->fb);
-}

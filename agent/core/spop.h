@@ -1,8 +1,10 @@
 /*
  * spop.h - the SPOP 2.0 codec (HAProxy's Stream Processing Offload Protocol,
  * doc/SPOE.txt section 3): frame headers, typed data, KV lists, message
- * lists, HELLO/DISCONNECT payloads, and encoders for every frame either side
- * sends (the HAProxy-side ones serve tests and the scripted client).
+ * lists, HELLO/DISCONNECT payloads, and encoders for the frames the agent
+ * sends (AGENT-HELLO, ACK, AGENT-DISCONNECT). What only HAProxy sends or
+ * decodes (HAPROXY-HELLO, NOTIFY, HAPROXY-DISCONNECT, the ACK decoder) is
+ * not here: the tests build it with tests/unit/spop_peer.h.
  *
  * Pure: functions over (buf, len) or (cursor, end). No allocation, no I/O,
  * no globals, no logging; the connection state machine decides what to do
@@ -88,8 +90,6 @@ enum spop_status {
 
 /* Short text for a status code ("invalid frame received"); never NULL. */
 const char *spop_status_str(int status);
-/* Name of a frame type ("NOTIFY"); never NULL. */
-const char *spop_frame_type_str(int type);
 
 /* A byte run inside a buffer the caller owns. Not NUL-terminated. */
 struct spop_str {
@@ -158,17 +158,6 @@ int spop_arg_next(const uint8_t **p, const uint8_t *end,
  * *nmsgs (may be NULL) gets the message count. */
 int spop_msgs_validate(const uint8_t *payload, size_t len, int *nmsgs);
 
-/* One action of an ACK's LIST-OF-ACTIONS (what HAProxy decodes; the
- * scripted client and the tests use it): 1 got one, 0 end of list, <0
- * malformed (unknown action type, wrong NB-ARGS, scope above RES). */
-struct spop_act {
-	uint8_t type;			/* SPOP_ACT_* */
-	uint8_t scope;			/* SPOP_SCOPE_* */
-	struct spop_str name;
-	struct spop_data val;		/* set-var only; NULL for unset-var */
-};
-int spop_act_next(const uint8_t **p, const uint8_t *end, struct spop_act *a);
-
 /* Equal as length-and-bytes (names are never compared as prefixes). */
 int spop_str_eq(const struct spop_str *s, const char *cstr);
 
@@ -222,7 +211,8 @@ int spop_disconnect_parse(const uint8_t *payload, size_t len,
 int spop_enc_data(uint8_t **p, const uint8_t *end, const struct spop_data *d);
 int spop_enc_str(uint8_t **p, const uint8_t *end, const void *s, size_t len);
 
-/* Generic frame builder, the base of the ACK and NOTIFY builders. The first
+/* Generic frame builder, the base of the HELLO, DISCONNECT and ACK
+ * encoders. The first
  * error (no room, bad argument) is remembered and turns later calls into
  * no-ops, so a caller checks once, at spop_fb_end. */
 struct spop_fb {
@@ -233,8 +223,6 @@ struct spop_fb {
 };
 void spop_fb_begin(struct spop_fb *fb, uint8_t *buf, size_t cap, uint8_t type,
 		   uint32_t flags, uint64_t stream_id, uint64_t frame_id);
-/* Append raw payload bytes (fragments, deliberately malformed payloads). */
-void spop_fb_raw(struct spop_fb *fb, const void *bytes, size_t n);
 void spop_fb_str(struct spop_fb *fb, const void *s, size_t len);
 void spop_fb_kv(struct spop_fb *fb, const char *name, const struct spop_data *d);
 /* Writes the length prefix. Total bytes (prefix included) or -1. */
@@ -246,8 +234,8 @@ int spop_enc_agent_hello(uint8_t *buf, size_t cap, uint32_t max_frame_size,
 int spop_enc_agent_disconnect(uint8_t *buf, size_t cap, uint32_t status,
 			      const char *msg);
 
-/* ACK builder: begin, any number of set/unset actions, end. A scope above
- * SPOP_SCOPE_RES is an error. */
+/* ACK builder: begin, any number of set-var actions, end. A scope above
+ * SPOP_SCOPE_RES or a NULL val is an error. */
 struct spop_ack {
 	struct spop_fb fb;
 };
@@ -255,43 +243,7 @@ void spop_ack_begin(struct spop_ack *a, uint8_t *buf, size_t cap,
 		    uint64_t stream_id, uint64_t frame_id);
 void spop_ack_set(struct spop_ack *a, int scope, const char *name,
 		  size_t namelen, const struct spop_data *val);
-void spop_ack_set_str(struct spop_ack *a, int scope, const char *name,
-		      size_t namelen, const char *s, size_t len);
-void spop_ack_set_bin(struct spop_ack *a, int scope, const char *name,
-		      size_t namelen, const void *b, size_t len);
-void spop_ack_set_int(struct spop_ack *a, int scope, const char *name,
-		      size_t namelen, int64_t v);		/* INT64 */
-void spop_ack_set_uint(struct spop_ack *a, int scope, const char *name,
-		       size_t namelen, uint64_t v);	/* UINT64 */
-void spop_ack_set_bool(struct spop_ack *a, int scope, const char *name,
-		       size_t namelen, int v);
-void spop_ack_set_null(struct spop_ack *a, int scope, const char *name,
-		       size_t namelen);
-void spop_ack_unset(struct spop_ack *a, int scope, const char *name,
-		    size_t namelen);
 /* Total bytes including the length prefix, or -1 if anything failed. */
 int spop_ack_end(struct spop_ack *a);
-
-/* HAProxy-side frames, for tests and the scripted client. NULL strings and
- * healthcheck < 0 leave the item out, to build incomplete HELLOs on purpose. */
-int spop_enc_haproxy_hello(uint8_t *buf, size_t cap, const char *versions,
-			   uint32_t max_frame_size, const char *caps,
-			   int healthcheck, const char *engine_id);
-int spop_enc_haproxy_disconnect(uint8_t *buf, size_t cap, uint32_t status,
-				const char *msg);
-
-/* NOTIFY builder: begin, then per message msg(name, nargs) followed by its
- * args. The arg count is not enforced, so tests can lie about NB-ARGS;
- * nargs above 255 is an error. */
-struct spop_notify {
-	struct spop_fb fb;
-};
-void spop_notify_begin(struct spop_notify *n, uint8_t *buf, size_t cap,
-		       uint64_t stream_id, uint64_t frame_id);
-void spop_notify_msg(struct spop_notify *n, const char *name, size_t namelen,
-		     int nargs);
-void spop_notify_arg(struct spop_notify *n, const char *name, size_t namelen,
-		     const struct spop_data *val);
-int spop_notify_end(struct spop_notify *n);
 
 #endif

@@ -37,8 +37,11 @@ static const char *const state_name[] = { "HELLO", "READY", "CLOSING" };
 #define HELLO_TIMEOUT_SEC	10	/* a peer that never says HELLO */
 #define CLOSE_TIMEOUT_SEC	5	/* a peer that never reads our DISCONNECT */
 #define READ_MORE_MAX		(256 * 1024)	/* bytes read per read event */
-/* What the agent can do; it answers with those HAProxy offered. */
-static const char *const agent_caps[] = { "pipelining", "async", "fragmentation" };
+/* Capabilities both sides must have: granted only when HAProxy offers them
+ * (HAProxy 3.1+ offers pipelining alone). "fragmentation" is different: it
+ * says what a peer can receive (SPOE.txt 2.3), so the agent, which
+ * reassembles fragmented NOTIFY frames, always announces it. */
+static const char *const shared_caps[] = { "pipelining", "async" };
 
 struct spoe_conn {
 	struct spoe_server *srv;
@@ -153,15 +156,17 @@ on_hello(struct spoe_conn *c, const struct spop_frame *f)
 	offered = h.max_frame_size;
 	if (h.max_frame_size < c->max_frame)
 		c->max_frame = h.max_frame_size;
-	caps[0] = '\0';
-	for (size_t i = 0; i < sizeof(agent_caps) / sizeof(agent_caps[0]); i++)
-		if (spop_has_cap((const char *)h.caps.p, h.caps.len, agent_caps[i]))
-			clen += (size_t)snprintf(caps + clen, sizeof(caps) - clen, "%s%s",
-			    clen > 0 ? "," : "", agent_caps[i]);
+	for (size_t i = 0; i < sizeof(shared_caps) / sizeof(shared_caps[0]); i++)
+		if (spop_has_cap((const char *)h.caps.p, h.caps.len, shared_caps[i]))
+			clen += (size_t)snprintf(caps + clen, sizeof(caps) - clen, "%s,",
+			    shared_caps[i]);
+	snprintf(caps + clen, sizeof(caps) - clen, "fragmentation");
+	/* HAProxy 3.1+ (the multiplexer, which offers no async) never
+	 * fragments: a message larger than our frames fails there. */
 	if (!h.healthcheck && offered > c->max_frame &&
-	    !spop_has_cap((const char *)h.caps.p, h.caps.len, "fragmentation"))
-		log_every(60, LOG_WARNING, "spop conn %llu: HAProxy frames up to %u bytes and cannot "
-		    "fragment, ours are %u: larger messages fail (raise agent.max_frame_size to "
+	    !spop_has_cap((const char *)h.caps.p, h.caps.len, "async"))
+		log_every(60, LOG_WARNING, "spop conn %llu: HAProxy frames up to %u bytes and does "
+		    "not fragment, ours are %u: larger messages fail (raise agent.max_frame_size to "
 		    "tune.bufsize - 4)", c->id, offered, c->max_frame);
 	n = spop_enc_agent_hello(buf, sizeof(buf), c->max_frame, caps);
 	if (n < 0)

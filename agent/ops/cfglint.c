@@ -1,8 +1,9 @@
 /*
- * cfglint.c - see cfglint.h. A small lexer over the file's text: it skips
- * strings and comments, follows @include, remembers the setting a value
- * belongs to (for the message), and leaves floats and 64-bit literals (L)
- * alone: those are typed and range-checked after parsing.
+ * cfglint.c - see cfglint.h. A small lexer over a configuration's text: it
+ * skips strings and comments, follows @include (or refuses it), remembers
+ * the setting a value belongs to (for the message), and leaves floats and
+ * 64-bit literals (L) alone: those are typed and range-checked after
+ * parsing. It reads no file but the ones an accepted @include names.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -18,7 +19,12 @@ is_name_char(char ch)
 	    ch == '_' || ch == '-' || ch == '*';
 }
 
-static int check_file(const char *path, int depth, char *err, size_t errlen);
+/* What lex() checks. */
+#define LX_INTS		0x1u	/* integer literals fit in 32 bits (follows @include) */
+#define LX_NO_INCLUDE	0x2u	/* an @include is an error */
+
+static int lex(const char *name, const char *t, size_t n, int depth, unsigned what,
+    char *err, size_t errlen);
 
 /* Where the lexer is: the groups and lists it is inside, for messages. */
 struct lexpath {
@@ -105,20 +111,25 @@ check_literal(char *err, size_t errlen, const char *path, int line, const char *
 	return -1;
 }
 
+/* Largest file an @include may name: what libconfig would read anyway,
+ * bounded so a mistake (an @include of a device) cannot eat memory. */
+#define INCLUDE_MAX	(64u << 20)
+
 static int
 check_file(const char *path, int depth, char *err, size_t errlen)
 {
 	FILE *f = fopen(path, "rb");
-	char *t = NULL, name[256];
-	struct lexpath lp;
-	size_t n = 0, cap = 0, i = 0;
-	int line = 1, rc = 0;
+	char *t = NULL;
+	size_t n = 0, cap = 0;
+	int rc;
 
 	if (f == NULL)
 		return 0;	/* libconfig read it; nothing more to say */
 	for (;;) {
+		size_t got;
+
 		if (n == cap) {
-			char *nt = cap < (64u << 20) ? realloc(t, cap ? cap * 2 : 8192) : NULL;
+			char *nt = cap < INCLUDE_MAX ? realloc(t, cap ? cap * 2 : 8192) : NULL;
 
 			if (nt == NULL) {
 				fclose(f);
@@ -129,15 +140,25 @@ check_file(const char *path, int depth, char *err, size_t errlen)
 			t = nt;
 			cap = cap ? cap * 2 : 8192;
 		}
-		{
-			size_t got = fread(t + n, 1, cap - n, f);
-
-			if (got == 0)
-				break;
-			n += got;
-		}
+		got = fread(t + n, 1, cap - n, f);
+		if (got == 0)
+			break;
+		n += got;
 	}
 	fclose(f);
+	rc = lex(path, t, n, depth, LX_INTS, err, errlen);
+	free(t);
+	return rc;
+}
+
+static int
+lex(const char *path, const char *t, size_t n, int depth, unsigned what, char *err, size_t errlen)
+{
+	char name[256];
+	struct lexpath lp;
+	size_t i = 0;
+	int line = 1, rc = 0;
+
 	memset(&lp, 0, sizeof(lp));
 	while (i < n && rc == 0) {
 		char ch = t[i];
@@ -161,10 +182,22 @@ check_file(const char *path, int depth, char *err, size_t errlen)
 					line++;
 			}
 			i++;
-		} else if (ch == '@' && n - i > 8 && memcmp(t + i, "@include", 8) == 0) {
+		} else if (ch == '@' && n - i >= 8 && memcmp(t + i, "@include", 8) == 0) {
 			size_t a, b;
 			char inc[4096];
 
+			/* libconfig takes "@include" only at the start of a
+			 * line; refusing it anywhere outside a string or a
+			 * comment refuses at least every one it would follow. */
+			if (what & LX_NO_INCLUDE) {
+				snprintf(err, errlen, "%s:%d: @include: not allowed in a configuration "
+				    "that is not read from a file", path, line);
+				return -1;
+			}
+			if (!(what & LX_INTS)) {
+				i += 8;
+				continue;
+			}
 			for (i += 8; i < n && (t[i] == ' ' || t[i] == '\t'); i++)
 				;
 			if (i >= n || t[i] != '"')
@@ -210,18 +243,25 @@ check_file(const char *path, int depth, char *err, size_t errlen)
 			while (i < n && (is_name_char(t[i]) || t[i] == '.' ||
 			    ((t[i] == '+' || t[i] == '-') && (t[i - 1] == 'e' || t[i - 1] == 'E'))))
 				i++;
-			lexpath_str(&lp, name, sizeof(name));
-			rc = check_literal(err, errlen, path, line, name, t + a, i - a);
+			if (what & LX_INTS) {
+				lexpath_str(&lp, name, sizeof(name));
+				rc = check_literal(err, errlen, path, line, name, t + a, i - a);
+			}
 		} else {
 			i++;
 		}
 	}
-	free(t);
 	return rc;
 }
 
 int
-cfglint_int_literals(const char *path, char *err, size_t errlen)
+cfglint_int_literals(const char *name, const char *text, size_t len, char *err, size_t errlen)
 {
-	return check_file(path, 0, err, errlen);
+	return lex(name, text, len, 0, LX_INTS, err, errlen);
+}
+
+int
+cfglint_no_include(const char *name, const char *text, size_t len, char *err, size_t errlen)
+{
+	return lex(name, text, len, 0, LX_NO_INCLUDE, err, errlen);
 }

@@ -20,7 +20,10 @@
 
 #include "cfglint.h"
 #include "config.h"
+#include "hdrs.h"
+#include "key.h"
 #include "log.h"
+#include "policy.h"
 
 enum kind { K_INT, K_BOOL, K_STR, K_STRLIST, K_INTLIST, K_SIZE, K_U32, K_PORT, K_LOGLEVEL, K_LOGTARGET };
 
@@ -28,7 +31,8 @@ struct field {
 	const char *name;
 	enum kind kind;
 	size_t off;
-	long long min, max;
+	long long min, max;	/* numbers: the range; K_STRLIST: max is the most
+				 * elements (0: no limit) */
 	size_t count_off;	/* K_INTLIST: where the element count goes */
 };
 
@@ -137,7 +141,7 @@ strlist_free(struct sc_strlist *l)
 }
 
 static int
-get_strlist(struct ctx *c, const config_setting_t *s, struct sc_strlist *l)
+get_strlist(struct ctx *c, const config_setting_t *s, long long max, struct sc_strlist *l)
 {
 	char path[256];
 	int n;
@@ -147,6 +151,8 @@ get_strlist(struct ctx *c, const config_setting_t *s, struct sc_strlist *l)
 		return fail(c, s, "%s: expected a list of strings, like [\"a\", \"b\"]", path);
 	strlist_free(l);
 	n = config_setting_length(s);
+	if (max > 0 && n > max)
+		return fail(c, s, "%s: %d entries, at most %lld", path, n, max);
 	l->v = calloc((size_t)n + 1, sizeof(char *));
 	if (l->v == NULL)
 		return fail(c, s, "%s: out of memory", path);
@@ -202,7 +208,7 @@ apply_field(struct ctx *c, const struct field *f, const config_setting_t *s, voi
 	case K_STR:
 		return get_str(c, s, (char **)p);
 	case K_STRLIST:
-		return get_strlist(c, s, (struct sc_strlist *)p);
+		return get_strlist(c, s, f->max, (struct sc_strlist *)p);
 	case K_INTLIST: {
 		int **arr = (int **)p;
 		size_t *cnt = (size_t *)((char *)base + f->count_off);
@@ -297,8 +303,10 @@ static const struct field agent_fields[] = {
 	{ "max_inflight", K_INT, AG(max_inflight), 1, 65536, 0 },
 	{ "max_output", K_SIZE, AG(max_output), 65536, 1LL << 30, 0 },
 	{ "max_frag_size", K_SIZE, AG(max_frag_size), 256, 64 * 1024 * 1024, 0 },
-	{ "max_query_params", K_INT, AG(max_query_params), 1, 1000, 0 },
-	{ "max_headers", K_INT, AG(max_headers), 1, 1000, 0 },
+	/* the runtime's own bounds (key.h, policy.h): a larger value would
+	 * be accepted here and silently clamped there */
+	{ "max_query_params", K_INT, AG(max_query_params), 1, KEY_MAX_PARAMS, 0 },
+	{ "max_headers", K_INT, AG(max_headers), 1, POL_MAX_HEADERS, 0 },
 	{ NULL, K_INT, 0, 0, 0, 0 }
 };
 static const struct field admin_fields[] = {
@@ -350,9 +358,10 @@ static const struct field policy_fields[] = {
 	{ "storage_ttl", K_INT, PO(storage_ttl), 1, 365 * 86400, 0 },
 	{ "cache_control", K_BOOL, PO(cache_control), 0, 0, 0 },
 	{ "allow_force_cache_header", K_BOOL, PO(allow_force_cache_header), 0, 0, 0 },
-	{ "vary_headers", K_STRLIST, PO(vary_headers), 0, 0, 0 },
+	/* policy_key() refuses (Bypass) every request of a policy with more */
+	{ "vary_headers", K_STRLIST, PO(vary_headers), 0, POL_MAX_VARY, 0 },
 	{ "vary_query_params", K_STRLIST, PO(vary_query_params), 0, 0, 0 },
-	{ "vary_body_json_fields", K_STRLIST, PO(vary_body_json_fields), 0, 0, 0 },
+	{ "vary_body_json_fields", K_STRLIST, PO(vary_body_json_fields), 0, POL_MAX_VARY, 0 },
 	{ NULL, K_INT, 0, 0, 0, 0 }
 };
 #undef PO
@@ -404,19 +413,11 @@ policy_free(struct sc_policy *p)
 	strlist_free(&p->vary_body_json_fields);
 }
 
+/* RFC 9110: a method and a field name are both tokens. */
 static int
 is_token(const char *s)
 {
-	/* RFC 9110 tchar */
-	static const char extra[] = "!#$%&'*+-.^_`|~";
-
-	if (*s == '\0')
-		return 0;
-	for (; *s != '\0'; s++)
-		if (!((*s >= '0' && *s <= '9') || (*s >= 'a' && *s <= 'z') ||
-		    (*s >= 'A' && *s <= 'Z') || strchr(extra, *s) != NULL))
-			return 0;
-	return 1;
+	return hdr_name_valid(s, strlen(s));
 }
 
 static int
@@ -468,6 +469,11 @@ parse_policy(struct ctx *c, const config_setting_t *s, struct sc_policy *p)
 	p->name = strdup(config_setting_name(s));
 	if (p->name == NULL)
 		return fail(c, s, "%s: out of memory", path);
+	/* the ctx HAProxy carries back would cut a longer name, and the store
+	 * half would then look up a policy that does not exist */
+	if (strlen(p->name) > POL_MAX_NAME)
+		return fail(c, s, "policies.%.32s...: a policy name of %zu bytes, at most %d",
+		    p->name, strlen(p->name), POL_MAX_NAME);
 	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
 		return fail(c, s, "%s: a policy is a group { cache_ttl = 60; ... }", path);
 	if (apply_table(c, s, policy_fields, p, NULL) < 0)
@@ -528,34 +534,64 @@ validate(struct ctx *c, struct sc_config *cf, const config_setting_t *root)
 	return 0;
 }
 
-struct sc_config *
-config_load(const char *file, char *err, size_t errlen)
+/* Largest configuration read: far above any real one, low enough that a
+ * wrong path (a device, a log) is refused instead of read into memory. */
+#define CONFIG_MAX_SIZE	(16u << 20)
+
+/* Whether text may @include files (resolved as libconfig 1.5 does: the
+ * path as written, relative to the current directory). */
+enum includes { INC_FOLLOW, INC_REFUSE };
+
+/* The one loader behind config_load() and config_load_buf(). */
+static struct sc_config *
+load(const char *name, const char *text, size_t len, enum includes inc, char *err, size_t errlen)
 {
-	struct ctx c = { file, err, errlen };
+	struct ctx c = { name, err, errlen };
 	struct sc_config *cf;
 	config_t lc;
+	char *str = NULL;
+	const char *nul;
 	const config_setting_t *root, *s;
 	static const char *const agent_skip[] = { "admin", "log", NULL };
 	static const char *const pool_skip[] = { "hosts", NULL };
 
 	cf = calloc(1, sizeof(*cf));
-	if (cf == NULL) {
-		snprintf(err, errlen, "%s: out of memory", file);
+	if (cf == NULL || (cf->path = strdup(name)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		free(cf);
 		return NULL;
 	}
 	defaults(cf);
-	cf->path = strdup(file);
 	config_init(&lc);
-	if (!config_read_file(&lc, file)) {
-		if (config_error_type(&lc) == CONFIG_ERR_FILE_IO)
-			snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
-		else
-			snprintf(err, errlen, "%s:%d: syntax error: %s",
-			    config_error_file(&lc) ? config_error_file(&lc) : file,
-			    config_error_line(&lc), config_error_text(&lc));
+	if (len == 0)
+		text = "";	/* (NULL, 0) is empty text; no mem*() on NULL */
+	/* libconfig reads a C string: a NUL in the text would silently end
+	 * it, where read from a file it is a syntax error. Say so. */
+	if ((nul = memchr(text, '\0', len)) != NULL) {
+		int line = 1;
+
+		for (const char *q = text; q < nul; q++)
+			line += *q == '\n';
+		snprintf(err, errlen, "%s:%d: syntax error: NUL byte", name, line);
 		goto fail;
 	}
-	if (cfglint_int_literals(file, err, errlen) < 0)
+	if (inc == INC_REFUSE && cfglint_no_include(name, text, len, err, errlen) < 0)
+		goto fail;
+	if ((str = malloc(len + 1)) == NULL) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		goto fail;
+	}
+	memcpy(str, text, len);
+	str[len] = '\0';
+	if (!config_read_string(&lc, str)) {
+		snprintf(err, errlen, "%s:%d: syntax error: %s",
+		    config_error_file(&lc) ? config_error_file(&lc) : name,
+		    config_error_line(&lc), config_error_text(&lc));
+		goto fail;
+	}
+	free(str);
+	str = NULL;
+	if (cfglint_int_literals(name, text, len, err, errlen) < 0)
 		goto fail;
 	root = config_root_setting(&lc);
 	for (int i = 0; i < config_setting_length(root); i++) {
@@ -611,8 +647,68 @@ config_load(const char *file, char *err, size_t errlen)
 	config_destroy(&lc);
 	return cf;
 fail:
+	free(str);
 	config_destroy(&lc);
 	config_free(cf);
+	return NULL;
+}
+
+struct sc_config *
+config_load_buf(const char *name, const char *text, size_t len, char *err, size_t errlen)
+{
+	return load(name, text, len, INC_REFUSE, err, errlen);
+}
+
+struct sc_config *
+config_load(const char *file, char *err, size_t errlen)
+{
+	struct sc_config *cf;
+	FILE *f;
+	char *t = NULL;
+	size_t n = 0, cap = 0;
+
+	if ((f = fopen(file, "rb")) == NULL) {
+		snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
+		return NULL;
+	}
+	for (;;) {
+		size_t got;
+
+		if (n == cap) {
+			/* one byte past the limit tells "at the limit" from "over it" */
+			size_t ncap = cap ? cap * 2 : 8192;
+			char *nt;
+
+			if (cap > CONFIG_MAX_SIZE) {
+				snprintf(err, errlen, "%s: cannot read: larger than %u MiB", file,
+				    CONFIG_MAX_SIZE >> 20);
+				goto fail;
+			}
+			if (ncap > CONFIG_MAX_SIZE + 1)
+				ncap = CONFIG_MAX_SIZE + 1;
+			if ((nt = realloc(t, ncap)) == NULL) {
+				snprintf(err, errlen, "%s: cannot read: out of memory", file);
+				goto fail;
+			}
+			t = nt;
+			cap = ncap;
+		}
+		got = fread(t + n, 1, cap - n, f);
+		if (got == 0)
+			break;
+		n += got;
+	}
+	if (ferror(f)) {
+		snprintf(err, errlen, "%s: cannot read: %s", file, strerror(errno));
+		goto fail;
+	}
+	fclose(f);
+	cf = load(file, t, n, INC_FOLLOW, err, errlen);
+	free(t);
+	return cf;
+fail:
+	fclose(f);
+	free(t);
 	return NULL;
 }
 

@@ -2,8 +2,8 @@
  * config.h - the agent's and the CLI's configuration, read with libconfig
  * from one file (see examples/spoe-cache.conf and man/spoe-cache-agent.8).
  *
- * Ownership: config_load() allocates a struct sc_config and every string and
- * array inside it; config_free() releases all of it. A loaded config is
+ * Ownership: config_load() and config_load_buf() allocate a struct sc_config
+ * and every string and array inside it; config_free() releases all of it. A loaded config is
  * immutable and may be read by every thread without a lock.
  */
 #ifndef SC_CONFIG_H
@@ -52,7 +52,7 @@ struct sc_agent_conf {
 };
 
 struct sc_config {
-	char *path;
+	char *path;			/* the file, or config_load_buf()'s name */
 	struct sc_agent_conf agent;
 	struct sc_pool_conf pool;
 	struct sc_policy *policies;
@@ -60,8 +60,19 @@ struct sc_config {
 };
 
 /* Load and validate FILE. On error returns NULL and writes
- * "FILE:LINE: setting: message" into err. */
+ * "FILE:LINE: setting: message" into err. @include "PATH" reads PATH as
+ * libconfig 1.5 does: as written, relative to the current directory (not
+ * to FILE's). */
 struct sc_config *config_load(const char *file, char *err, size_t errlen);
+/* The same over text[0..len) (no NUL needed at its end; one inside is a
+ * syntax error), which names no file: NAME stands for it in messages
+ * ("NAME:LINE: setting: message") and in the config's path. No file is
+ * read: @include is refused ("NAME:LINE: @include: ..."), since there is
+ * no directory a buffer's relative paths could be taken from and a caller
+ * handing over text (the fuzzer, a test) expects nothing else to be read.
+ * config_load() is this plus reading FILE and following its includes. */
+struct sc_config *config_load_buf(const char *name, const char *text, size_t len,
+    char *err, size_t errlen);
 void config_free(struct sc_config *c);
 
 /* The agent-wide bounds the policy core works within. */

@@ -100,6 +100,27 @@ memcached: {
     assert rc == 0, (rc, err)
 
 
+@test
+def test_check_accepts_the_runtime_limits(procs):
+    """The largest values the runtime works with (policy.h POL_MAX_*, key.h
+    KEY_MAX_PARAMS) are accepted; one more is an error (ERRORS)."""
+    p = procs.write("limits.conf", """agent: { max_headers = 1000; max_query_params = 1000; };
+%spolicies: {
+  %s: {
+    vary_headers = [%s];
+    vary_body_json_fields = [%s];
+  };
+};
+""" % (HOSTS, "p" * 255, VARY(64, "X-H"), VARY(64, "f")))
+    rc, out, err = check(p)
+    assert rc == 0 and "(1 memcached hosts, 1 policies)" in out, (rc, out, err)
+
+
+def VARY(n, prefix):
+    """A libconfig list of n distinct strings."""
+    return ", ".join('"%s%d"' % (prefix, i) for i in range(n))
+
+
 # (name, text, line, the message after "FILE:LINE: ")
 ERRORS = [
     ("syntax", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n  timeout = ;\n};\n',
@@ -161,6 +182,25 @@ ERRORS = [
     ("tls_without_tls", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
      '  tls_verify = true;\n};\n',
      1, "memcached: tls_* settings need tls = true"),
+    # a NUL ends the text libconfig sees; it must not end the file silently
+    ("nul_byte", HOSTS + 'agent: {\n  threads = 2;\x00\n  port = 0;\n};\n',
+     3, "syntax error: NUL byte"),
+    # -t must refuse what the runtime would refuse on every request (policy.h,
+    # key.h), not only what libconfig can type
+    ("too_many_vary_headers", HOSTS + 'policies: {\n  p: {\n    vary_headers = [%s];\n'
+     '  };\n};\n' % VARY(65, "X-H"),
+     4, "policies.p.vary_headers: 65 entries, at most 64"),
+    ("too_many_vary_json", HOSTS + 'policies: {\n  p: {\n    cache_ttl = 1;\n'
+     '    vary_body_json_fields = [%s];\n  };\n};\n' % VARY(65, "f"),
+     5, "policies.p.vary_body_json_fields: 65 entries, at most 64"),
+    ("policy_name_too_long", HOSTS + 'policies: {\n  %s: {\n    cache_ttl = 1;\n  };\n};\n'
+     % ("p" * 256),
+     3, "policies.%s...: a policy name of 256 bytes, at most 255" % ("p" * 32)),
+    ("range_max_headers", 'agent: {\n  max_headers = 1001;\n};\n' + HOSTS,
+     2, "agent.max_headers: 1001 is out of range [1, 1000]"),
+    ("range_max_query_params", 'agent: {\n  port = 12345;\n  max_query_params = 1001;\n};\n'
+     + HOSTS,
+     3, "agent.max_query_params: 1001 is out of range [1, 1000]"),
 ]
 
 
