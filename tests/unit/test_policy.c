@@ -678,6 +678,12 @@ test_unknown_policy(void)
 	T.L.ctx_len++;
 	T.L.ctx[0] ^= 0xff;
 	CHECK(respond(&p, HELLO, T0) == PS_BAD);
+	T.L.ctx[0] ^= 0xff;
+	T.L.ctx[2] = 'G';	/* the key it carries is not hex */
+	CHECK(respond(&p, HELLO, T0) == PS_BAD);
+	T.L.ctx[2] = '0';
+	CHECK(respond(&p, HELLO, T0) == PS_STORE);
+	T.stored = 0;
 	CHECK(!T.stored);
 }
 
