@@ -567,6 +567,20 @@ fresh_enough(const struct pol_lookup *L, const struct entry *e, int64_t age)
 	return L->rcc.max_stale >= 0 && -left <= L->rcc.max_stale;
 }
 
+/* The age of e at now: the upstream's Age plus the time stored. Both
+ * fields come from memcached (any stored_at, any age0 >= 0), so the sums
+ * saturate instead of overflowing. */
+static int64_t
+age_of(const struct entry *e, int64_t now)
+{
+	int64_t resident = 0;
+
+	if (now > e->stored_at)
+		resident = e->stored_at < 0 && now > INT64_MAX + e->stored_at ? INT64_MAX :
+		    now - e->stored_at;
+	return e->age0 > INT64_MAX - resident ? INT64_MAX : e->age0 + resident;
+}
+
 /* What the Lua service replays: the stored headers (none for a 504), then
  * what the agent computes at hit time. */
 static void
@@ -632,7 +646,7 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
 		miss(L, CS_MISS, buf, cap, out);
 		return;
 	}
-	age = e.age0 + (now > e.stored_at ? now - e.stored_at : 0);
+	age = age_of(&e, now);
 	if (!for_this_request(L, lim, &e)) {
 		miss(L, CS_MISS, buf, cap, out);
 		return;

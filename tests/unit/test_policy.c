@@ -1352,6 +1352,43 @@ test_entry_unusable(void)
 	CHECK(get(&p, ROOT, T0 + 2) == PE_HIT && hit_body_is("again", 5));
 }
 
+/* What the last lookup gets for an entry written by someone else. */
+static enum pol_answer
+fetch_entry(int64_t stored_at, int64_t lifetime, int64_t age0, int64_t now)
+{
+	struct entry e;
+	uint8_t v[ENTRY_OVERHEAD + 16];
+	int n;
+
+	memset(&e, 0, sizeof(e));
+	e.stored_at = stored_at;
+	e.lifetime = lifetime;
+	e.age0 = age0;
+	e.status = 200;
+	e.body = (const uint8_t *)"x";
+	e.blen = 1;
+	n = entry_encode(&e, v, sizeof(v));
+	CHECK(n > 0);
+	return fetch_bytes(v, n > 0 ? (size_t)n : 0, now);
+}
+
+/* Any stored_at and age0 an entry can carry: the age saturates. */
+static void
+test_entry_extreme_fields(void)
+{
+	struct sc_policy p = policy_cc();
+
+	CHECK(lookup(&p, ROOT) == PA_FETCH);
+	CHECK(fetch_entry(T0, 300, 0, T0 + 1) == PE_HIT && T.hit.age == 1);
+	CHECK(fetch_entry(INT64_MIN, INT64_MAX, 0, T0) == PE_REFRESH);
+	CHECK(fetch_entry(T0 - 10, INT64_MAX, INT64_MAX, T0) == PE_REFRESH);
+	CHECK(fetch_entry(INT64_MIN, INT64_MAX, INT64_MAX, INT64_MAX) == PE_REFRESH);
+	CHECK(fetch_entry(INT64_MAX, 300, 7, T0) == PE_HIT && T.hit.age == 7);
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale"))) == PA_FETCH);
+	CHECK(fetch_entry(INT64_MIN, 0, 0, INT64_MAX) == PE_HIT && T.hit.age == INT64_MAX);
+	CHECK(hit_has("age: 9223372036854775807"));
+}
+
 /* A body with NUL bytes, and every byte value, round-trips exactly. */
 static void
 test_binary_body(void)
@@ -1416,6 +1453,7 @@ main(void)
 	TEST(test_mc_ttl);
 	TEST(test_zero_ttl);
 	TEST(test_entry_unusable);
+	TEST(test_entry_extreme_fields);
 	TEST(test_binary_body);
 	return T_EXIT();
 }
