@@ -277,6 +277,10 @@ ctx_decode(const uint8_t *p, size_t len, struct ctx *c)
 
 	if (p == NULL || len < n + 1 + 2 || p[0] != CTX_VERSION)
 		return -1;
+	/* ctx_encode() writes a key made by policy_key(): lowercase hex. */
+	for (size_t i = 2; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return -1;
 	c->flags = p[1];
 	c->key = (const char *)p + 2;
 	c->plen = p[n++];

@@ -1,0 +1,1459 @@
+/*
+ * test_policy.c - the cache's decisions (MISSION 4.2-4.5) over plain
+ * inputs: a lookup message, what memcached holds, an upstream response and
+ * `now`. Messages are built as HAProxy sends them (req.hdrs_bin blocks),
+ * stored entries are the bytes entry_encode() makes of what
+ * policy_response() decided, and every input the policy parses sits
+ * against a guard page. One "memcached" slot, keyed, stands for the pool.
+ */
+#include "entry.h"
+#include "policy.h"
+#include "varint.h"
+#include "t.h"
+#include "guard.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#define T0		1700000000LL	/* when the first response is stored */
+#define DAY		86400
+#define HOST		"Host", "example.com"
+#define H(...)		((const char *const[]){ __VA_ARGS__, NULL })
+#define SL(...)		((struct sc_strlist){ (char *[]){ __VA_ARGS__ }, \
+			    sizeof((char *[]){ __VA_ARGS__ }) / sizeof(char *) })
+#define CODES(...)	(int[]){ __VA_ARGS__ }, sizeof((int[]){ __VA_ARGS__ }) / sizeof(int)
+#define RQ(...)		(&(struct rq){ __VA_ARGS__ })
+#define RS(...)		(&(struct rs){ __VA_ARGS__ })
+#define ROOT		RQ(.url = "/")
+#define HELLO		RS(.body = "hello")
+#define CT_TEXT		"Content-Type", "text/plain"
+#define TEST(fn)	do { tx_reset(); RUN(fn); } while (0)
+
+/* ---- req.hdrs_bin / res.hdrs_bin blocks ---- */
+
+struct hb {
+	uint8_t b[16384];
+	size_t n;
+};
+
+/* One <varint len><bytes> string. */
+static void
+hb_put(struct hb *h, const char *s, size_t len)
+{
+	int r = varint_encode(len, h->b + h->n, h->b + sizeof(h->b));
+
+	if (r == 0 || sizeof(h->b) - h->n - (size_t)r < len) {
+		fprintf(stderr, "test bug: header block full\n");
+		exit(2);
+	}
+	memcpy(h->b + h->n + r, s, len);
+	h->n += (size_t)r + len;
+}
+
+static void
+hb_add(struct hb *h, const char *name, size_t nlen, const char *val, size_t vlen)
+{
+	hb_put(h, name, nlen);
+	hb_put(h, val, vlen);
+}
+
+/* The terminator: an empty name and an empty value. */
+static void
+hb_end(struct hb *h)
+{
+	hb_add(h, "", 0, "", 0);
+}
+
+/* name, value, ..., NULL: appended to h, not terminated. */
+static void
+hb_list(struct hb *h, const char *const *nv)
+{
+	for (; nv[0] != NULL; nv += 2)
+		hb_add(h, nv[0], strlen(nv[0]), nv[1], strlen(nv[1]));
+}
+
+/* ---- one transaction's state ---- */
+
+enum { G_RQH, G_RQBODY, G_RSH, G_RSBODY, G_VAL, G_MAX };
+
+static struct {
+	struct pol_limits lim;
+	size_t max_ack, max_item;
+	struct hb rqh, rsh;
+	struct pol_lookup L;		/* the last lookup */
+	struct pol_store st;		/* the last store decision */
+	struct pol_hit hit;		/* the last fetch decision */
+	char hbuf[POL_STORE_HBUF(sizeof(struct hb))];
+	char buf[POL_HIT_BUF(2 * sizeof(struct hb))];
+	uint8_t val[2 * sizeof(struct hb)];	/* what "memcached" holds under mkey */
+	size_t vlen;
+	int stored;
+	char mkey[KEY_HEX_LEN + 1];
+	struct guard g[G_MAX];
+} T;
+
+static void
+tx_reset(void)
+{
+	T.lim.max_headers = 100;
+	T.lim.max_query_params = 100;
+	T.max_ack = 1 << 20;
+	T.max_item = 1 << 20;
+	T.stored = 0;
+}
+
+/* data[0..n) copied against a guard page; the slot's previous copy dies. */
+static const void *
+guarded(int slot, const void *data, size_t n)
+{
+	if (T.g[slot].map != NULL)
+		guard_free(&T.g[slot]);
+	return guard_put(&T.g[slot], data, n);
+}
+
+/* ---- policies ---- */
+
+static int default_codes[] = { 200, 301, 404 };
+static char *default_methods[] = { "GET", "HEAD" };
+static char *default_types[] = { "text/plain", "application/json" };
+
+static struct sc_policy
+policy(void)
+{
+	struct sc_policy p;
+
+	memset(&p, 0, sizeof(p));
+	p.name = "p";
+	p.response_codes = default_codes;
+	p.n_response_codes = sizeof(default_codes) / sizeof(default_codes[0]);
+	p.request_method = (struct sc_strlist){ default_methods, 2 };
+	p.content_type = (struct sc_strlist){ default_types, 2 };
+	p.cache_ttl = 300;
+	p.storage_ttl = -1;
+	return p;
+}
+
+static struct sc_policy
+policy_cc(void)
+{
+	struct sc_policy p = policy();
+
+	p.cache_control = 1;
+	return p;
+}
+
+static void
+codes(struct sc_policy *p, int *c, size_t n)
+{
+	p->response_codes = c;
+	p->n_response_codes = n;
+}
+
+/* ---- the request ---- */
+
+struct rq {
+	const char *method;		/* NULL: GET */
+	const char *url;		/* NULL: "/" */
+	int tls;
+	const char *const *h;		/* name, value, ..., NULL; NULL: Host only */
+	const char *consumer;
+	const char *body;		/* NULL: not sent */
+	size_t blen;			/* 0: strlen(body) */
+};
+
+static void
+mkreq(const struct rq *r, struct pol_request *out)
+{
+	T.rqh.n = 0;
+	hb_list(&T.rqh, r->h != NULL ? r->h : H(HOST));
+	hb_end(&T.rqh);
+	memset(out, 0, sizeof(*out));
+	out->method = r->method != NULL ? r->method : "GET";
+	out->method_len = strlen(out->method);
+	out->url = r->url != NULL ? r->url : "/";
+	out->url_len = strlen(out->url);
+	out->tls = r->tls;
+	out->hdrs = guarded(G_RQH, T.rqh.b, T.rqh.n);
+	out->hdrs_len = T.rqh.n;
+	if (r->consumer != NULL) {
+		out->consumer = r->consumer;
+		out->consumer_len = strlen(r->consumer);
+	}
+	if (r->body != NULL) {
+		out->body_len = r->blen ? r->blen : strlen(r->body);
+		out->body = guarded(G_RQBODY, r->body, out->body_len);
+	}
+}
+
+static enum pol_action
+lookup(const struct sc_policy *p, const struct rq *r)
+{
+	struct pol_request rq;
+
+	mkreq(r, &rq);
+	policy_request(p, &T.lim, &rq, &T.L);
+	return T.L.action;
+}
+
+/* The key of a fetch ("" when the request is not one), in one of four
+ * rotating buffers so two can be compared. */
+static const char *
+key(const struct sc_policy *p, const struct rq *r)
+{
+	static char k[4][KEY_HEX_LEN + 1];
+	static unsigned i;
+	char *out = k[i++ % 4];
+
+	if (lookup(p, r) == PA_FETCH)
+		memcpy(out, T.L.key, sizeof(k[0]));
+	else
+		out[0] = '\0';
+	return out;
+}
+
+/* 1 same key, 0 different, -1 when one of them is not a fetch. */
+static int
+same_key(const struct sc_policy *p, const struct rq *a, const struct rq *b)
+{
+	const char *ka = key(p, a), *kb = key(p, b);
+
+	if (ka[0] == '\0' || kb[0] == '\0')
+		return -1;
+	return strcmp(ka, kb) == 0;
+}
+
+/* The PKE_* code of a key Bypass, or 1 when the lookup was anything else. */
+static int
+keyerr(const struct sc_policy *p, const struct rq *r)
+{
+	if (lookup(p, r) != PA_BYPASS || T.L.bad || T.L.keyerr >= 0 ||
+	    strcmp(T.L.why, pol_keyerr_str(T.L.keyerr)) != 0)
+		return 1;
+	return T.L.keyerr;
+}
+
+/* The lookup was a Bypass for this reason (and not for a key error). */
+static int
+bypassed(const char *why, int bad)
+{
+	return T.L.action == PA_BYPASS && T.L.why != NULL && strcmp(T.L.why, why) == 0 &&
+	    T.L.bad == bad && T.L.keyerr == 0;
+}
+
+/* ---- what memcached holds ---- */
+
+static enum pol_answer
+fetch_bytes(const uint8_t *val, size_t vlen, int64_t now)
+{
+	const uint8_t *v = val != NULL ? guarded(G_VAL, val, vlen) : NULL;
+
+	policy_entry(&T.L, &T.lim, v, vlen, now, T.buf, sizeof(T.buf), &T.hit);
+	return T.hit.answer;
+}
+
+/* What the fetch of the last lookup's key finds at now. */
+static enum pol_answer
+fetch(int64_t now)
+{
+	if (T.stored && strcmp(T.mkey, T.L.key) == 0)
+		return fetch_bytes(T.val, T.vlen, now);
+	return fetch_bytes(NULL, 0, now);
+}
+
+/* A lookup that must be a fetch, and its answer at now; -1 if no fetch. */
+static int
+get(const struct sc_policy *p, const struct rq *r, int64_t now)
+{
+	if (lookup(p, r) != PA_FETCH)
+		return -1;
+	return (int)fetch(now);
+}
+
+static int
+stored(struct entry *e)
+{
+	return T.stored && entry_decode(T.val, T.vlen, e) == 0;
+}
+
+/* ---- the response ---- */
+
+struct rs {
+	int status;			/* 0: 200 */
+	const char *const *h;		/* NULL: Content-Type: text/plain */
+	const char *body;		/* NULL: not sent */
+	size_t blen;			/* 0: strlen(body) */
+	int raw;			/* 0: Content-Length of the body is added */
+};
+
+/* The store step for the last lookup's ctx, over a header block as given;
+ * a store or an invalidation is applied to "memcached". */
+static enum pol_store_action
+respond_block(const struct sc_policy *p, int64_t status, const struct hb *h,
+    const void *body, size_t blen, int64_t now)
+{
+	struct pol_response rs;
+
+	memset(&rs, 0, sizeof(rs));
+	rs.ctx = T.L.ctx;
+	rs.ctx_len = T.L.ctx_len;
+	rs.status = status;
+	rs.hdrs = guarded(G_RSH, h->b, h->n);
+	rs.hdrs_len = h->n;
+	rs.body = body != NULL ? guarded(G_RSBODY, body, blen) : NULL;
+	rs.body_len = blen;
+	policy_response(p, &T.lim, &rs, now, T.max_ack, T.max_item, T.hbuf, sizeof(T.hbuf), &T.st);
+	if (T.st.action == PS_STORE) {
+		int n = entry_encode(&T.st.e, T.val, sizeof(T.val));
+
+		CHECK(n > 0);
+		T.stored = n > 0;
+		T.vlen = n > 0 ? (size_t)n : 0;
+		memcpy(T.mkey, T.st.key, sizeof(T.mkey));
+	} else if (T.st.action == PS_INVALIDATE && strcmp(T.mkey, T.st.key) == 0) {
+		T.stored = 0;
+	}
+	return T.st.action;
+}
+
+static enum pol_store_action
+respond(const struct sc_policy *p, const struct rs *r, int64_t now)
+{
+	size_t blen = r->body == NULL ? 0 : r->blen ? r->blen : strlen(r->body);
+	char cl[32];
+
+	T.rsh.n = 0;
+	hb_list(&T.rsh, r->h != NULL ? r->h : H(CT_TEXT));
+	if (!r->raw) {
+		snprintf(cl, sizeof(cl), "%zu", blen);
+		hb_list(&T.rsh, H("Content-Length", cl));
+	}
+	hb_end(&T.rsh);
+	return respond_block(p, r->status ? r->status : 200, &T.rsh, r->body, blen, now);
+}
+
+/* The first half of a transaction at T0: lookup, fetch, response. */
+static int
+store(const struct sc_policy *p, const struct rq *r, const struct rs *s)
+{
+	if (lookup(p, r) != PA_FETCH)
+		return -1;
+	fetch(T0);
+	return (int)respond(p, s, T0);
+}
+
+/* Why the response was refused (labelled Bypass), or -1. */
+static int
+refusal(const struct sc_policy *p, const struct rq *r, const struct rs *s)
+{
+	if (store(p, r, s) != PS_REFUSE || strcmp(T.st.label, "Bypass") != 0)
+		return -1;
+	return (int)T.st.why;
+}
+
+/* A whole transaction: `first` stored at T0, then `second` fetched at now.
+ * The answer to the second, or -1 when the first was not stored. */
+static int
+txn(const struct sc_policy *p, const struct rq *first, const struct rs *s,
+    const struct rq *second, int64_t now)
+{
+	if (store(p, first, s) != PS_STORE)
+		return -1;
+	return get(p, second, now);
+}
+
+/* ---- checking what is served ---- */
+
+/* 1 when the "name: value\r\n" block has exactly this line. */
+static int
+has_line(const char *blk, size_t len, const char *line)
+{
+	const char *p = blk, *end = blk + len, *eol;
+	size_t ll = strlen(line);
+
+	while (p < end && (eol = memmem(p, (size_t)(end - p), "\r\n", 2)) != NULL) {
+		if ((size_t)(eol - p) == ll && memcmp(p, line, ll) == 0)
+			return 1;
+		p = eol + 2;
+	}
+	return 0;
+}
+
+static int
+hit_has(const char *line)
+{
+	return T.hit.serve && has_line(T.hit.hdrs, T.hit.hlen, line);
+}
+
+/* The served header block is exactly `stored` + what the agent adds. */
+static int
+hit_hdrs_are(const char *stored_hdrs, const char *added)
+{
+	char want[1024];
+	int n = snprintf(want, sizeof(want), "%s%sx-cache-key: %s\r\n", stored_hdrs, added, T.L.key);
+
+	return T.hit.serve && n > 0 && T.hit.hlen == (size_t)n && memcmp(T.hit.hdrs, want, (size_t)n) == 0;
+}
+
+static int
+hit_body_is(const void *b, size_t n)
+{
+	return T.hit.blen == n && (n == 0 ? T.hit.body == NULL : memcmp(T.hit.body, b, n) == 0);
+}
+
+static int
+stored_hdrs_are(const char *want)
+{
+	struct entry e;
+
+	return stored(&e) && e.hlen == strlen(want) && memcmp(e.hdrs, want, e.hlen) == 0;
+}
+
+/* An HTTP-date, in one of four rotating buffers. */
+static const char *
+date(int64_t t)
+{
+	static char d[4][30];
+	static unsigned i;
+	char *out = d[i++ % 4];
+
+	if (http_date_format(t, out) < 0)
+		strcpy(out, "?");
+	return out;
+}
+
+/* ==== 4.2 the cache key ==== */
+
+static void
+test_key_form(void)
+{
+	struct sc_policy p = policy();
+	const char *k = key(&p, ROOT);
+
+	CHECK(strlen(k) == KEY_HEX_LEN);
+	CHECK(strspn(k, "0123456789abcdef") == KEY_HEX_LEN);
+	CHECK(same_key(&p, ROOT, ROOT) == 1);
+	CHECK(T.L.ctx_len > KEY_HEX_LEN);
+}
+
+static void
+test_key_inputs(void)
+{
+	struct sc_policy p = policy(), q = policy();
+
+	q.name = "other";
+	CHECK(strcmp(key(&p, ROOT), key(&q, ROOT)) != 0);
+	p.request_method = SL("GET", "HEAD", "REPORT");
+	CHECK(same_key(&p, ROOT, RQ(.method = "REPORT")) == 0);
+	CHECK(same_key(&p, ROOT, RQ(.tls = 1)) == 0);
+	CHECK(same_key(&p, ROOT, RQ(.h = H("Host", "EXAMPLE.Com"))) == 1);
+	CHECK(same_key(&p, ROOT, RQ(.h = H("host", "example.com"))) == 1);
+	CHECK(same_key(&p, ROOT, RQ(.h = H("Host", "example.org"))) == 0);
+	CHECK(same_key(&p, ROOT, RQ(.h = H("Host", "example.com:8080"))) == 0);
+	CHECK(same_key(&p, RQ(.url = "/a"), RQ(.url = "/b")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/a"), RQ(.url = "/A")) == 0);
+	/* headers that are not vary_headers are not in the key */
+	CHECK(same_key(&p, ROOT, RQ(.h = H(HOST, "Accept", "text/html", "User-Agent", "x"))) == 1);
+}
+
+static void
+test_key_query(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(same_key(&p, RQ(.url = "/?a=1&b=2"), RQ(.url = "/?b=2&a=1")) == 1);
+	CHECK(same_key(&p, RQ(.url = "/?a=%7e"), RQ(.url = "/?a=~")) == 1);
+	CHECK(same_key(&p, RQ(.url = "/?a=%2f"), RQ(.url = "/?a=%2F")) == 1);
+	CHECK(same_key(&p, RQ(.url = "/?&a=1&&"), RQ(.url = "/?a=1")) == 1);
+	CHECK(same_key(&p, RQ(.url = "/?"), ROOT) == 1);
+	CHECK(same_key(&p, RQ(.url = "/?a"), RQ(.url = "/?a=")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/?a=1"), ROOT) == 0);
+	CHECK(same_key(&p, RQ(.url = "/?a=1"), RQ(.url = "/?a=2")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/?a=1&a=2"), RQ(.url = "/?a=2&a=1")) == 1);
+	CHECK(same_key(&p, RQ(.url = "/?a=%2F"), RQ(.url = "/?a=/")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/?a=+"), RQ(.url = "/?a=%20")) == 0);
+}
+
+/* Every component is length-prefixed: bytes cannot move between them. */
+static void
+test_key_unambiguous(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(same_key(&p, RQ(.url = "/?a=1%3Ab%3D2"), RQ(.url = "/?a=1&b=2")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/?a=1%26b%3D2"), RQ(.url = "/?a=1&b=2")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/a%3Fb"), RQ(.url = "/a?b")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/?a%3D1"), RQ(.url = "/?a=1")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/x"), RQ(.url = "/", .consumer = "x")) == 0);
+	p.vary_headers = SL("X-A", "X-B");
+	CHECK(same_key(&p, RQ(.h = H(HOST, "X-A", "1, 2")), RQ(.h = H(HOST, "X-A", "1", "X-B", "2"))) == 0);
+	CHECK(same_key(&p, RQ(.h = H(HOST, "X-A", "")), RQ(.h = H(HOST, "X-B", ""))) == 0);
+}
+
+static void
+test_key_vary_query_params(void)
+{
+	struct sc_policy p = policy();
+
+	p.vary_query_params = SL("a", "c");
+	CHECK(same_key(&p, RQ(.url = "/?a=1&b=2"), RQ(.url = "/?a=1&b=3")) == 1);
+	CHECK(same_key(&p, RQ(.url = "/?a=1&b=2"), RQ(.url = "/?a=1")) == 1);
+	CHECK(same_key(&p, RQ(.url = "/?c=1&a=1"), RQ(.url = "/?a=1&c=1&zz")) == 1);
+	CHECK(same_key(&p, RQ(.url = "/?%61=1"), RQ(.url = "/?a=1")) == 1);
+	CHECK(same_key(&p, RQ(.url = "/?a=1"), RQ(.url = "/?a=2")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/?a=1"), RQ(.url = "/?c=1")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/?b=1"), ROOT) == 1);
+}
+
+static void
+test_key_vary_headers(void)
+{
+	struct sc_policy p = policy();
+
+	p.vary_headers = SL("Accept-Language", "X-Tenant");
+	CHECK(same_key(&p, RQ(.h = H(HOST, "Accept-Language", "en")),
+	    RQ(.h = H(HOST, "Accept-Language", "fr"))) == 0);
+	CHECK(same_key(&p, RQ(.h = H(HOST, "Accept-Language", "en")),
+	    RQ(.h = H(HOST, "accept-language", "en"))) == 1);
+	CHECK(same_key(&p, ROOT, RQ(.h = H(HOST, "Accept-Language", ""))) == 0);
+	CHECK(same_key(&p, RQ(.h = H(HOST, "Accept-Language", "en", "Accept-Language", "fr")),
+	    RQ(.h = H(HOST, "Accept-Language", "en, fr"))) == 1);
+	CHECK(same_key(&p, RQ(.h = H(HOST, "X-Tenant", "a")), RQ(.h = H(HOST, "X-Tenant", "b"))) == 0);
+	CHECK(same_key(&p, RQ(.h = H(HOST, "X-Tenant", "a")), RQ(.h = H("X-Tenant", "a", HOST))) == 1);
+}
+
+static void
+test_key_vary_headers_too_long(void)
+{
+	struct sc_policy p = policy();
+	static char big[9000];
+
+	memset(big, 'x', sizeof(big) - 1);
+	p.vary_headers = SL("X-Big");
+	CHECK(keyerr(&p, RQ(.h = H(HOST, "X-Big", big))) == PKE_TOO_LONG);
+	p.vary_headers = SL("X-Other");
+	CHECK(lookup(&p, RQ(.h = H(HOST, "X-Big", big))) == PA_FETCH);
+}
+
+static void
+test_key_json_fields(void)
+{
+	struct sc_policy p = policy();
+	const struct rq *id1 = RQ(.method = "POST", .body = "{\"id\":1}");
+
+	p.request_method = SL("GET", "POST");
+	p.vary_body_json_fields = SL("id");
+	CHECK(same_key(&p, id1, RQ(.method = "POST", .body = "{\"id\":2}")) == 0);
+	CHECK(same_key(&p, id1, RQ(.method = "POST", .body = "{\"x\":5, \"id\":1}")) == 1);
+	CHECK(same_key(&p, id1, RQ(.method = "POST", .body = "{\"id\":\"1\"}")) == 0);
+	CHECK(same_key(&p, id1, RQ(.method = "POST", .body = "{\"id\":1.0}")) == 0);
+	CHECK(same_key(&p, RQ(.method = "POST", .body = "{}"),
+	    RQ(.method = "POST", .body = "{\"id\":null}")) == 0);
+	CHECK(same_key(&p, RQ(.method = "POST", .body = "{}"),
+	    RQ(.method = "POST", .body = "{\"id\":{\"a\":1}}")) == 1);
+	CHECK(keyerr(&p, RQ(.method = "POST")) == PKE_BODY);
+	CHECK(keyerr(&p, RQ(.method = "POST", .body = "id=1")) == PKE_BODY);
+	CHECK(keyerr(&p, RQ(.method = "POST", .body = "[1]")) == PKE_BODY);
+	CHECK(keyerr(&p, ROOT) == PKE_BODY);
+}
+
+static void
+test_key_consumer(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(same_key(&p, ROOT, RQ(.consumer = "alice")) == 0);
+	CHECK(same_key(&p, RQ(.consumer = "alice"), RQ(.consumer = "bob")) == 0);
+	CHECK(same_key(&p, RQ(.consumer = "alice"), RQ(.consumer = "alice")) == 1);
+	CHECK(same_key(&p, ROOT, RQ(.consumer = "")) == 1);
+}
+
+static void
+test_key_url_and_host(void)
+{
+	struct sc_policy p = policy();
+	const struct rq *x = RQ(.url = "/x");
+
+	CHECK(same_key(&p, x, RQ(.url = "http://example.com/x")) == 1);
+	CHECK(same_key(&p, x, RQ(.url = "http://EXAMPLE.com/x", .h = H("Host", "example.COM"))) == 1);
+	CHECK(same_key(&p, x, RQ(.url = "http://example.com/x", .h = H("Other", "1"))) == 1);
+	CHECK(same_key(&p, ROOT, RQ(.url = "http://example.com")) == 1);
+	CHECK(keyerr(&p, RQ(.url = "http://example.org/x")) == PKE_HOST);
+	CHECK(keyerr(&p, RQ(.h = H("Accept", "*/*"))) == PKE_HOST);
+	CHECK(keyerr(&p, RQ(.h = H(HOST, HOST))) == PKE_HOST);
+	CHECK(keyerr(&p, RQ(.h = H("Host", ""))) == PKE_HOST);
+	CHECK(keyerr(&p, RQ(.url = "http://user@example.com/x")) == PKE_URL);
+	CHECK(keyerr(&p, RQ(.url = "/x#frag")) == PKE_URL);
+	CHECK(keyerr(&p, RQ(.url = "x")) == PKE_URL);
+	CHECK(keyerr(&p, RQ(.url = "")) == PKE_URL);
+	CHECK(keyerr(&p, RQ(.url = "http:/x")) == PKE_URL);
+	CHECK(keyerr(&p, RQ(.url = "/a b")) == PKE_KEY_INPUT);
+	CHECK(keyerr(&p, RQ(.url = "/?a=%zz")) == PKE_KEY_INPUT);
+	CHECK(keyerr(&p, RQ(.h = H("Host", "exa mple.com"))) == PKE_KEY_INPUT);
+}
+
+static void
+test_key_head_is_get(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(same_key(&p, RQ(.url = "/x?a=1"), RQ(.method = "HEAD", .url = "/x?a=1")) == 1);
+	CHECK((T.L.flags & PL_HEAD) != 0);
+	CHECK(lookup(&p, ROOT) == PA_FETCH && (T.L.flags & PL_HEAD) == 0);
+}
+
+/* spoe-cache-ctl computes keys offline with policy_key(): the same key. */
+static void
+test_key_offline(void)
+{
+	struct sc_policy p = policy();
+	struct pol_request rq;
+	struct hdr h[8];
+	size_t nh = 0;
+	char hex[KEY_HEX_LEN + 1];
+	const struct rq *r = RQ(.url = "/a?z=1&b=2", .tls = 1, .consumer = "c",
+	    .h = H(HOST, "X-V", "1"));
+
+	p.vary_headers = SL("X-V");
+	CHECK(lookup(&p, r) == PA_FETCH);
+	mkreq(r, &rq);
+	CHECK(hdrs_parse(rq.hdrs, rq.hdrs_len, h, 8, &nh) == 0 && nh == 2);
+	CHECK(policy_key(&p, &T.lim, &rq, h, nh, hex) == 0);
+	CHECK(strcmp(hex, T.L.key) == 0);
+}
+
+/* No silent truncation: too many parameters or headers is a Bypass. */
+static void
+test_too_many(void)
+{
+	struct sc_policy p = policy();
+
+	T.lim.max_query_params = 3;
+	CHECK(lookup(&p, RQ(.url = "/?a&b&c")) == PA_FETCH);
+	CHECK(keyerr(&p, RQ(.url = "/?a&b&c&d")) == PKE_TOO_MANY);
+	CHECK(strcmp(T.L.why, "too many query parameters or headers") == 0);
+	p.vary_query_params = SL("a");
+	CHECK(keyerr(&p, RQ(.url = "/?a&b&c&d")) == PKE_TOO_MANY);
+	T.lim.max_headers = 3;
+	CHECK(lookup(&p, RQ(.h = H(HOST, "A", "1", "B", "2"))) == PA_FETCH);
+	CHECK(lookup(&p, RQ(.h = H(HOST, "A", "1", "B", "2", "C", "3"))) == PA_BYPASS);
+	CHECK(bypassed("too many headers", 0));
+	/* and a response with too many headers is not stored */
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "A", "1", "B", "2"))) == SR_HEADERS);
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "A", "1"))) == PS_STORE);
+}
+
+/* ==== 4.3 policies ==== */
+
+static void
+test_unknown_policy(void)
+{
+	struct sc_policy p = policy(), q = policy();
+	struct pol_request rq;
+	const char *name = NULL;
+	size_t nlen = 0;
+
+	mkreq(ROOT, &rq);
+	policy_request(NULL, &T.lim, &rq, &T.L);
+	CHECK(bypassed("unknown policy", 1));
+	rq.hdrs = NULL;
+	policy_request(&p, &T.lim, &rq, &T.L);
+	CHECK(bypassed("lookup message without method, url or hdrs", 1));
+	T.rqh.n = 0;
+	hb_list(&T.rqh, H(HOST));	/* no terminator */
+	rq.hdrs = guarded(G_RQH, T.rqh.b, T.rqh.n);
+	rq.hdrs_len = T.rqh.n;
+	policy_request(&p, &T.lim, &rq, &T.L);
+	CHECK(bypassed("malformed hdrs", 0));
+
+	/* the store step: the ctx must be ours and name this policy */
+	CHECK(lookup(&p, ROOT) == PA_FETCH);
+	CHECK(policy_ctx_policy(T.L.ctx, T.L.ctx_len, &name, &nlen) == 0);
+	CHECK(nlen == 1 && name != NULL && name[0] == 'p');
+	CHECK(respond(NULL, HELLO, T0) == PS_BAD);
+	q.name = "q";
+	CHECK(respond(&q, HELLO, T0) == PS_BAD);
+	T.L.ctx_len--;
+	CHECK(policy_ctx_policy(T.L.ctx, T.L.ctx_len, &name, &nlen) == -1);
+	CHECK(respond(&p, HELLO, T0) == PS_BAD);
+	T.L.ctx_len++;
+	T.L.ctx[0] ^= 0xff;
+	CHECK(respond(&p, HELLO, T0) == PS_BAD);
+	T.L.ctx[0] ^= 0xff;
+	T.L.ctx[2] = 'G';	/* the key it carries is not hex */
+	CHECK(respond(&p, HELLO, T0) == PS_BAD);
+	T.L.ctx[2] = '0';
+	CHECK(respond(&p, HELLO, T0) == PS_STORE);
+	T.stored = 0;
+	CHECK(!T.stored);
+}
+
+static void
+test_method_not_allowed(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(lookup(&p, RQ(.method = "OPTIONS")) == PA_BYPASS && bypassed("method", 0));
+	CHECK(lookup(&p, RQ(.method = "get")) == PA_BYPASS && bypassed("method", 0));
+	CHECK(lookup(&p, RQ(.method = "HEAD")) == PA_FETCH);
+	p.request_method = SL("GET");
+	CHECK(lookup(&p, RQ(.method = "HEAD")) == PA_BYPASS && bypassed("method", 0));
+}
+
+/* RFC 9111 4.4: a successful unsafe request invalidates the GET entry. */
+static void
+test_unsafe_methods_invalidate(void)
+{
+	static const char *const methods[] = { "POST", "PUT", "DELETE", "PATCH" };
+	static const int ok[] = { 200, 201, 204, 301, 303, 399 }, fail[] = { 100, 400, 404, 500, 503 };
+	struct sc_policy p = policy();
+	const char *get_key = key(&p, RQ(.url = "/x?a=1"));
+
+	for (size_t m = 0; m < 4; m++) {
+		CHECK(lookup(&p, RQ(.method = methods[m], .url = "/x?a=1")) == PA_INVALIDATE);
+		CHECK(strcmp(T.L.key, get_key) == 0);
+		for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+			CHECK(respond(&p, RS(.status = ok[i]), T0) == PS_INVALIDATE &&
+			    strcmp(T.st.key, get_key) == 0);
+		for (size_t i = 0; i < sizeof(fail) / sizeof(fail[0]); i++)
+			CHECK(respond(&p, RS(.status = fail[i]), T0) == PS_NONE);
+	}
+	/* the whole story: stored, a failed POST keeps it, a good one drops it */
+	CHECK(txn(&p, RQ(.url = "/x?a=1"), HELLO, RQ(.url = "/x?a=1"), T0 + 1) == PE_HIT);
+	CHECK(lookup(&p, RQ(.method = "POST", .url = "/x?a=1")) == PA_INVALIDATE);
+	CHECK(respond(&p, RS(.status = 500), T0 + 1) == PS_NONE);
+	CHECK(get(&p, RQ(.url = "/x?a=1"), T0 + 2) == PE_HIT);
+	CHECK(lookup(&p, RQ(.method = "DELETE", .url = "/x?a=1")) == PA_INVALIDATE);
+	CHECK(respond(&p, RS(.status = 204), T0 + 2) == PS_INVALIDATE);
+	CHECK(get(&p, RQ(.url = "/x?a=1"), T0 + 3) == PE_MISS);
+	/* a policy that caches POST looks it up instead */
+	p.request_method = SL("GET", "POST");
+	CHECK(lookup(&p, RQ(.method = "POST")) == PA_FETCH);
+}
+
+static void
+test_force_header(void)
+{
+	struct sc_policy p = policy_cc();
+	const char *const *force = H(HOST, "X-Proxy-Cache-Memcached-Force", "true");
+	const char *const *force_ns = H(HOST, "X-Proxy-Cache-Memcached-Force", "true",
+	    "Cache-Control", "no-store");
+
+	CHECK(lookup(&p, RQ(.method = "OPTIONS", .h = force)) == PA_BYPASS && bypassed("method", 0));
+	p.allow_force_cache_header = 1;
+	CHECK(lookup(&p, RQ(.method = "OPTIONS", .h = force)) == PA_FETCH);
+	CHECK(lookup(&p, RQ(.method = "OPTIONS",
+	    .h = H(HOST, "x-proxy-cache-memcached-force", "TRUE"))) == PA_FETCH);
+	CHECK(lookup(&p, RQ(.method = "OPTIONS",
+	    .h = H(HOST, "X-Proxy-Cache-Memcached-Force", "yes"))) == PA_BYPASS);
+	CHECK(lookup(&p, RQ(.method = "OPTIONS",
+	    .h = H(HOST, "X-Proxy-Cache-Memcached-Force", "truex"))) == PA_BYPASS);
+	CHECK(lookup(&p, RQ(.method = "OPTIONS", .h = H(HOST))) == PA_BYPASS);
+	/* it skips request no-cache / no-store too */
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Cache-Control", "no-store"))) == PA_BYPASS);
+	CHECK(lookup(&p, RQ(.h = force_ns)) == PA_FETCH);
+	CHECK(lookup(&p, RQ(.method = "POST", .h = force)) == PA_FETCH);
+	/* response checks still apply */
+	CHECK(refusal(&p, RQ(.method = "OPTIONS", .h = force), RS(.status = 500)) == SR_STATUS);
+	CHECK(refusal(&p, RQ(.method = "OPTIONS", .h = force),
+	    RS(.h = H("Content-Type", "text/html"))) == SR_CONTENT_TYPE);
+	CHECK(refusal(&p, RQ(.h = force_ns), RS(.h = H(CT_TEXT, "Set-Cookie", "a=b"))) == SR_SET_COOKIE);
+	CHECK(refusal(&p, RQ(.h = force_ns), RS(.h = H(CT_TEXT, "Cache-Control", "no-store"))) ==
+	    SR_NO_STORE);
+	CHECK(store(&p, RQ(.method = "OPTIONS", .h = force), HELLO) == PS_STORE);
+}
+
+static void
+test_response_codes(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(store(&p, ROOT, RS(.status = 200)) == PS_STORE);
+	CHECK(store(&p, ROOT, RS(.status = 301)) == PS_STORE);
+	CHECK(store(&p, ROOT, RS(.status = 404)) == PS_STORE);
+	CHECK(refusal(&p, ROOT, RS(.status = 302)) == SR_STATUS);
+	CHECK(refusal(&p, ROOT, RS(.status = 203)) == SR_STATUS);
+	CHECK(refusal(&p, ROOT, RS(.status = 500)) == SR_STATUS);
+	CHECK(refusal(&p, ROOT, RS(.status = -1)) == SR_STATUS);
+	codes(&p, CODES(500));
+	CHECK(store(&p, ROOT, RS(.status = 500)) == PS_STORE);
+	CHECK(refusal(&p, ROOT, RS(.status = 200)) == SR_STATUS);
+	/* the stored status is replayed */
+	CHECK(get(&p, ROOT, T0 + 1) == PE_HIT && T.hit.code == 500);
+}
+
+static void
+test_content_types(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT))) == PS_STORE);
+	CHECK(store(&p, ROOT, RS(.h = H("Content-Type", "application/json"))) == PS_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H("Content-Type", "text/html"))) == SR_CONTENT_TYPE);
+	CHECK(refusal(&p, ROOT, RS(.h = H("Content-Type", "text/plainx"))) == SR_CONTENT_TYPE);
+	CHECK(refusal(&p, ROOT, RS(.h = H("Content-Type", "text/plai"))) == SR_CONTENT_TYPE);
+	CHECK(refusal(&p, ROOT, RS(.h = H("Content-Type", "application/json+x"))) == SR_CONTENT_TYPE);
+	CHECK(refusal(&p, ROOT, RS(.h = H("X-Type", "text/plain"))) == SR_CONTENT_TYPE);
+	/* a configured type with parameters matches that exact value */
+	p.content_type = SL("application/json; charset=utf-8");
+	CHECK(store(&p, ROOT, RS(.h = H("Content-Type", "application/json; charset=utf-8"))) ==
+	    PS_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H("Content-Type", "application/json"))) == SR_CONTENT_TYPE);
+	CHECK(refusal(&p, ROOT, RS(.h = H("Content-Type", "application/json; charset=latin1"))) ==
+	    SR_CONTENT_TYPE);
+	/* "*" allows any, and none */
+	p.content_type = SL("text/html", "*");
+	CHECK(store(&p, ROOT, RS(.h = H("Content-Type", "image/png"))) == PS_STORE);
+	CHECK(store(&p, ROOT, RS(.h = H("X-None", "1"))) == PS_STORE);
+}
+
+/* ==== 4.4 HTTP semantics ==== */
+
+static void
+test_miss_then_hit(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(lookup(&p, ROOT) == PA_FETCH);
+	CHECK(fetch(T0) == PE_MISS);
+	CHECK(T.hit.status == CS_MISS && !T.hit.serve && T.hit.note == NULL);
+	CHECK(respond(&p, HELLO, T0) == PS_STORE);
+	CHECK(strcmp(T.st.label, "Miss") == 0 && strcmp(T.st.key, T.L.key) == 0);
+	CHECK(T.st.mc_ttl == 300);
+	CHECK(get(&p, ROOT, T0 + 10) == PE_HIT);
+	CHECK(T.hit.status == CS_HIT && T.hit.code == 200 && T.hit.age == 10);
+	CHECK(hit_body_is("hello", 5));
+	CHECK(hit_hdrs_are("Content-Type: text/plain\r\n",
+	    "content-length: 5\r\nage: 10\r\nx-cache-status: Hit\r\n"));
+	/* another URL, policy or scheme does not see it */
+	CHECK(get(&p, RQ(.url = "/other"), T0 + 10) == PE_MISS);
+	CHECK(get(&p, RQ(.tls = 1), T0 + 10) == PE_MISS);
+}
+
+static void
+test_refresh(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(txn(&p, ROOT, HELLO, ROOT, T0 + 299) == PE_HIT);
+	CHECK(get(&p, ROOT, T0 + 300) == PE_REFRESH);
+	CHECK(T.hit.status == CS_REFRESH && !T.hit.serve);
+	CHECK(respond(&p, RS(.body = "new"), T0 + 300) == PS_STORE);
+	CHECK(strcmp(T.st.label, "Refresh") == 0);
+	CHECK(get(&p, ROOT, T0 + 310) == PE_HIT && T.hit.age == 10 && hit_body_is("new", 3));
+}
+
+static void
+test_head(void)
+{
+	struct sc_policy p = policy();
+
+	/* a HEAD miss stores nothing */
+	CHECK(lookup(&p, RQ(.method = "HEAD")) == PA_FETCH && fetch(T0) == PE_MISS);
+	CHECK(respond(&p, RS(.body = NULL), T0) == PS_NONE && strcmp(T.st.label, "Miss") == 0);
+	CHECK(!T.stored);
+	/* a HEAD hit is the GET entry without its body */
+	CHECK(txn(&p, ROOT, HELLO, RQ(.method = "HEAD"), T0 + 1) == PE_HIT);
+	CHECK(T.hit.code == 200 && T.hit.body == NULL && T.hit.blen == 0);
+	CHECK(hit_has("content-length: 5") && hit_has("Content-Type: text/plain"));
+}
+
+static void
+test_not_modified(void)
+{
+	struct sc_policy p = policy();
+	const struct rs *tagged = RS(.body = "hello", .h = H(CT_TEXT, "ETag", "\"v1\"",
+	    "Last-Modified", date(T0 - 100)));
+
+	CHECK(txn(&p, ROOT, tagged, RQ(.h = H(HOST, "If-None-Match", "\"v1\"")), T0 + 10) ==
+	    PE_NOT_MODIFIED);
+	CHECK(T.hit.code == 304 && T.hit.status == CS_HIT && T.hit.serve && hit_body_is(NULL, 0));
+	CHECK(hit_has("ETag: \"v1\"") && hit_has("age: 10") && !hit_has("content-length: 5"));
+	CHECK(get(&p, RQ(.h = H(HOST, "If-None-Match", "W/\"v1\"")), T0 + 1) == PE_NOT_MODIFIED);
+	CHECK(get(&p, RQ(.h = H(HOST, "If-None-Match", "\"v0\", \"v1\"")), T0 + 1) == PE_NOT_MODIFIED);
+	CHECK(get(&p, RQ(.h = H(HOST, "If-None-Match", "*")), T0 + 1) == PE_NOT_MODIFIED);
+	CHECK(get(&p, RQ(.method = "HEAD", .h = H(HOST, "If-None-Match", "\"v1\"")), T0 + 1) ==
+	    PE_NOT_MODIFIED);
+	CHECK(get(&p, RQ(.h = H(HOST, "If-None-Match", "\"v2\"")), T0 + 1) == PE_HIT);
+	CHECK(T.hit.code == 200 && hit_body_is("hello", 5));
+	CHECK(get(&p, RQ(.h = H(HOST, "If-None-Match", "v1")), T0 + 1) == PE_HIT);
+	/* If-Modified-Since */
+	CHECK(get(&p, RQ(.h = H(HOST, "If-Modified-Since", date(T0 - 100))), T0 + 1) ==
+	    PE_NOT_MODIFIED);
+	CHECK(get(&p, RQ(.h = H(HOST, "If-Modified-Since", date(T0))), T0 + 1) == PE_NOT_MODIFIED);
+	CHECK(get(&p, RQ(.h = H(HOST, "If-Modified-Since", date(T0 - 101))), T0 + 1) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "If-Modified-Since", "yesterday")), T0 + 1) == PE_HIT);
+	/* If-None-Match wins over If-Modified-Since (RFC 9110 13.1.3) */
+	CHECK(get(&p, RQ(.h = H(HOST, "If-None-Match", "\"v2\"", "If-Modified-Since", date(T0))),
+	    T0 + 1) == PE_HIT);
+	/* "*" matches an entry without an ETag; a tag does not */
+	CHECK(txn(&p, ROOT, HELLO, RQ(.h = H(HOST, "If-None-Match", "*")), T0 + 1) ==
+	    PE_NOT_MODIFIED);
+	CHECK(get(&p, RQ(.h = H(HOST, "If-None-Match", "\"v1\"")), T0 + 1) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "If-Modified-Since", date(T0))), T0 + 1) == PE_HIT);
+	/* conditionals apply to a 200 only */
+	CHECK(txn(&p, ROOT, RS(.status = 404, .h = H(CT_TEXT, "ETag", "\"v1\"")),
+	    RQ(.h = H(HOST, "If-None-Match", "\"v1\"")), T0 + 1) == PE_HIT && T.hit.code == 404);
+}
+
+static void
+test_only_if_cached(void)
+{
+	struct sc_policy p = policy_cc();
+	const struct rq *oic = RQ(.h = H(HOST, "Cache-Control", "only-if-cached"));
+
+	CHECK(get(&p, oic, T0) == PE_GATEWAY_TIMEOUT);
+	CHECK(T.hit.serve && T.hit.code == 504 && hit_body_is(NULL, 0) && T.hit.status == CS_MISS);
+	CHECK(hit_hdrs_are("", "content-length: 0\r\nx-cache-status: Miss\r\n"));
+	CHECK(txn(&p, ROOT, HELLO, oic, T0 + 10) == PE_HIT && hit_body_is("hello", 5));
+	CHECK(get(&p, oic, T0 + 300) == PE_GATEWAY_TIMEOUT && T.hit.code == 504);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "only-if-cached, max-stale")), T0 + 300) ==
+	    PE_HIT);
+	/* without cache_control the directive means nothing */
+	p.cache_control = 0;
+	T.stored = 0;
+	CHECK(get(&p, oic, T0) == PE_MISS && !T.hit.serve);
+}
+
+static void
+test_request_no_cache(void)
+{
+	const char *const *const reqs[] = {
+		H(HOST, "Cache-Control", "no-cache"),
+		H(HOST, "Cache-Control", "no-store"),
+		H(HOST, "Cache-Control", "max-age=10", "Cache-Control", "NO-CACHE"),
+		H(HOST, "Pragma", "no-cache"),
+	};
+	struct sc_policy p = policy_cc();
+
+	for (size_t i = 0; i < sizeof(reqs) / sizeof(reqs[0]); i++) {
+		p.cache_control = 1;
+		CHECK(lookup(&p, RQ(.h = reqs[i])) == PA_BYPASS &&
+		    bypassed("request no-store/no-cache", 0));
+		p.cache_control = 0;
+		CHECK(txn(&p, ROOT, HELLO, RQ(.h = reqs[i]), T0 + 10) == PE_HIT);
+	}
+	/* Pragma counts only without Cache-Control (RFC 9111 5.4) */
+	p.cache_control = 1;
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Pragma", "no-cache", "Cache-Control", "max-age=10"))) ==
+	    PA_FETCH);
+}
+
+/* Without cache_control the freshness lifetime is cache_ttl, whatever the
+ * headers say. */
+static void
+test_freshness_cache_ttl(void)
+{
+	struct sc_policy p = policy();
+	const struct rs *r = RS(.body = "hello", .h = H(CT_TEXT, "Cache-Control", "max-age=5",
+	    "Expires", date(T0 - 10)));
+	struct entry e;
+
+	p.cache_ttl = 60;
+	CHECK(txn(&p, ROOT, r, ROOT, T0 + 59) == PE_HIT);
+	CHECK(stored(&e) && e.lifetime == 60 && e.stored_at == T0 && T.st.mc_ttl == 60);
+	CHECK(get(&p, ROOT, T0 + 60) == PE_REFRESH);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-age=0")), T0 + 10) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale")), T0 + 70) == PE_REFRESH);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "min-fresh=100")), T0 + 10) == PE_HIT);
+}
+
+/* The lifetime stored for response headers rh under p, or -1. */
+static int64_t
+lifetime(const struct sc_policy *p, const char *const *rh)
+{
+	struct entry e;
+
+	if (store(p, ROOT, RS(.h = rh)) != PS_STORE || !stored(&e))
+		return -1;
+	return e.lifetime;
+}
+
+static void
+test_freshness_response(void)
+{
+	struct sc_policy p = policy_cc();
+
+	CHECK(lifetime(&p, H(CT_TEXT, "Cache-Control", "max-age=60")) == 60);
+	CHECK(lifetime(&p, H(CT_TEXT, "Cache-Control", "max-age=60, s-maxage=30")) == 30);
+	CHECK(lifetime(&p, H(CT_TEXT, "Cache-Control", "s-maxage=30", "Cache-Control", "max-age=60")) ==
+	    30);
+	CHECK(lifetime(&p, H(CT_TEXT, "Cache-Control", "max-age=10", "Expires", date(T0 + 500))) == 10);
+	CHECK(lifetime(&p, H(CT_TEXT, "Date", date(T0), "Expires", date(T0 + 120))) == 120);
+	CHECK(lifetime(&p, H(CT_TEXT, "Date", date(T0 - 100), "Expires", date(T0 + 20))) == 120);
+	CHECK(lifetime(&p, H(CT_TEXT, "Expires", date(T0 + 50))) == 50);
+	CHECK(lifetime(&p, H(CT_TEXT)) == 300);
+	/* an Expires in the past, or not a date, is already stale */
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Expires", date(T0 - 1)))) == SR_ZERO_TTL);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Expires", "0"))) == SR_ZERO_TTL);
+	p.storage_ttl = 600;
+	CHECK(lifetime(&p, H(CT_TEXT, "Expires", "0")) == 0);
+	CHECK(get(&p, ROOT, T0) == PE_REFRESH);
+	/* and it is checked on every lookup */
+	CHECK(txn(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60")), ROOT, T0 + 59) ==
+	    PE_HIT);
+	CHECK(get(&p, ROOT, T0 + 60) == PE_REFRESH && T.hit.status == CS_REFRESH);
+}
+
+static void
+test_freshness_request(void)
+{
+	struct sc_policy p = policy_cc();
+
+	CHECK(lifetime(&p, H(CT_TEXT, "Cache-Control", "max-age=600")) == 600);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-age=50")), T0 + 100) == PE_REFRESH);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-age=100")), T0 + 100) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-age=0")), T0) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-age=0")), T0 + 1) == PE_REFRESH);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "min-fresh=500")), T0 + 100) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "min-fresh=501")), T0 + 100) == PE_REFRESH);
+	/* stale by 30 */
+	CHECK(lifetime(&p, H(CT_TEXT, "Cache-Control", "max-age=60")) == 60);
+	CHECK(get(&p, ROOT, T0 + 90) == PE_REFRESH);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale=30")), T0 + 90) == PE_HIT);
+	CHECK(T.hit.age == 90 && hit_has("age: 90") && hit_has("x-cache-status: Hit"));
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale=29")), T0 + 90) == PE_REFRESH);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale")), T0 + 90) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale")), T0 + 100 * DAY) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale, max-age=80")), T0 + 90) ==
+	    PE_REFRESH);
+}
+
+/* must-revalidate, proxy-revalidate and s-maxage: never served stale. */
+static void
+test_never_stale(void)
+{
+	static const char *const cc[] = { "max-age=60, must-revalidate", "max-age=60, proxy-revalidate",
+		"s-maxage=60" };
+	const struct rq *any_stale = RQ(.h = H(HOST, "Cache-Control", "max-stale"));
+	struct sc_policy p = policy_cc();
+
+	for (size_t i = 0; i < sizeof(cc) / sizeof(cc[0]); i++) {
+		CHECK(txn(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", cc[i])), any_stale, T0 + 59) ==
+		    PE_HIT);
+		CHECK(get(&p, any_stale, T0 + 90) == PE_REFRESH);
+		CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale=1000")), T0 + 61) ==
+		    PE_REFRESH);
+	}
+	CHECK(txn(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60")), any_stale, T0 + 90) ==
+	    PE_HIT);
+}
+
+/* Age on hits accounts for the upstream's Age. */
+static void
+test_age(void)
+{
+	struct sc_policy p = policy(), q = policy_cc();
+	struct entry e;
+
+	CHECK(txn(&p, ROOT, RS(.h = H(CT_TEXT, "Age", "20")), ROOT, T0 + 10) == PE_HIT);
+	CHECK(stored(&e) && e.age0 == 20);
+	CHECK(T.hit.age == 30 && hit_has("age: 30") && !hit_has("Age: 20"));
+	CHECK(get(&p, ROOT, T0 + 279) == PE_HIT && T.hit.age == 299);
+	CHECK(get(&p, ROOT, T0 + 280) == PE_REFRESH);
+	CHECK(get(&p, ROOT, T0 - 50) == PE_HIT && T.hit.age == 20);	/* the clock went back */
+	CHECK(txn(&p, ROOT, RS(.h = H(CT_TEXT, "Age", "junk")), ROOT, T0 + 10) == PE_HIT);
+	CHECK(stored(&e) && e.age0 == 0 && T.hit.age == 10);
+	CHECK(txn(&q, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60", "Age", "50")), ROOT,
+	    T0 + 9) == PE_HIT && T.hit.age == 59);
+	CHECK(get(&q, ROOT, T0 + 10) == PE_REFRESH);
+	/* a request max-age is compared with the whole age too */
+	CHECK(get(&q, RQ(.h = H(HOST, "Cache-Control", "max-age=54")), T0 + 4) == PE_HIT &&
+	    T.hit.age == 54);
+	CHECK(get(&q, RQ(.h = H(HOST, "Cache-Control", "max-age=54")), T0 + 5) == PE_REFRESH);
+}
+
+/* RFC 9111 3.5: Authorization, in a shared cache. */
+static void
+test_authorization(void)
+{
+	static const char *const allow[] = { "public", "s-maxage=60", "must-revalidate" };
+	const struct rq *auth = RQ(.h = H(HOST, "Authorization", "Bearer x"));
+	struct sc_policy pols[2] = { policy(), policy_cc() };
+	struct entry e;
+
+	for (size_t k = 0; k < 2; k++) {
+		struct sc_policy *p = &pols[k];
+
+		CHECK(lookup(p, auth) == PA_FETCH && (T.L.flags & PL_AUTH));
+		CHECK(refusal(p, auth, HELLO) == SR_AUTHORIZATION);
+		CHECK(refusal(p, auth, RS(.h = H(CT_TEXT, "Cache-Control", "proxy-revalidate"))) ==
+		    SR_AUTHORIZATION);
+		CHECK(refusal(p, auth, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60"))) ==
+		    SR_AUTHORIZATION);
+		for (size_t i = 0; i < sizeof(allow) / sizeof(allow[0]); i++) {
+			CHECK(txn(p, auth, RS(.h = H(CT_TEXT, "Cache-Control", allow[i])), auth, T0 + 1) ==
+			    PE_HIT);
+			CHECK(stored(&e) && (e.flags & EF_AUTH_OK));
+			CHECK(get(p, ROOT, T0 + 1) == PE_HIT);
+		}
+		/* stored for an anonymous request: not served to Authorization */
+		CHECK(txn(p, ROOT, HELLO, ROOT, T0 + 1) == PE_HIT);
+		CHECK(stored(&e) && !(e.flags & EF_AUTH_OK));
+		CHECK(get(p, auth, T0 + 1) == PE_MISS && T.hit.status == CS_MISS && !T.hit.serve);
+		CHECK(txn(p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "public")), auth, T0 + 1) ==
+		    PE_HIT);
+	}
+}
+
+static void
+test_set_cookie(void)
+{
+	struct sc_policy pols[2] = { policy(), policy_cc() };
+
+	for (size_t k = 0; k < 2; k++) {
+		CHECK(refusal(&pols[k], ROOT, RS(.h = H(CT_TEXT, "Set-Cookie", "a=b"))) == SR_SET_COOKIE);
+		CHECK(refusal(&pols[k], ROOT, RS(.h = H(CT_TEXT, "set-cookie", "a=b",
+		    "Cache-Control", "public, max-age=60"))) == SR_SET_COOKIE);
+		CHECK(!T.stored);
+	}
+}
+
+static void
+test_response_cache_control(void)
+{
+	struct sc_policy p = policy_cc();
+
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "no-store"))) == SR_NO_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60, no-cache"))) ==
+	    SR_NO_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "no-cache=\"Set-Cookie\""))) ==
+	    SR_NO_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "private"))) == SR_PRIVATE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "public", "Cache-Control",
+	    "private=\"X-A\""))) == SR_PRIVATE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Pragma", "no-cache"))) == SR_NO_STORE);
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Pragma", "no-cache", "Cache-Control",
+	    "max-age=60"))) == PS_STORE);
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "public, max-age=60"))) == PS_STORE);
+	/* without cache_control, no-cache is not a reason to refuse */
+	p.cache_control = 0;
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "no-cache"))) == PS_STORE);
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Pragma", "no-cache"))) == PS_STORE);
+}
+
+/* RFC 9111 4.1: a response with Vary is stored with what the request sent. */
+static void
+test_vary(void)
+{
+	static const uint8_t record[] = "\x0f" "accept-encoding" "\x01\x00\x04" "gzip";
+	struct sc_policy p = policy();
+	const struct rs *vary_ae = RS(.h = H(CT_TEXT, "Vary", "Accept-Encoding"));
+	const struct rq *gzip = RQ(.h = H(HOST, "Accept-Encoding", "gzip"));
+	struct entry e;
+
+	CHECK(txn(&p, gzip, vary_ae, gzip, T0 + 1) == PE_HIT);
+	CHECK(stored(&e) && e.vlen == sizeof(record) - 1 && memcmp(e.vary, record, e.vlen) == 0);
+	CHECK(get(&p, RQ(.h = H(HOST, "accept-encoding", "gzip")), T0 + 1) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "Accept-Encoding", "br")), T0 + 1) == PE_MISS);
+	CHECK(T.hit.status == CS_MISS && !T.hit.serve);
+	CHECK(get(&p, ROOT, T0 + 1) == PE_MISS);
+	CHECK(get(&p, RQ(.h = H(HOST, "Accept-Encoding", "gzip", "Accept-Encoding", "br")), T0 + 1) ==
+	    PE_MISS);
+	/* stored for a request without the header: matches only its absence */
+	CHECK(txn(&p, ROOT, vary_ae, ROOT, T0 + 1) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "Accept-Encoding", "")), T0 + 1) == PE_MISS);
+	CHECK(get(&p, gzip, T0 + 1) == PE_MISS);
+	/* several fields, on several lines, all of them must match */
+	CHECK(txn(&p, RQ(.h = H(HOST, "X-A", "1", "X-B", "2")), RS(.h = H(CT_TEXT, "Vary", "X-A",
+	    "vary", " x-b ,")), RQ(.h = H("X-B", "2", HOST, "X-A", "1")), T0 + 1) == PE_HIT);
+	CHECK(get(&p, RQ(.h = H(HOST, "X-A", "1", "X-B", "3")), T0 + 1) == PE_MISS);
+	CHECK(get(&p, RQ(.h = H(HOST, "X-A", "1")), T0 + 1) == PE_MISS);
+	/* Vary: * is never reusable */
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Vary", "*"))) == SR_VARY);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Vary", "Accept, *"))) == SR_VARY);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Vary", "Accept", "Vary", "*"))) == SR_VARY);
+}
+
+/* Request headers too big for the ctx: a response with Vary cannot be
+ * stored for them, nor can such a request match an entry with Vary. */
+static void
+test_vary_big_request(void)
+{
+	static char big[POL_CTX_HDRS_MAX + 1];
+	struct sc_policy p = policy();
+	const struct rq *bigrq = RQ(.h = H(HOST, "X-Big", big));
+
+	memset(big, 'x', sizeof(big) - 1);
+	CHECK(refusal(&p, bigrq, RS(.h = H(CT_TEXT, "Vary", "Accept"))) == SR_VARY);
+	CHECK(txn(&p, bigrq, HELLO, bigrq, T0 + 1) == PE_HIT);
+	CHECK(txn(&p, ROOT, RS(.h = H(CT_TEXT, "Vary", "Accept")), bigrq, T0 + 1) == PE_MISS);
+}
+
+/* Hop-by-hop headers, those named in Connection and those the agent
+ * computes at hit time are not stored. */
+static void
+test_stripped_headers(void)
+{
+	struct sc_policy p = policy();
+	const char *const *rh = H(CT_TEXT, "Connection", "close, X-Secret", "X-Secret", "s",
+	    "x-secret", "t", "Connection", "X-Other", "X-OTHER", "o", "Keep-Alive", "timeout=5",
+	    "Proxy-Connection", "keep-alive", "TE", "trailers", "Trailer", "X-T", "Upgrade", "h2c",
+	    "Proxy-Authenticate", "Basic", "Proxy-Authorization", "x", "Age", "5",
+	    "X-Cache-Status", "Hit", "x-cache-key", "forged", "X-Keep", "1", "X-Secret-2", "kept");
+
+	CHECK(txn(&p, ROOT, RS(.h = rh, .body = "hello"), ROOT, T0) == PE_HIT);
+	CHECK(stored_hdrs_are("Content-Type: text/plain\r\nX-Keep: 1\r\nX-Secret-2: kept\r\n"));
+	CHECK(hit_hdrs_are("Content-Type: text/plain\r\nX-Keep: 1\r\nX-Secret-2: kept\r\n",
+	    "content-length: 5\r\nage: 5\r\nx-cache-status: Hit\r\n"));
+}
+
+/* Only a body proven complete: Content-Length, once, equal to its length. */
+static void
+test_body_length(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(store(&p, ROOT, RS(.body = "hello", .raw = 1, .h = H(CT_TEXT, "Content-Length", "5"))) ==
+	    PS_STORE);
+	CHECK(store(&p, ROOT, RS(.body = NULL)) == PS_STORE);
+	CHECK(refusal(&p, ROOT, RS(.body = "hell", .raw = 1, .h = H(CT_TEXT, "Content-Length", "5"))) ==
+	    SR_LENGTH);
+	CHECK(refusal(&p, ROOT, RS(.body = NULL, .raw = 1, .h = H(CT_TEXT, "Content-Length", "5"))) ==
+	    SR_LENGTH);
+	CHECK(refusal(&p, ROOT, RS(.body = "hello", .raw = 1, .h = H(CT_TEXT, "Content-Length", "4"))) ==
+	    SR_LENGTH);
+	CHECK(refusal(&p, ROOT, RS(.body = "hello", .raw = 1, .h = H(CT_TEXT))) == SR_LENGTH);
+	CHECK(refusal(&p, ROOT, RS(.body = "hello", .raw = 1, .h = H(CT_TEXT, "Content-Length", "5",
+	    "Content-Length", "5"))) == SR_LENGTH);
+	CHECK(refusal(&p, ROOT, RS(.body = "hello", .raw = 1, .h = H(CT_TEXT, "Content-Length", "5x"))) ==
+	    SR_LENGTH);
+	CHECK(refusal(&p, ROOT, RS(.body = "hello", .raw = 1, .h = H(CT_TEXT, "Content-Length", "+5"))) ==
+	    SR_LENGTH);
+	CHECK(refusal(&p, ROOT, RS(.body = "hello", .h = H(CT_TEXT, "Transfer-Encoding", "chunked"))) ==
+	    SR_LENGTH);
+}
+
+/* One response header line made of (name, value) with explicit lengths. */
+static enum pol_store_action
+respond_with(const struct sc_policy *p, const char *name, size_t nlen, const char *val, size_t vlen)
+{
+	if (lookup(p, ROOT) != PA_FETCH)
+		return PS_BAD;
+	T.rsh.n = 0;
+	hb_list(&T.rsh, H(CT_TEXT, "Content-Length", "5"));
+	hb_add(&T.rsh, name, nlen, val, vlen);
+	hb_end(&T.rsh);
+	return respond_block(p, 200, &T.rsh, "hello", 5, T0);
+}
+
+#define RESPOND_WITH(p, n, v)	respond_with((p), (n), sizeof(n) - 1, (v), sizeof(v) - 1)
+
+static void
+test_unsafe_headers(void)
+{
+	struct sc_policy p = policy();
+	struct pol_response rs;
+
+	CHECK(RESPOND_WITH(&p, "Bad Name", "1") == PS_REFUSE && T.st.why == SR_HEADERS);
+	CHECK(RESPOND_WITH(&p, "X-A:", "1") == PS_REFUSE && T.st.why == SR_HEADERS);
+	CHECK(RESPOND_WITH(&p, "X-\xc3\xa9", "1") == PS_REFUSE && T.st.why == SR_HEADERS);
+	CHECK(RESPOND_WITH(&p, "X-A", "a\r\nX-Injected: 1") == PS_REFUSE && T.st.why == SR_HEADERS);
+	CHECK(RESPOND_WITH(&p, "X-A", "a\nb") == PS_REFUSE && T.st.why == SR_HEADERS);
+	CHECK(RESPOND_WITH(&p, "X-A", "a\0b") == PS_REFUSE && T.st.why == SR_HEADERS);
+	CHECK(RESPOND_WITH(&p, "X-A", "a\x7f") == PS_REFUSE && T.st.why == SR_HEADERS);
+	CHECK(!T.stored);
+	CHECK(RESPOND_WITH(&p, "X-A", "caf\xc3\xa9\tok") == PS_STORE);
+	CHECK(stored_hdrs_are("Content-Type: text/plain\r\nX-A: caf\xc3\xa9\tok\r\n"));
+	/* a block that is not one, or none */
+	CHECK(lookup(&p, ROOT) == PA_FETCH);
+	T.rsh.n = 0;
+	hb_list(&T.rsh, H(CT_TEXT, "Content-Length", "0"));
+	CHECK(respond_block(&p, 200, &T.rsh, NULL, 0, T0) == PS_REFUSE && T.st.why == SR_HEADERS);
+	memset(&rs, 0, sizeof(rs));
+	rs.ctx = T.L.ctx;
+	rs.ctx_len = T.L.ctx_len;
+	rs.status = 200;
+	policy_response(&p, &T.lim, &rs, T0, T.max_ack, T.max_item, T.hbuf, sizeof(T.hbuf), &T.st);
+	CHECK(T.st.action == PS_REFUSE && T.st.why == SR_HEADERS);
+}
+
+/* A hit must fit in one ACK (max_ack) and the entry in memcached (max_item). */
+static void
+test_too_big(void)
+{
+	struct sc_policy p = policy();
+	size_t hl = strlen("Content-Type: text/plain\r\n"), bl = 5;
+
+	T.max_ack = hl + bl + POL_ACK_SLACK;
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE);
+	T.max_ack--;
+	CHECK(refusal(&p, ROOT, HELLO) == SR_TOO_BIG);
+	T.max_ack = 1 << 20;
+	T.max_item = ENTRY_OVERHEAD + hl + bl;
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE);
+	T.max_item--;
+	CHECK(refusal(&p, ROOT, HELLO) == SR_TOO_BIG);
+}
+
+/* memcached's TTL: storage_ttl, else the lifetime; past 30 days an
+ * absolute time, as memcached reads it. */
+static void
+test_mc_ttl(void)
+{
+	struct sc_policy p = policy(), q = policy_cc();
+	const struct rs *max60 = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60"));
+
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == 300);
+	p.storage_ttl = 3600;
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == 3600);
+	p.storage_ttl = 30 * DAY;
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == 30 * DAY);
+	p.storage_ttl = 30 * DAY + 1;
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == T0 + 30 * DAY + 1);
+	CHECK(store(&q, ROOT, max60) == PS_STORE && T.st.mc_ttl == 60);
+	q.storage_ttl = 10;
+	CHECK(store(&q, ROOT, max60) == PS_STORE && T.st.mc_ttl == 10);
+	q.storage_ttl = -1;
+	CHECK(store(&q, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=3000000"))) == PS_STORE &&
+	    T.st.mc_ttl == T0 + 3000000);
+}
+
+static void
+test_zero_ttl(void)
+{
+	struct sc_policy p = policy(), q = policy_cc();
+	const struct rs *max0 = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=0"));
+
+	p.cache_ttl = 0;
+	CHECK(refusal(&p, ROOT, HELLO) == SR_ZERO_TTL);
+	CHECK(refusal(&q, ROOT, max0) == SR_ZERO_TTL);
+	CHECK(refusal(&q, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "s-maxage=0, max-age=60"))) ==
+	    SR_ZERO_TTL);
+	/* kept for max-stale clients when storage_ttl says so */
+	q.storage_ttl = 60;
+	CHECK(lifetime(&q, max0->h) == 0 && T.st.mc_ttl == 60);
+	CHECK(get(&q, ROOT, T0) == PE_REFRESH);
+	CHECK(get(&q, RQ(.h = H(HOST, "Cache-Control", "max-stale")), T0 + 30) == PE_HIT);
+}
+
+/* ==== 4.5 the stored entry ==== */
+
+static void
+test_entry_unusable(void)
+{
+	struct sc_policy p = policy();
+	uint8_t bad[sizeof(T.val)];
+
+	CHECK(txn(&p, ROOT, HELLO, ROOT, T0 + 1) == PE_HIT && T.hit.note == NULL);
+	memcpy(bad, T.val, T.vlen);
+	bad[3] = ENTRY_VERSION + 1;
+	CHECK(fetch_bytes(bad, T.vlen, T0 + 1) == PE_MISS && T.hit.status == CS_MISS);
+	CHECK(T.hit.note != NULL && strcmp(T.hit.note, "another format version") == 0);
+	memcpy(bad, T.val, T.vlen);
+	bad[T.vlen - 6] ^= 0x01;
+	CHECK(fetch_bytes(bad, T.vlen, T0 + 1) == PE_MISS && !T.hit.serve);
+	CHECK(T.hit.note != NULL && strcmp(T.hit.note, "corrupt") == 0);
+	CHECK(fetch_bytes(T.val, T.vlen - 1, T0 + 1) == PE_MISS && strcmp(T.hit.note, "corrupt") == 0);
+	CHECK(fetch_bytes((const uint8_t *)"hello", 5, T0 + 1) == PE_MISS &&
+	    strcmp(T.hit.note, "corrupt") == 0);
+	CHECK(fetch_bytes(T.val, 0, T0 + 1) == PE_MISS && strcmp(T.hit.note, "corrupt") == 0);
+	/* and is overwritten by the response to this miss */
+	CHECK(respond(&p, RS(.body = "again"), T0 + 1) == PS_STORE && strcmp(T.st.label, "Miss") == 0);
+	CHECK(get(&p, ROOT, T0 + 2) == PE_HIT && hit_body_is("again", 5));
+}
+
+/* What the last lookup gets for an entry written by someone else. */
+static enum pol_answer
+fetch_entry(int64_t stored_at, int64_t lifetime, int64_t age0, int64_t now)
+{
+	struct entry e;
+	uint8_t v[ENTRY_OVERHEAD + 16];
+	int n;
+
+	memset(&e, 0, sizeof(e));
+	e.stored_at = stored_at;
+	e.lifetime = lifetime;
+	e.age0 = age0;
+	e.status = 200;
+	e.body = (const uint8_t *)"x";
+	e.blen = 1;
+	n = entry_encode(&e, v, sizeof(v));
+	CHECK(n > 0);
+	return fetch_bytes(v, n > 0 ? (size_t)n : 0, now);
+}
+
+/* Any stored_at and age0 an entry can carry: the age saturates. */
+static void
+test_entry_extreme_fields(void)
+{
+	struct sc_policy p = policy_cc();
+
+	CHECK(lookup(&p, ROOT) == PA_FETCH);
+	CHECK(fetch_entry(T0, 300, 0, T0 + 1) == PE_HIT && T.hit.age == 1);
+	CHECK(fetch_entry(INT64_MIN, INT64_MAX, 0, T0) == PE_REFRESH);
+	CHECK(fetch_entry(T0 - 10, INT64_MAX, INT64_MAX, T0) == PE_REFRESH);
+	CHECK(fetch_entry(INT64_MIN, INT64_MAX, INT64_MAX, INT64_MAX) == PE_REFRESH);
+	CHECK(fetch_entry(INT64_MAX, 300, 7, T0) == PE_HIT && T.hit.age == 7);
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale"))) == PA_FETCH);
+	CHECK(fetch_entry(INT64_MIN, 0, 0, INT64_MAX) == PE_HIT && T.hit.age == INT64_MAX);
+	CHECK(hit_has("age: 9223372036854775807"));
+}
+
+/* A body with NUL bytes, and every byte value, round-trips exactly. */
+static void
+test_binary_body(void)
+{
+	struct sc_policy p = policy();
+	static char body[3 * 256];
+
+	for (size_t i = 0; i < sizeof(body); i++)
+		body[i] = (char)(i % 256);
+	body[1] = body[2] = 0;
+	p.content_type = SL("*");
+	CHECK(txn(&p, ROOT, RS(.body = body, .blen = sizeof(body), .h = H("Content-Type",
+	    "application/octet-stream")), ROOT, T0 + 1) == PE_HIT);
+	CHECK(hit_body_is(body, sizeof(body)));
+	CHECK(hit_has("content-length: 768"));
+	CHECK(get(&p, RQ(.method = "HEAD"), T0 + 1) == PE_HIT && hit_body_is(NULL, 0) &&
+	    hit_has("content-length: 768"));
+}
+
+int
+main(void)
+{
+	TEST(test_key_form);
+	TEST(test_key_inputs);
+	TEST(test_key_query);
+	TEST(test_key_unambiguous);
+	TEST(test_key_vary_query_params);
+	TEST(test_key_vary_headers);
+	TEST(test_key_vary_headers_too_long);
+	TEST(test_key_json_fields);
+	TEST(test_key_consumer);
+	TEST(test_key_url_and_host);
+	TEST(test_key_head_is_get);
+	TEST(test_key_offline);
+	TEST(test_too_many);
+	TEST(test_unknown_policy);
+	TEST(test_method_not_allowed);
+	TEST(test_unsafe_methods_invalidate);
+	TEST(test_force_header);
+	TEST(test_response_codes);
+	TEST(test_content_types);
+	TEST(test_miss_then_hit);
+	TEST(test_refresh);
+	TEST(test_head);
+	TEST(test_not_modified);
+	TEST(test_only_if_cached);
+	TEST(test_request_no_cache);
+	TEST(test_freshness_cache_ttl);
+	TEST(test_freshness_response);
+	TEST(test_freshness_request);
+	TEST(test_never_stale);
+	TEST(test_age);
+	TEST(test_authorization);
+	TEST(test_set_cookie);
+	TEST(test_response_cache_control);
+	TEST(test_vary);
+	TEST(test_vary_big_request);
+	TEST(test_stripped_headers);
+	TEST(test_body_length);
+	TEST(test_unsafe_headers);
+	TEST(test_too_big);
+	TEST(test_mc_ttl);
+	TEST(test_zero_ttl);
+	TEST(test_entry_unusable);
+	TEST(test_entry_extreme_fields);
+	TEST(test_binary_body);
+	return T_EXIT();
+}
