@@ -265,7 +265,7 @@ cmd_key(const struct sc_config *cf, int argc, char **argv, int json)
 		{ "data", required_argument, NULL, 'd' },
 		{ NULL, 0, NULL, 0 }
 	};
-	struct hdr hdrs[256];
+	struct hdr hdrs[POL_MAX_HEADERS];
 	size_t nh = 0;
 	const char *policy = "default";
 	struct pol_request req;
@@ -281,7 +281,7 @@ cmd_key(const struct sc_config *cf, int argc, char **argv, int json)
 		case 'H': {
 			char *colon = strchr(optarg, ':');
 
-			if (colon == NULL || nh == 256) {
+			if (colon == NULL || nh == POL_MAX_HEADERS) {
 				fprintf(stderr, "spoe-cache-ctl: -H takes 'Name: value'\n");
 				return 2;
 			}
@@ -320,7 +320,7 @@ cmd_key(const struct sc_config *cf, int argc, char **argv, int json)
 		const char *s = strstr(req.url, "://");
 		size_t from = 0;
 
-		if (s != NULL && hdrs_find(hdrs, nh, "host", 4, &from) == NULL && nh < 256) {
+		if (s != NULL && hdrs_find(hdrs, nh, "host", 4, &from) == NULL && nh < POL_MAX_HEADERS) {
 			const char *a = s + 3, *e = a;
 
 			while (*e && *e != '/' && *e != '?')
