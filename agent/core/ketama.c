@@ -157,7 +157,3 @@ int ketama_pick(const struct ketama *k, const char *key, size_t klen)
 	return k->ours[pos];
 }
 
-size_t ketama_count(const struct ketama *k)
-{
-	return k ? k->n : 0;
-}

@@ -48,6 +48,4 @@ void ketama_free(struct ketama *k);
  * hashed; whether a key is sendable is mc_key_valid()'s business. */
 int ketama_pick(const struct ketama *k, const char *key, size_t klen);
 
-size_t ketama_count(const struct ketama *k);
-
 #endif

@@ -146,11 +146,6 @@ int mc_enc_flush_all(char *buf, size_t cap)
 	return enc_lit(buf, cap, "flush_all\r\n");
 }
 
-int mc_enc_version(char *buf, size_t cap)
-{
-	return enc_lit(buf, cap, "version\r\n");
-}
-
 int mc_enc_stats(char *buf, size_t cap)
 {
 	return enc_lit(buf, cap, "stats\r\n");

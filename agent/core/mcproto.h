@@ -40,8 +40,6 @@ int mc_enc_delete(char *buf, size_t cap, const char *key, size_t klen, uint32_t 
 int mc_enc_noop(char *buf, size_t cap);
 /* "flush_all\r\n": answered by "OK\r\n". */
 int mc_enc_flush_all(char *buf, size_t cap);
-/* "version\r\n": answered by "VERSION <v>\r\n". */
-int mc_enc_version(char *buf, size_t cap);
 /* "stats\r\n": answered by "STAT <name> <value>\r\n"... "END\r\n". */
 int mc_enc_stats(char *buf, size_t cap);
 

@@ -90,9 +90,6 @@ static void t_enc_other(void)
 	n = mc_enc_flush_all(b, sizeof(b));
 	CHECK(n == 11);
 	CHECK_MEM(b, "flush_all\r\n", 11);
-	n = mc_enc_version(b, sizeof(b));
-	CHECK(n == 9);
-	CHECK_MEM(b, "version\r\n", 9);
 	n = mc_enc_stats(b, sizeof(b));
 	CHECK(n == 7);
 	CHECK_MEM(b, "stats\r\n", 7);
