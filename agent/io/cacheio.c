@@ -181,6 +181,8 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	const struct sc_config *cf = env->cf;
 	const struct sc_policy *p = policy_named(cf, &a->policy);
 	struct pol_request rq;
+	struct pol_limits lim;
+	struct pol_lookup L;
 	struct lookup *lk;
 	size_t hlen;
 
@@ -188,15 +190,7 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		log_every(1, LOG_WARNING, "lookup for unknown policy \"%.*s\": Bypass",
 		    (int)(a->policy.v.s.len > 64 ? 64 : a->policy.v.s.len),
 		    (const char *)a->policy.v.s.p);
-	lk = calloc(1, sizeof(*lk));
-	if (lk == NULL) {
-		bypass(env, r, "out of memory");
-		return;
-	}
-	lk->env = env;
-	lk->r = r;
-	lk->now = (int64_t)time(NULL);
-	config_limits(cf, &lk->lim);
+	config_limits(cf, &lim);
 	memset(&rq, 0, sizeof(rq));
 	rq.method = text(&a->method, &rq.method_len);
 	rq.url = text(&a->url, &rq.url_len);
@@ -205,28 +199,37 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	rq.hdrs_len = hlen;
 	rq.consumer = text(&a->consumer, &rq.consumer_len);
 	rq.body = text(&a->body, &rq.body_len);
-	policy_request(p, &lk->lim, &rq, &lk->L);
-
-	switch (lk->L.action) {
-	case PA_BYPASS:
-		if (lk->L.bad)
+	policy_request(p, &lim, &rq, &L);
+	if (L.action == PA_BYPASS) {
+		/* answered at once: nothing to keep, nothing allocated */
+		if (L.bad)
 			M_INC(env->m, bad_messages);
-		if (lk->L.keyerr != 0)
-			log_every(1, LOG_INFO, "lookup bypassed: %s", lk->L.why);
-		bypass(env, r, lk->L.why);
-		free(lk);
+		if (L.keyerr != 0)
+			log_every(1, LOG_INFO, "lookup bypassed: %s", L.why);
+		bypass(env, r, L.why);
 		return;
-	case PA_INVALIDATE:
+	}
+	/* The ctx and, for a fetch, the request facts outlive this call. */
+	lk = malloc(sizeof(*lk));
+	if (lk == NULL) {
+		bypass(env, r, "out of memory");
+		return;
+	}
+	lk->env = env;
+	lk->r = r;
+	lk->now = (int64_t)time(NULL);
+	lk->lim = lim;
+	lk->L = L;
+
+	if (L.action == PA_INVALIDATE) {
 		spoe_req_set_str(r, "status", "Bypass", 6);
 		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
 		spoe_req_hold(r, lk);	/* the ctx lives in lk until the ACK is sent */
 		finish(env, r, CS_BYPASS);
 		return;
-	case PA_FETCH:
-		if (pool_get(env->pool, lk->L.key, KEY_HEX_LEN, lookup_done, lk) < 0)
-			lookup_done(lk, MC_ERROR, NULL, 0);
-		return;
 	}
+	if (pool_get(env->pool, lk->L.key, KEY_HEX_LEN, lookup_done, lk) < 0)
+		lookup_done(lk, MC_ERROR, NULL, 0);
 }
 
 /* ---- store ---- */
