@@ -55,7 +55,7 @@ FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 BINS := spoe-cache-agent spoe-cache-ctl
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all test run bench fuzz fuzz-run install deps check-deps clean asan unit tools
+.PHONY: all test run bench fuzz fuzz-run install deps check-deps clean asan unit tools haproxy34
 all: $(BINS)
 
 AGENT_OBJ = $(call obj,$(1),agent/cmd/spoe-cache-agent.c $(IO_SRC) $(OPS_SRC))
@@ -140,6 +140,23 @@ fuzz-run: fuzz
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/fuzz/lsan.supp \
 	  $$f -max_total_time=$(FUZZ_SECONDS) -artifact_prefix=build/fuzz/$$n- build/fuzz/corpus-$$n || exit 1; done
 
+# HAProxy 3.4, built once from ../shared/haproxy (test tooling, never part
+# of the product) so the end-to-end tier runs against 3.x as well as
+# Debian's 2.6. Absent tarball: the tier says so and runs on 2.6 alone.
+H34_DIR := $(abspath ..)/shared/haproxy
+H34_TGZ := $(H34_DIR)/haproxy-3.4.0.tar.gz
+H34_BIN := build/haproxy-3.4/haproxy
+H34_MAKE := TARGET=linux-glibc USE_OPENSSL=1 USE_LUA=1 USE_PCRE2=1 USE_PROMEX=1
+$(H34_BIN): $(H34_TGZ)
+	cd $(H34_DIR) && sha256sum -c --quiet haproxy-3.4.0.tar.gz.sha256
+	rm -rf build/haproxy-3.4 && mkdir -p build/haproxy-3.4
+	tar -xzf $(H34_TGZ) -C build/haproxy-3.4
+	$(MAKE) --no-print-directory -s -C build/haproxy-3.4/haproxy-3.4.0 -j2 $(H34_MAKE) >build/haproxy-3.4/build.log 2>&1 \
+	  || { tail -20 build/haproxy-3.4/build.log; exit 1; }
+	cp build/haproxy-3.4/haproxy-3.4.0/haproxy $@.tmp && mv $@.tmp $@
+haproxy34: $(if $(wildcard $(H34_TGZ)),$(H34_BIN))
+	@$(if $(wildcard $(H34_TGZ)),true,echo "HAProxy 3.4: $(H34_TGZ) absent, the 3.x tier will be skipped")
+
 $(DEPS_STAMP):
 	@$(MAKE) --no-print-directory check-deps || $(MAKE) --no-print-directory deps
 	@mkdir -p build && touch $@
@@ -151,7 +168,7 @@ deps:
 	@scripts/deps.sh install
 
 test: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory all asan tools $(if $(shell command -v $(FUZZ_CC)),fuzz)
+	@$(MAKE) --no-print-directory all asan tools haproxy34 $(if $(shell command -v $(FUZZ_CC)),fuzz)
 	@python3 tests/run.py
 
 run: $(DEPS_STAMP)

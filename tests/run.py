@@ -3,8 +3,10 @@
 
 Tiers, in order: build (the layering of agent/, read from the tree and the
 built objects), unit (C, under ASan+UBSan), wire (the running agent and the
-memcached pool, scripted peers), e2e (real HAProxy, agent, memcached shards
-and origin), fuzz (each libFuzzer target for a short bounded time).
+memcached pool, scripted peers), e2e (real HAProxy 2.6, agent, memcached
+shards and origin), e2e-3.4 (the same tests on HAProxy 3.4, built from
+../shared/haproxy; skipped with a line saying so when it is absent), fuzz
+(each libFuzzer target for a short bounded time).
 Each test program prints "ok - name" / "not ok - name" lines; a program that
 exits non-zero without a "not ok" line (a crash) counts as one failure.
 The last line is "N passed, N failed".
@@ -22,7 +24,20 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 FUZZ_SECONDS = int(os.environ.get("FUZZ_SECONDS", "10"))
 
 
+# The end-to-end tier runs once per HAProxy: Debian's (2.6), and 3.4 when
+# `make test` could build it from ../shared/haproxy.
+HAPROXY_34 = os.path.join(ROOT, "build/haproxy-3.4/haproxy")
+TIER_ENV = {"e2e-3.4": {"SPOE_CACHE_HAPROXY": HAPROXY_34}}
+
+
 def programs(tier):
+    if tier == "e2e-3.4":
+        if not os.access(HAPROXY_34, os.X_OK):
+            print("  skipped: no %s (its source, ../shared/haproxy/haproxy-3.4.0.tar.gz, "
+                  "is absent); the end-to-end tier ran on Debian's HAProxy only"
+                  % os.path.relpath(HAPROXY_34, ROOT), flush=True)
+            return []
+        tier = "e2e"
     if tier == "unit":
         return [[p] for p in sorted(glob.glob(os.path.join(ROOT, "build/asan/tests/test_*")))
                 if os.access(p, os.X_OK) and not p.endswith(".d")]
@@ -40,16 +55,19 @@ def programs(tier):
     raise SystemExit("unknown tier %s" % tier)
 
 
-def run(argv):
+def run(argv, env=None):
     name = os.path.relpath(next(a for a in argv if os.path.basename(a).startswith(("test_", "fuzz_"))
                                 and "fuzz_smoke" not in a), ROOT)
     t0 = time.time()
-    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    p = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         env=dict(os.environ, **(env or {})))
     passed = failed = 0
     for raw in p.stdout:
         line = raw.decode("utf-8", "replace").rstrip("\n")
         if re.match(r"^ok - ", line):
             passed += 1
+            print("  %s" % line, flush=True)
+        elif line.startswith("skip - "):
             print("  %s" % line, flush=True)
         elif re.match(r"^not ok - ", line):
             failed += 1
@@ -66,13 +84,12 @@ def run(argv):
 
 
 def main():
-    tiers = sys.argv[1:] or ["build", "unit", "wire", "e2e", "fuzz"]
+    tiers = sys.argv[1:] or ["build", "unit", "wire", "e2e", "e2e-3.4", "fuzz"]
     total_p = total_f = 0
     for tier in tiers:
-        progs = programs(tier)
-        print("== %s (%d programs)" % (tier, len(progs)), flush=True)
-        for argv in progs:
-            p, f = run(argv)
+        print("== %s" % tier, flush=True)
+        for argv in programs(tier):
+            p, f = run(argv, TIER_ENV.get(tier))
             total_p += p
             total_f += f
     print("%d passed, %d failed" % (total_p, total_f), flush=True)

@@ -12,7 +12,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (AGENT, AGENT_ASAN, CTL, HOST, ROOT, free_port,  # noqa: E402
+from harness import (AGENT, AGENT_ASAN, CTL, HAPROXY, HOST, ROOT, free_port,  # noqa: E402
                      make_tls, wait_for, wait_port)
 
 DEFAULT_POLICIES = """
@@ -156,7 +156,7 @@ class Stack:
 
     def start_haproxy(self, template=None):
         cfg = os.path.join(ROOT, "haproxy-conf", template or self.template)
-        self.haproxy = self.procs.spawn(["haproxy", "-db", "-f", cfg], name="haproxy",
+        self.haproxy = self.procs.spawn([HAPROXY, "-db", "-f", cfg], name="haproxy",
                                         env=self.env)
         wait_port(self.http_port, proc=self.haproxy)
         # The SPOE agent connection comes up with the first request; wait
@@ -203,10 +203,10 @@ class Stack:
     def haproxy_cmd(self, cmd):
         return haproxy_cmd(self.stats_sock, cmd)
 
-    def wait_cached(self, path, headers=None, timeout=10):
-        """GET path until it is a Hit; returns the hit response."""
+    def wait_cached(self, path, headers=None, timeout=10, method="GET", body=None):
+        """Request path until it is a Hit; returns the hit response."""
         def hit():
-            st, h, b = self.get(path, headers)
+            st, h, b = self.request(method, path, headers, body)
             return (st, h, b) if h.get("x-cache-status") == "Hit" else None
         return wait_for(hit, timeout=timeout, step=0.05, what="a Hit for %s" % path)
 
