@@ -507,7 +507,7 @@ defaults(struct sc_config *cf)
 	cf->agent.admin_port = 12346;
 	cf->agent.log_level = LOG_NOTICE;
 	cf->agent.log_target = SC_LOG_STDERR;
-	cf->pool.timeout_ms = 2000;
+	cf->pool.timeout_ms = 50;
 	cf->pool.keepalive_timeout_ms = 10000;
 	cf->pool.keepalive_pool_size = 2;
 	cf->pool.fail_threshold = 2;
