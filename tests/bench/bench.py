@@ -26,7 +26,8 @@ also on Ctrl-C, SIGTERM or an error. It must not listen beyond 127.0.0.1 nor
 send load anywhere else.
 
   BENCH_DURATION=10 BENCH_CONNS=16,64 python3 tests/bench/bench.py
-  BENCH_HAPROXY=/path/to/haproxy ...   runs every HAProxy from that binary
+  BENCH_HAPROXY=/path/to/haproxy[,/other/haproxy] ...   one full run per binary
+  (default: Debian's haproxy, then build/haproxy-3.4/haproxy when built)
 """
 import http.client
 import os
@@ -52,7 +53,13 @@ WORKERS = 2                      # nginx worker_processes (srcache and origin)
 OBJECTS = [("1 KB", "/1k.txt", 1024), ("16 KB", "/16k.txt", 16384)]
 COLD_SIZE = 1024
 RATE_LIMIT = 100000000           # SPOE_CACHE_RATE_LIMIT: never reached
-HAPROXY = os.environ.get("BENCH_HAPROXY", "haproxy")
+# Every HAProxy of a run comes from one binary; `make bench` runs the whole
+# bench once per HAProxy it has (Debian's, and the 3.4 that `make test`
+# builds) and ends with the two side by side. BENCH_HAPROXY=a[,b] chooses.
+HAPROXY_34 = os.path.join(ROOT, "build", "haproxy-3.4", "haproxy")
+HAPROXYS = [h for h in os.environ.get("BENCH_HAPROXY", "").split(",") if h] or \
+    ["haproxy"] + ([HAPROXY_34] if os.access(HAPROXY_34, os.X_OK) else [])
+HAPROXY = HAPROXYS[0]
 # Every HAProxy runs as the README advises for 256 KiB buffers: without it
 # glibc trims and re-faults the heap top on every request (see README).
 HAPROXY_TUNABLES = \
@@ -93,7 +100,7 @@ def say(msg):
 # ---------------------------------------------------------------- processes
 
 def preflight():
-    missing = [b for b in ("wrk", "nginx", HAPROXY, "memcached") if not shutil.which(b)]
+    missing = [b for b in ["wrk", "nginx", "memcached"] + HAPROXYS if not shutil.which(b)]
     missing += [m for m in NGINX_MODULES
                 if not os.path.exists(os.path.join("/usr/lib/nginx/modules", m))]
     if not os.access(AGENT, os.X_OK):
@@ -133,6 +140,13 @@ def haproxy(procs, name, cfg, env, port):
     wait_port(port, proc=p)
     p.port = port
     return p
+
+
+def spoe_errors(proc):
+    """Lookups and stores HAProxy logged as failed (SPOE error or timeout):
+    the templates log SPOE with dontlog-normal, so every such line is one."""
+    with open(proc.log, "rb") as f:
+        return f.read().count(b"SPOE: [")
 
 
 def children(pid):
@@ -428,6 +442,8 @@ class Bench:
         cpu0 = {k: cpu_ticks(v) for k, v in watch.items()}
         o0 = origin_requests(self.origin_status)
         m0 = agent_metrics(self.admin_port) if sysname == "ours" else None
+        spoe = sysname in ("ours", "floor")
+        e0 = spoe_errors(self.fronts[sysname]) if spoe else 0
         all0, busy0, wrk0 = cpu_ticks(self.all_pids), machine_busy_ticks(), reaped_children_secs()
         r = wrk(self.procs, self.fronts[sysname].port, path, conns, DURATION, script)
         all1, busy1, wrk1 = cpu_ticks(self.all_pids), machine_busy_ticks(), reaped_children_secs()
@@ -442,6 +458,9 @@ class Bench:
         other = ((busy1 - busy0) - (all1 - all0)) / CLK_TCK - (wrk1 - wrk0)
         run["other"] = max(0.0, other) / (os.cpu_count() * (r["secs"] or DURATION))
         n = r["requests"] or 0
+        if spoe and spoe_errors(self.fronts[sysname]) > e0:
+            run["notes"].append("HAProxy logged %d failed SPOE lookups or stores"
+                                % (spoe_errors(self.fronts[sysname]) - e0))
         if kind == "hit" and sysname in CACHES and run["origin"]:
             run["notes"].append("origin saw %d requests: not all hits" % run["origin"])
         if kind == "miss" and run["origin"] < n:
@@ -647,7 +666,36 @@ def report(b):
     return all_ok
 
 
+def side_by_side(benches):
+    """Ours and the floor on every HAProxy of this `make bench`, per cell:
+    req/s, and CPU s per 1,000 requests of the whole system under test."""
+    say("")
+    say("ACROSS HAPROXY VERSIONS (req/s, CPU s per 1,000 requests in brackets)")
+    cols = []
+    for b in benches:
+        for s in ("ours", "floor"):
+            cols.append((b, s, "%s %s" % (b.haproxy_version.split()[1].split("-")[0],
+                                           "ours" if s == "ours" else "floor")))
+    say("%-10s %5s  " % ("object", "conns") + " ".join("%20s" % c[2] for c in cols))
+    cells = [("hit", o[0], c) for o in OBJECTS for c in CONNS] + \
+        [("miss", "1 KB cold", c) for c in CONNS]
+    for kind, obj, conns in cells:
+        row = []
+        for b, s, _ in cols:
+            r = next((x for x in b.runs if (x["kind"], x["obj"], x["conns"], x["sys"])
+                      == (kind, obj, conns, s)), None)
+            if not r or not r["r"]["requests"]:
+                row.append("%20s" % "-")
+                continue
+            cpu = sum(r["cpu"].values()) / r["r"]["requests"] * 1000
+            row.append("%20s" % ("%s (%.4f)%s" % (fmt_rps(r["r"]["rps"]), cpu,
+                                                   " !!" if r["notes"] else "")))
+        say("%-10s %5d  " % (obj, conns) + " ".join(row))
+    say("(!!: the run had errors or failed checks, see that version's notes)")
+
+
 def main():
+    global HAPROXY
     preflight()
     procs = Procs()
 
@@ -658,18 +706,27 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     t0 = time.time()
-    b = Bench(procs)
+    benches = []
     failed = interrupted = False
     try:
-        say("bench: starting memcached x3, nginx origin, agent, 4 HAProxy, nginx srcache "
-            "(logs in %s)" % procs.dir)
-        b.start()
-        b.idle_before = b.idle_check()
-        say("bench: ~%d s of wrk runs" % (
-            (len(OBJECTS) * (5 * WARMUP + 5 * len(CONNS) * DURATION))
-            + 2 * WARMUP + 2 * len(CONNS) * DURATION))
-        b.run_all()
-        report(b)
+        for HAPROXY in HAPROXYS:
+            b = Bench(procs)
+            say("bench: %s: starting memcached x3, nginx origin, agent, 4 HAProxy, nginx "
+                "srcache (logs in %s)" % (HAPROXY, procs.dir))
+            b.start()
+            b.idle_before = b.idle_check()
+            say("bench: ~%d s of wrk runs" % (
+                (len(OBJECTS) * (5 * WARMUP + 5 * len(CONNS) * DURATION))
+                + 2 * WARMUP + 2 * len(CONNS) * DURATION))
+            b.run_all()
+            report(b)
+            benches.append(b)
+            if HAPROXY != HAPROXYS[-1]:
+                procs.close()
+                procs.cleanup()
+                procs = Procs()
+        if len(benches) > 1:
+            side_by_side(benches)
     except KeyboardInterrupt:
         interrupted = True
         say("bench: interrupted")
