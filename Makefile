@@ -5,6 +5,7 @@
 #   make bench      benchmarks (never part of make test)
 #   make fuzz       libFuzzer targets (clang)
 #   make install    PREFIX=/usr/local DESTDIR=
+#   make deb        a Debian package in build/deb/ (dpkg-buildpackage, lintian)
 #   make deps       apt-get install everything the above need
 
 PREFIX  ?= /usr/local
@@ -55,7 +56,7 @@ FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 BINS := spoe-cache-agent spoe-cache-ctl
 DEPS_STAMP := build/.deps-ok
 
-.PHONY: all test run bench fuzz fuzz-run install deps check-deps clean asan unit tools haproxy34
+.PHONY: all test run bench fuzz fuzz-run install deps check-deps clean asan unit tools haproxy34 deb
 all: $(BINS)
 
 AGENT_OBJ = $(call obj,$(1),agent/cmd/spoe-cache-agent.c $(IO_SRC) $(OPS_SRC))
@@ -63,24 +64,24 @@ CTL_OBJ   = $(call obj,$(1),agent/cmd/spoe-cache-ctl.c $(CTL_IO) $(OPS_SRC))
 ALL_LIBS := $(IO_LIBS) $(OPS_LIBS) $(CORE_LIBS)
 
 spoe-cache-agent: $(call AGENT_OBJ,obj) $(CORE_LIB)
-	$(CC) $(CFLAGS) -o $@ $^ $(ALL_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LIBS) $(LDLIBS)
 spoe-cache-ctl: $(call CTL_OBJ,obj) $(CORE_LIB)
-	$(CC) $(CFLAGS) -o $@ $^ $(ALL_LIBS) $(LDLIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $^ $(ALL_LIBS) $(LDLIBS)
 
 # One compile rule per layer and build flavour (obj: release, asan:
 # AddressSanitizer + UndefinedBehaviorSanitizer).
 build/obj/core/%.o: agent/core/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(CORE_INC) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(CORE_INC) -c -o $@ $<
 build/obj/ops/%.o: agent/ops/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(OPS_INC) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(OPS_INC) -c -o $@ $<
 build/obj/io/%.o: agent/io/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(IO_INC) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(IO_INC) -c -o $@ $<
 build/obj/cmd/%.o: agent/cmd/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) $(IO_INC) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(IO_INC) -c -o $@ $<
 build/asan/core/%.o: agent/core/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -O1 $(SAN) $(CORE_INC) -c -o $@ $<
@@ -180,16 +181,30 @@ bench: $(DEPS_STAMP)
 	@python3 tests/bench/bench.py
 	@python3 tests/bench/pool_bench.py
 
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SHARE   := $(PREFIX)/share/spoe-cache
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/spoe-cache/haproxy-conf \
-	  $(DESTDIR)$(PREFIX)/share/spoe-cache/lua-glue $(DESTDIR)/etc/spoe-cache \
-	  $(DESTDIR)$(PREFIX)/lib/systemd/system $(DESTDIR)$(PREFIX)/share/man/man8
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SHARE)/haproxy-conf \
+	  $(DESTDIR)$(SHARE)/lua-glue $(DESTDIR)/etc/spoe-cache \
+	  $(DESTDIR)$(UNITDIR) $(DESTDIR)$(PREFIX)/share/man/man8
 	install -m 0755 $(BINS) $(DESTDIR)$(PREFIX)/bin/
 	install -m 0644 man/spoe-cache-agent.8 man/spoe-cache-ctl.8 $(DESTDIR)$(PREFIX)/share/man/man8/
-	install -m 0644 haproxy-conf/* $(DESTDIR)$(PREFIX)/share/spoe-cache/haproxy-conf/
-	install -m 0644 lua-glue/*.lua $(DESTDIR)$(PREFIX)/share/spoe-cache/lua-glue/
+	for f in haproxy-conf/*; do \
+	  sed 's|/usr/local/share/spoe-cache|$(SHARE)|g' $$f > $(DESTDIR)$(SHARE)/$$f && chmod 0644 $(DESTDIR)$(SHARE)/$$f || exit 1; done
+	install -m 0644 lua-glue/*.lua $(DESTDIR)$(SHARE)/lua-glue/
 	install -m 0644 examples/spoe-cache.conf $(DESTDIR)/etc/spoe-cache/spoe-cache.conf.example
-	sed 's|@PREFIX@|$(PREFIX)|g' examples/spoe-cache-agent.service > $(DESTDIR)$(PREFIX)/lib/systemd/system/spoe-cache-agent.service
+	sed 's|@PREFIX@|$(PREFIX)|g' examples/spoe-cache-agent.service > $(DESTDIR)$(UNITDIR)/spoe-cache-agent.service
+
+# A Debian package (debhelper, debian/ in the tree), built from a copy of the
+# tree under build/deb/ so nothing is written outside the checkout.
+DEB_VERSION := $(shell sed -n '1s/.*(\(.*\)).*/\1/p' debian/changelog)
+DEB_SRC     := build/deb/spoe-cache-$(DEB_VERSION)
+deb:
+	rm -rf build/deb && mkdir -p $(DEB_SRC)
+	tar --exclude=./build --exclude=./.git $(addprefix --exclude=./,$(BINS)) -cf - . | tar -xf - -C $(DEB_SRC)
+	cd $(DEB_SRC) && dpkg-buildpackage -us -uc -b >../build.log 2>&1 || { tail -30 ../build.log; exit 1; }
+	lintian --fail-on error build/deb/*.changes
+	@ls build/deb/*.deb
 
 clean:
 	rm -rf build $(BINS)

@@ -4,6 +4,7 @@ set -e
 PKGS="build-essential pkg-config libevent-dev libmemcached-dev libconfig-dev libssl-dev
 haproxy memcached openssl python3 curl clang libclang-rt-14-dev wrk groff-base
 liblua5.4-dev libpcre2-dev zlib1g-dev
+debhelper lintian fakeroot dpkg-dev
 nginx libnginx-mod-http-srcache-filter libnginx-mod-http-memc libnginx-mod-http-set-misc"
 missing=""
 for p in $PKGS; do

@@ -5,8 +5,10 @@ Tiers, in order: build (the layering of agent/, read from the tree and the
 built objects), unit (C, under ASan+UBSan), wire (the running agent and the
 memcached pool, scripted peers), e2e (real HAProxy 2.6, agent, memcached
 shards and origin), e2e-3.4 (the same tests on HAProxy 3.4, built from
-../shared/haproxy; skipped with a line saying so when it is absent), fuzz
-(each libFuzzer target for a short bounded time).
+../shared/haproxy; skipped with a line saying so when it is absent), pkg
+(`make deb`, then the package installed, tried and purged; when CI=true or
+dpkg-buildpackage is present), fuzz (each libFuzzer target for a short
+bounded time).
 Each test program prints "ok - name" / "not ok - name" lines; a program that
 exits non-zero without a "not ok" line (a crash) counts as one failure.
 The last line is "N passed, N failed".
@@ -41,7 +43,7 @@ def programs(tier):
     if tier == "unit":
         return [[p] for p in sorted(glob.glob(os.path.join(ROOT, "build/asan/tests/test_*")))
                 if os.access(p, os.X_OK) and not p.endswith(".d")]
-    if tier in ("build", "wire", "e2e"):
+    if tier in ("build", "wire", "e2e", "pkg"):
         return [[sys.executable, p] for p in
                 sorted(glob.glob(os.path.join(ROOT, "tests", tier, "test_*.py")))]
     if tier == "fuzz":
@@ -84,7 +86,7 @@ def run(argv, env=None):
 
 
 def main():
-    tiers = sys.argv[1:] or ["build", "unit", "wire", "e2e", "e2e-3.4", "fuzz"]
+    tiers = sys.argv[1:] or ["build", "unit", "wire", "e2e", "e2e-3.4", "pkg", "fuzz"]
     total_p = total_f = 0
     for tier in tiers:
         print("== %s" % tier, flush=True)
