@@ -5,8 +5,10 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -14,11 +16,29 @@
 
 static atomic_int cur_level = LOG_NOTICE;
 static int to_syslog;
+static int to_journal;
 static const char *log_ident = "spoe-cache";
 
 static const char *const level_names[] = {
 	"emerg", "alert", "crit", "err", "warning", "notice", "info", "debug"
 };
+
+/* systemd connects stderr to the journal and says so in JOURNAL_STREAM
+ * ("device:inode" of that stream): then each line carries its priority as
+ * a "<N>" prefix and no timestamp, ident or pid (the journal adds them). */
+static int
+stderr_is_journal(void)
+{
+	const char *js = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (js == NULL || sscanf(js, "%llu:%llu", &dev, &ino) != 2)
+		return 0;
+	if (fstat(STDERR_FILENO, &st) != 0)
+		return 0;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void
 log_init(const char *ident, int level, int use_syslog)
@@ -26,6 +46,7 @@ log_init(const char *ident, int level, int use_syslog)
 	log_ident = ident;
 	atomic_store(&cur_level, level);
 	to_syslog = use_syslog;
+	to_journal = !use_syslog && stderr_is_journal();
 	if (use_syslog)
 		openlog(ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
 }
@@ -70,7 +91,9 @@ log_msg(int level, const char *fmt, ...)
 		va_end(ap);
 		return;
 	}
-	{
+	if (to_journal) {
+		n = snprintf(line, sizeof(line), "<%d>", level & 7);
+	} else {
 		struct timespec ts;
 		struct tm tm;
 

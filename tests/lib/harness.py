@@ -136,12 +136,17 @@ class Procs:
         os.chmod(p, mode)
         return p
 
-    def spawn(self, argv, name=None, env=None, stdin=subprocess.DEVNULL):
-        """Start argv in its own process group, output to a log file."""
+    def spawn(self, argv, name=None, env=None, stdin=subprocess.DEVNULL, journal=False):
+        """Start argv in its own process group, output to a log file
+        (journal: announced as systemd's journal stream, as a unit gets it)."""
         name = name or os.path.basename(argv[0])
         log = self.path("%s.%d.log" % (name, len(self.procs)))
         f = open(log, "wb")
         e = dict(os.environ)
+        e.pop("JOURNAL_STREAM", None)
+        if journal:
+            st = os.fstat(f.fileno())
+            e["JOURNAL_STREAM"] = "%d:%d" % (st.st_dev, st.st_ino)
         e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
         e.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
         if env:
