@@ -9,6 +9,11 @@
  * no worker ever blocks on a lookup. The main thread owns every generation
  * and frees an old one as soon as every worker and the admin endpoint have
  * taken a newer one (reap()).
+ *
+ * Accepting is bounded: beyond agent.max_connections open SPOP connections
+ * a new one gets a DISCONNECT and is closed; when accept() fails (out of
+ * file descriptors, EMFILE), the listener pauses with a growing backoff
+ * instead of spinning on a socket that stays readable.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -21,7 +26,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -31,9 +39,14 @@
 #include "config.h"
 #include "log.h"
 #include "pool.h"
+#include "spop.h"
 #include "worker.h"
 
 #define VERSION "0.1.0"
+
+#define ACCEPT_BACKOFF_MIN_MS	50	/* first pause after a failed accept() */
+#define ACCEPT_BACKOFF_MAX_MS	2000	/* doubling up to this while it keeps failing */
+#define FD_RESERVE		64	/* listeners, event loops, logs, probes */
 
 struct agent {
 	struct event_base *base;
@@ -47,6 +60,13 @@ struct agent {
 	unsigned next;			/* round-robin hand-off */
 	struct admin *admin;
 	int debug;			/* -d: debug level whatever the config says */
+	atomic_int nconns;		/* SPOP sockets handed to workers, not closed yet */
+	struct metrics m;		/* the acceptor's: conns_refused, accept_pauses */
+	struct event *accept_resume;	/* re-enables the listener after a pause */
+	int backoff_ms;			/* current pause; 0 after an accept succeeds */
+	char *unix_path;		/* the socket file we created, removed at exit */
+	dev_t unix_dev;
+	ino_t unix_ino;
 };
 
 static void
@@ -60,30 +80,139 @@ usage(FILE *f)
 	    "  -V       print the version and exit\n");
 }
 
+/* Over agent.max_connections: say why (HAProxy logs a DISCONNECT's
+ * status and message) and close. Best effort: the socket is new, its
+ * buffer empty, so the few bytes go out at once or not at all. */
+static void
+refuse(evutil_socket_t fd, int max)
+{
+	uint8_t buf[128];
+	char msg[64];
+	int n;
+
+	snprintf(msg, sizeof(msg), "too many connections (agent.max_connections %d)", max);
+	n = spop_enc_agent_disconnect(buf, sizeof(buf), SPOP_ST_RES, msg);
+	if (n > 0 && send(fd, buf, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+		/* gone already: nothing to tell */
+	}
+	shutdown(fd, SHUT_WR);
+	evutil_closesocket(fd);
+}
+
 static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct agent *ag = arg;
+	int open = atomic_load(&ag->nconns), max = ag->cf->agent.max_connections;
 
 	(void)l;
-	(void)sa;
 	(void)salen;
+	ag->backoff_ms = 0;
+	if (open >= max) {
+		M_INC(&ag->m, conns_refused);
+		log_every(10, LOG_WARNING, "SPOP: %d connections open (agent.max_connections): "
+		    "refusing new ones", open);
+		refuse(fd, max);
+		return;
+	}
 	evutil_make_socket_nonblocking(fd);
-	{
+	if (sa->sa_family != AF_UNIX) {
 		int one = 1;
 
 		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
+	atomic_fetch_add(&ag->nconns, 1);
 	worker_hand(&ag->workers[ag->next++ % (unsigned)ag->nworkers], fd);
 }
 
+/*
+ * accept() failed with something other than "try again": the listening
+ * socket stays readable, so libevent would call us again at once, forever
+ * (EMFILE: 100% CPU and a log line per try). Stop listening for a while,
+ * doubling the pause while it keeps failing; the connections wait in the
+ * kernel's backlog meanwhile.
+ */
 static void
 on_accept_error(struct evconnlistener *l, void *arg)
 {
-	(void)l;
-	(void)arg;
-	/* EMFILE and friends: log, keep listening; libevent retries. */
-	log_err("accept: %s", strerror(errno));
+	struct agent *ag = arg;
+	int e = EVUTIL_SOCKET_ERROR();
+	struct timeval tv;
+	struct rlimit rl;
+
+	ag->backoff_ms = ag->backoff_ms == 0 ? ACCEPT_BACKOFF_MIN_MS :
+	    ag->backoff_ms * 2 > ACCEPT_BACKOFF_MAX_MS ? ACCEPT_BACKOFF_MAX_MS : ag->backoff_ms * 2;
+	tv.tv_sec = ag->backoff_ms / 1000;
+	tv.tv_usec = (ag->backoff_ms % 1000) * 1000;
+	evconnlistener_disable(l);
+	if (evtimer_add(ag->accept_resume, &tv) < 0)
+		evconnlistener_enable(l);	/* no timer: better spin than never accept */
+	M_INC(&ag->m, accept_pauses);
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		rl.rlim_cur = 0;
+	log_every(10, LOG_WARNING, "accept: %s: new SPOP connections paused (up to %d ms at a "
+	    "time; %d open, file descriptor limit %llu: keep agent.max_connections below it)",
+	    evutil_socket_error_to_string(e), ACCEPT_BACKOFF_MAX_MS, atomic_load(&ag->nconns),
+	    (unsigned long long)rl.rlim_cur);
+}
+
+static void
+on_accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct agent *ag = arg;
+
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(ag->lst);
+}
+
+/*
+ * The file descriptors a full agent uses: every SPOP and admin connection,
+ * the memcached connections of every worker and of the admin endpoint (a
+ * pool per thread, keepalive_pool_size per shard and a probe), and a
+ * reserve. Raise the soft limit when the hard one allows; else say that
+ * accepting will pause at the limit.
+ */
+static void
+check_nofile(const struct sc_config *cf)
+{
+	const struct sc_agent_conf *a = &cf->agent;
+	unsigned long long need = (unsigned long long)a->max_connections +
+	    (unsigned long long)a->admin_max_connections +
+	    (unsigned long long)(a->threads + 1) * cf->pool.nhosts *
+	    (unsigned long long)(cf->pool.keepalive_pool_size + 1) + FD_RESERVE;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY ||
+	    rl.rlim_cur >= need)
+		return;
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= need) {
+		struct rlimit up = { (rlim_t)need, rl.rlim_max };
+
+		if (setrlimit(RLIMIT_NOFILE, &up) == 0) {
+			log_info("file descriptor limit raised from %llu to %llu",
+			    (unsigned long long)rl.rlim_cur, need);
+			return;
+		}
+	}
+	log_warn("file descriptor limit %llu (hard %llu) is below the %llu that "
+	    "agent.max_connections (%d), agent.admin.max_connections and the memcached "
+	    "connections need: accepting pauses when it is reached (raise LimitNOFILE)",
+	    (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max, need,
+	    a->max_connections);
+}
+
+static void
+log_warnings(const struct sc_config *cf)
+{
+	const char *w = config_warnings(cf), *nl;
+
+	for (; w != NULL && *w != '\0'; w = nl + 1) {
+		nl = strchr(w, '\n');
+		if (nl == NULL)
+			break;
+		log_warn("%.*s", (int)(nl - w), w);
+	}
 }
 
 static void
@@ -215,6 +344,9 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 
 		if (strcmp(o->listen, n->listen) != 0 || o->port != n->port)
 			log_warn("reload: agent.listen/agent.port changed; needs a restart");
+		if (o->unix_path != NULL && (o->socket_mode != n->socket_mode ||
+		    o->socket_uid != n->socket_uid || o->socket_gid != n->socket_gid))
+			log_warn("reload: agent.socket_mode/owner/group changed; needs a restart");
 		if (o->threads != n->threads)
 			log_warn("reload: agent.threads changed; needs a restart");
 		if (strcmp(o->admin_listen, n->admin_listen) != 0 || o->admin_port != n->admin_port)
@@ -223,6 +355,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 			log_warn("reload: agent.log.target changed; needs a restart");
 	}
 	log_set_level(ag->debug ? LOG_DEBUG : cf->agent.log_level);
+	log_warnings(cf);
 	/* The older generations stay until every thread has moved past them
 	 * (reap(), when the workers say they have). */
 	g->older = ag->gens;
@@ -235,6 +368,95 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	reap(ag);
 }
 
+/*
+ * agent.listen = "unix:PATH": file permissions decide who may speak SPOP.
+ * A stale socket file (nobody accepts on it) is replaced; anything else at
+ * PATH is an error. The socket is made with the configured mode (umask:
+ * nothing runs on other threads yet), given its owner, and only then
+ * listens, so no one connects through wider permissions meanwhile.
+ */
+static int
+listen_unix(struct agent *ag, char *err, size_t errlen)
+{
+	const struct sc_agent_conf *a = &ag->cf->agent;
+	struct sockaddr_un sun;
+	struct stat st;
+	mode_t old;
+	int fd, rc;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", a->unix_path);	/* length checked by config.c */
+	if (lstat(a->unix_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(err, errlen, "agent.listen: %s exists and is not a socket", a->unix_path);
+			return -1;
+		}
+		fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			close(fd);
+			snprintf(err, errlen, "agent.listen: another process accepts on %s", a->unix_path);
+			return -1;
+		}
+		if (fd >= 0)
+			close(fd);
+		if (unlink(a->unix_path) < 0) {
+			snprintf(err, errlen, "agent.listen: cannot remove the stale socket %s: %s",
+			    a->unix_path, strerror(errno));
+			return -1;
+		}
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		snprintf(err, errlen, "agent.listen: socket: %s", strerror(errno));
+		return -1;
+	}
+	old = umask((mode_t)(~a->socket_mode & 0777));
+	rc = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (rc < 0) {
+		snprintf(err, errlen, "cannot listen on %s: %s", a->unix_path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (chmod(a->unix_path, (mode_t)a->socket_mode) < 0 ||
+	    ((a->socket_uid >= 0 || a->socket_gid >= 0) &&
+	    lchown(a->unix_path, (uid_t)a->socket_uid, (gid_t)a->socket_gid) < 0) ||
+	    lstat(a->unix_path, &st) < 0 || listen(fd, 1024) < 0) {
+		snprintf(err, errlen, "agent.listen: %s: %s", a->unix_path, strerror(errno));
+		close(fd);
+		unlink(a->unix_path);
+		return -1;
+	}
+	ag->unix_path = strdup(a->unix_path);
+	ag->unix_dev = st.st_dev;
+	ag->unix_ino = st.st_ino;
+	ag->lst = evconnlistener_new(ag->base, on_accept, ag, LEV_OPT_CLOSE_ON_FREE |
+	    LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+	if (ag->lst == NULL || ag->unix_path == NULL) {
+		snprintf(err, errlen, "cannot listen on %s: out of memory", a->unix_path);
+		if (ag->lst == NULL)
+			close(fd);
+		return -1;
+	}
+	evconnlistener_set_error_cb(ag->lst, on_accept_error);
+	return 0;
+}
+
+/* Remove the socket file at exit, unless another agent replaced it. */
+static void
+unlink_unix(struct agent *ag)
+{
+	struct stat st;
+
+	if (ag->unix_path == NULL)
+		return;
+	if (lstat(ag->unix_path, &st) == 0 && st.st_dev == ag->unix_dev && st.st_ino == ag->unix_ino)
+		unlink(ag->unix_path);
+	free(ag->unix_path);
+	ag->unix_path = NULL;
+}
+
 static int
 listen_on(struct agent *ag, char *err, size_t errlen)
 {
@@ -242,6 +464,8 @@ listen_on(struct agent *ag, char *err, size_t errlen)
 	int sslen = sizeof(ss);
 	char addr[300];
 
+	if (ag->cf->agent.unix_path != NULL)
+		return listen_unix(ag, err, errlen);
 	snprintf(addr, sizeof(addr), "%s:%u", ag->cf->agent.listen, ag->cf->agent.port);
 	if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) < 0) {
 		snprintf(err, errlen, "agent.listen: cannot parse \"%s\"", addr);
@@ -299,6 +523,8 @@ main(int argc, char **argv)
 			}
 			SSL_CTX_free(t);
 		}
+		if (config_warnings(ag.cf) != NULL)
+			fprintf(stderr, "spoe-cache-agent: %s", config_warnings(ag.cf));
 		printf("%s: configuration OK (%zu memcached hosts, %zu policies)\n", file,
 		    ag.cf->pool.nhosts, ag.cf->npolicies);
 		config_free(ag.cf);
@@ -306,6 +532,8 @@ main(int argc, char **argv)
 	}
 	log_init("spoe-cache-agent", debug ? LOG_DEBUG : ag.cf->agent.log_level,
 	    ag.cf->agent.log_target == SC_LOG_SYSLOG);
+	log_warnings(ag.cf);
+	check_nofile(ag.cf);
 	signal(SIGPIPE, SIG_IGN);
 	/* Every hit mallocs and frees buffers of 16 KiB to a few hundred; with
 	 * glibc's default 128 KiB trim threshold the worker arenas hand that
@@ -329,6 +557,11 @@ main(int argc, char **argv)
 			goto out;
 		}
 	}
+	ag.accept_resume = evtimer_new(ag.base, on_accept_resume, &ag);
+	if (ag.accept_resume == NULL) {
+		log_err("event_new failed");
+		goto out;
+	}
 	if (listen_on(&ag, err, sizeof(err)) < 0) {
 		log_err("%s", err);
 		goto out;
@@ -350,13 +583,14 @@ main(int argc, char **argv)
 		goto out;
 	}
 	for (int i = 0; i < ag.nworkers; i++) {
-		if (worker_start(&ag.workers[i], i, ag.gens, ag.tls, ag.reap_ev, err,
+		if (worker_start(&ag.workers[i], i, ag.gens, ag.tls, ag.reap_ev, &ag.nconns, err,
 		    sizeof(err)) < 0) {
 			log_err("%s", err);
 			goto out_workers;
 		}
 	}
-	ag.admin = admin_new(ag.base, ag.gens, ag.tls, ag.workers, ag.nworkers, err, sizeof(err));
+	ag.admin = admin_new(ag.base, ag.gens, ag.tls, ag.workers, ag.nworkers, &ag.m, err,
+	    sizeof(err));
 	if (ag.admin == NULL && ag.cf->agent.admin_listen[0] != '\0') {
 		log_err("admin endpoint: %s", err);
 		goto out_workers;
@@ -369,9 +603,14 @@ main(int argc, char **argv)
 		log_err("cannot install signal handlers");
 		goto out_admin;
 	}
-	log_notice("spoe-cache-agent %s listening on %s:%u, %d threads, %zu memcached shards%s",
-	    VERSION, ag.cf->agent.listen, ag.cf->agent.port, ag.nworkers, ag.cf->pool.nhosts,
-	    ag.cf->pool.tls ? " (TLS)" : "");
+	if (ag.cf->agent.unix_path != NULL)
+		log_notice("spoe-cache-agent %s listening on %s, %d threads, %zu memcached shards%s",
+		    VERSION, ag.cf->agent.listen, ag.nworkers, ag.cf->pool.nhosts,
+		    ag.cf->pool.tls ? " (TLS)" : "");
+	else
+		log_notice("spoe-cache-agent %s listening on %s:%u, %d threads, %zu memcached "
+		    "shards%s", VERSION, ag.cf->agent.listen, ag.cf->agent.port, ag.nworkers,
+		    ag.cf->pool.nhosts, ag.cf->pool.tls ? " (TLS)" : "");
 	event_base_dispatch(ag.base);
 	rc = 0;
 out_admin:
@@ -379,6 +618,7 @@ out_admin:
 out_workers:
 	evconnlistener_free(ag.lst);
 	ag.lst = NULL;
+	unlink_unix(&ag);
 	for (int i = 0; i < ag.nworkers; i++)
 		worker_stop(&ag.workers[i]);
 	free(ag.workers);
@@ -391,8 +631,11 @@ out:
 		event_free(ev_hup);
 	if (ag.reap_ev)
 		event_free(ag.reap_ev);
+	if (ag.accept_resume)
+		event_free(ag.accept_resume);
 	if (ag.lst)
 		evconnlistener_free(ag.lst);
+	unlink_unix(&ag);
 	if (ag.base)
 		event_base_free(ag.base);
 	if (ag.tls)

@@ -3,15 +3,25 @@
  * thread's event_base. It reads workers' counters (relaxed atomics) and
  * their per-shard snapshots (under each worker's lock, refreshed every
  * second); it never touches a worker's pool.
+ *
+ * Bounded like every listener: requests of at most ADMIN_MAX_HEADERS of
+ * headers and ADMIN_MAX_BODY of body (evhttp answers 413 and closes), a
+ * request must arrive whole within agent.admin.timeout (evhttp's own
+ * timeout is per read, which a byte every few seconds defeats), and at most
+ * agent.admin.max_connections are open (beyond, the listener pauses and
+ * new ones wait in the kernel's backlog).
  */
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 
 #include "admin.h"
 #include "entry.h"
@@ -22,9 +32,33 @@
 #include "pool.h"
 #include "worker.h"
 
+#define ADMIN_MAX_HEADERS	16384	/* request line and headers */
+#define ADMIN_MAX_BODY		4096	/* no route reads one */
+
+/*
+ * One admin connection. libevent 2.1's evhttp says nothing when it opens or
+ * closes one, but it asks us for each one's bufferevent (evhttp_set_bevcb):
+ * we keep a reference on it, so it stays valid after evhttp has freed the
+ * connection, which bufferevent_free() shows by clearing its callbacks;
+ * sweep() then drops our reference.
+ */
+struct aconn {
+	struct bufferevent *bev;
+	time_t since;			/* opened, or its last request answered (monotonic) */
+	int busy;			/* requests it is waiting for our answer to */
+	int dropped;			/* shut down for being too slow */
+};
+
 struct admin {
 	struct event_base *base;
 	struct evhttp *http;
+	struct evconnlistener *lst;	/* evhttp's, paused at max_connections */
+	struct aconn *conns;
+	int nconns, cap;
+	struct event *sweep_ev;		/* every second: closed and too slow connections */
+	const struct metrics *accept_m;	/* the SPOP acceptor's counters */
+	uint64_t slow_closes;		/* requests not whole within agent.admin.timeout */
+	uint64_t paused;		/* times max_connections paused the listener */
 	const struct generation *gen;	/* what cf and pool belong to */
 	const struct generation *newest;	/* the agent's; older ones hang from it */
 	const struct sc_config *cf;
@@ -60,6 +94,131 @@ struct flush_op {
 	struct pending *p;
 	int shard;
 };
+
+static time_t
+mono_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec;
+}
+
+static struct aconn *
+aconn_of(struct admin *a, struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+
+	for (int i = 0; bev != NULL && i < a->nconns; i++)
+		if (a->conns[i].bev == bev)
+			return &a->conns[i];
+	return NULL;
+}
+
+/* Forget the connections evhttp has freed; shut down those whose request
+ * has not arrived whole in time (evhttp then sees EOF and frees them);
+ * listen again below max_connections. */
+static void
+sweep(struct admin *a)
+{
+	time_t now = mono_sec();
+
+	for (int i = 0; i < a->nconns;) {
+		struct aconn *k = &a->conns[i];
+		bufferevent_data_cb rd = NULL;
+
+		bufferevent_getcb(k->bev, &rd, NULL, NULL, NULL);
+		if (rd == NULL) {
+			bufferevent_decref(k->bev);
+			a->conns[i] = a->conns[--a->nconns];
+			continue;
+		}
+		if (k->busy == 0 && !k->dropped && now - k->since >= a->cf->agent.admin_timeout) {
+			evutil_socket_t fd = bufferevent_getfd(k->bev);
+
+			if (fd >= 0)
+				shutdown(fd, SHUT_RDWR);
+			k->dropped = 1;
+			a->slow_closes++;
+			log_every(10, LOG_NOTICE, "admin: a connection sent no whole request within "
+			    "agent.admin.timeout (%d s): closed", a->cf->agent.admin_timeout);
+		}
+		i++;
+	}
+	if (a->lst != NULL && a->nconns < a->cf->agent.admin_max_connections)
+		evconnlistener_enable(a->lst);
+}
+
+/* accept() failed (EMFILE...): the socket stays readable, and without this
+ * libevent would retry at once, forever. Pause until the next sweep (arg
+ * is evhttp's, not ours). */
+static void
+on_accept_error(struct evconnlistener *l, void *arg)
+{
+	int e = EVUTIL_SOCKET_ERROR();
+
+	(void)arg;
+	evconnlistener_disable(l);
+	log_every(10, LOG_WARNING, "admin: accept: %s: paused for a second",
+	    evutil_socket_error_to_string(e));
+}
+
+static void
+on_sweep(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sweep(arg);
+}
+
+/* evhttp accepted a connection and wants its bufferevent. */
+static struct bufferevent *
+on_new_conn(struct event_base *base, void *arg)
+{
+	struct admin *a = arg;
+	struct bufferevent *bev;
+
+	sweep(a);
+	bev = bufferevent_socket_new(base, -1, 0);	/* as evhttp makes its own */
+	if (bev == NULL)
+		return NULL;	/* evhttp tries its own; untracked, but bounded in time */
+	if (a->nconns == a->cap) {
+		int ncap = a->cap ? a->cap * 2 : 16;
+		struct aconn *n = realloc(a->conns, (size_t)ncap * sizeof(*n));
+
+		if (n == NULL)
+			return bev;
+		a->conns = n;
+		a->cap = ncap;
+	}
+	bufferevent_incref(bev);
+	a->conns[a->nconns].bev = bev;
+	a->conns[a->nconns].since = mono_sec();
+	a->conns[a->nconns].busy = 0;
+	a->conns[a->nconns].dropped = 0;
+	a->nconns++;
+	if (a->lst != NULL && a->nconns >= a->cf->agent.admin_max_connections) {
+		/* libevent's accept loop stops once its listener is disabled */
+		evconnlistener_disable(a->lst);
+		a->paused++;
+		log_every(10, LOG_WARNING, "admin: %d connections open "
+		    "(agent.admin.max_connections): new ones wait", a->nconns);
+	}
+	return bev;
+}
+
+/* Our answer to req is written: its connection's next request starts now. */
+static void
+on_sent(struct evhttp_request *req, void *arg)
+{
+	struct aconn *k = aconn_of(arg, req);
+
+	if (k != NULL && k->busy > 0) {
+		k->busy--;
+		k->since = mono_sec();
+	}
+}
 
 static void
 reply(struct evhttp_request *req, int code, const char *reason, const char *ctype, struct evbuffer *body)
@@ -216,6 +375,41 @@ metrics(struct admin *a, struct evhttp_request *req)
 		    (unsigned long long)sh[i].lat_count);
 	}
 	free(sh);
+	{
+		int64_t buffered = 0;
+		uint64_t ev = 0, idle = 0, shed = 0;
+
+		for (int i = 0; i < a->nworkers; i++) {
+			buffered += M_GET(&a->workers[i].m, buffered);
+			ev += M_GET(&a->workers[i].m, evictions);
+			idle += M_GET(&a->workers[i].m, idle_closes);
+			shed += M_GET(&a->workers[i].m, acks_shed);
+		}
+		evbuffer_add_printf(b,
+		    "# HELP spoe_cache_spop_buffered_bytes Bytes SPOP connections hold (input, fragments, queued ACKs).\n"
+		    "# TYPE spoe_cache_spop_buffered_bytes gauge\nspoe_cache_spop_buffered_bytes %lld\n"
+		    "# HELP spoe_cache_spop_evictions_total Connections closed because all of them held more than agent.max_buffered.\n"
+		    "# TYPE spoe_cache_spop_evictions_total counter\nspoe_cache_spop_evictions_total %llu\n"
+		    "# HELP spoe_cache_spop_idle_closes_total Connections closed after agent.idle_timeout.\n"
+		    "# TYPE spoe_cache_spop_idle_closes_total counter\nspoe_cache_spop_idle_closes_total %llu\n"
+		    "# HELP spoe_cache_spop_acks_shed_total Large ACKs answered Bypass because the peer was not reading.\n"
+		    "# TYPE spoe_cache_spop_acks_shed_total counter\nspoe_cache_spop_acks_shed_total %llu\n"
+		    "# HELP spoe_cache_spop_refused_connections_total Connections refused at agent.max_connections.\n"
+		    "# TYPE spoe_cache_spop_refused_connections_total counter\nspoe_cache_spop_refused_connections_total %llu\n"
+		    "# HELP spoe_cache_spop_accept_pauses_total Times accepting paused because accept() failed (out of file descriptors).\n"
+		    "# TYPE spoe_cache_spop_accept_pauses_total counter\nspoe_cache_spop_accept_pauses_total %llu\n"
+		    "# HELP spoe_cache_admin_connections Admin connections open.\n"
+		    "# TYPE spoe_cache_admin_connections gauge\nspoe_cache_admin_connections %d\n"
+		    "# HELP spoe_cache_admin_slow_closes_total Admin connections closed for not sending a whole request within agent.admin.timeout.\n"
+		    "# TYPE spoe_cache_admin_slow_closes_total counter\nspoe_cache_admin_slow_closes_total %llu\n"
+		    "# HELP spoe_cache_admin_pauses_total Times the admin listener paused at agent.admin.max_connections.\n"
+		    "# TYPE spoe_cache_admin_pauses_total counter\nspoe_cache_admin_pauses_total %llu\n",
+		    (long long)buffered, (unsigned long long)ev, (unsigned long long)idle,
+		    (unsigned long long)shed,
+		    (unsigned long long)(a->accept_m != NULL ? M_GET(a->accept_m, conns_refused) : 0),
+		    (unsigned long long)(a->accept_m != NULL ? M_GET(a->accept_m, accept_pauses) : 0),
+		    a->nconns, (unsigned long long)a->slow_closes, (unsigned long long)a->paused);
+	}
 	config_generations(a, b);
 	reply(req, 200, "OK", "text/plain; version=0.0.4", b);
 	evbuffer_free(b);
@@ -343,8 +537,14 @@ on_request(struct evhttp_request *req, void *arg)
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	struct pending *p;
+	struct aconn *k = aconn_of(a, req);
 	int rc;
 
+	if (k != NULL) {
+		/* whole and ours to answer: no deadline until we have */
+		k->busy++;
+		evhttp_request_set_on_complete_cb(req, on_sent, a);
+	}
 	if (path == NULL)
 		path = "/";
 	if (strcmp(path, "/healthz") == 0) {
@@ -387,7 +587,8 @@ on_request(struct evhttp_request *req, void *arg)
 
 struct admin *
 admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
-    struct worker *workers, int nworkers, char *err, size_t errlen)
+    struct worker *workers, int nworkers, const struct metrics *accept_m, char *err,
+    size_t errlen)
 {
 	const struct sc_config *cf = g->cf;
 	struct admin *a;
@@ -406,6 +607,7 @@ admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
 	a->tls = tls;
 	a->workers = workers;
 	a->nworkers = nworkers;
+	a->accept_m = accept_m;
 	a->pool = pool_new_at(base, &cf->pool, g->addrs, tls, err, errlen);
 	if (a->pool == NULL)
 		goto fail;
@@ -416,13 +618,35 @@ admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
 	}
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(a->http, on_request, a);
-	if (evhttp_bind_socket(a->http, cf->agent.admin_listen, cf->agent.admin_port) < 0) {
-		snprintf(err, errlen, "cannot listen on %s:%u", cf->agent.admin_listen,
-		    cf->agent.admin_port);
-		goto fail_http;
+	evhttp_set_max_headers_size(a->http, ADMIN_MAX_HEADERS);
+	evhttp_set_max_body_size(a->http, ADMIN_MAX_BODY);
+	evhttp_set_timeout(a->http, cf->agent.admin_timeout);
+	evhttp_set_bevcb(a->http, on_new_conn, a);
+	a->sweep_ev = event_new(base, -1, EV_PERSIST, on_sweep, a);
+	{
+		struct timeval sec = { 1, 0 };
+
+		if (a->sweep_ev == NULL || event_add(a->sweep_ev, &sec) < 0) {
+			snprintf(err, errlen, "cannot create the admin timer");
+			goto fail_http;
+		}
+	}
+	{
+		struct evhttp_bound_socket *bs = evhttp_bind_socket_with_handle(a->http,
+		    cf->agent.admin_listen, cf->agent.admin_port);
+
+		if (bs == NULL) {
+			snprintf(err, errlen, "cannot listen on %s:%u", cf->agent.admin_listen,
+			    cf->agent.admin_port);
+			goto fail_http;
+		}
+		a->lst = evhttp_bound_socket_get_listener(bs);
+		evconnlistener_set_error_cb(a->lst, on_accept_error);
 	}
 	return a;
 fail_http:
+	if (a->sweep_ev != NULL)
+		event_free(a->sweep_ev);
 	evhttp_free(a->http);
 fail_pool:
 	pool_free(a->pool);
@@ -451,6 +675,7 @@ admin_reload(struct admin *a, const struct generation *g)
 	a->pool = p;
 	a->gen = g;
 	a->cf = g->cf;
+	evhttp_set_timeout(a->http, a->cf->agent.admin_timeout);	/* for new connections */
 	return 0;
 }
 
@@ -472,5 +697,11 @@ admin_free(struct admin *a)
 	pool_free(a->pool);
 	a->pool = NULL;
 	evhttp_free(a->http);
+	a->http = NULL;
+	/* evhttp has freed every connection: drop our references */
+	for (int i = 0; i < a->nconns; i++)
+		bufferevent_decref(a->conns[i].bev);
+	free(a->conns);
+	event_free(a->sweep_ev);
 	free(a);
 }

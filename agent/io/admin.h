@@ -4,7 +4,9 @@
  *   GET /healthz, GET /metrics (Prometheus text, with the configuration
  *   generation every thread has taken: spoe_cache_config_generation),
  *   GET /cache/KEY, DELETE /cache/KEY, DELETE /cache (flush every shard).
- * An optional bearer token guards everything but /healthz.
+ * An optional bearer token guards everything but /healthz (config.c requires
+ * one off loopback). Request sizes, the time a request may take to arrive
+ * and the connections open are bounded (admin.c).
  */
 #ifndef SC_ADMIN_H
 #define SC_ADMIN_H
@@ -18,6 +20,7 @@
 
 struct admin;
 struct generation;
+struct metrics;
 struct worker;
 
 /* NULL with err set on failure, or NULL with err empty when disabled
@@ -25,7 +28,8 @@ struct worker;
  * generation given to admin_reload(): agent.c frees one only once
  * admin_taken() has passed it. */
 struct admin *admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
-    struct worker *workers, int nworkers, char *err, size_t errlen);
+    struct worker *workers, int nworkers, const struct metrics *accept_m, char *err,
+    size_t errlen);
 /* Take g, the agent's newest generation (the older ones it still holds
  * hang from g->older, for /metrics). 0, or -1 when the admin endpoint
  * could not build its pool and keeps its older generation. */

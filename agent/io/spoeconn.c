@@ -12,6 +12,14 @@
  * for HAProxy, reading stops until it drains. It must never block and never
  * wait for memcached: a request in flight is a struct spoe_req, finished by
  * spoe_req_done() whenever the cache layer is ready.
+ *
+ * Limits (nothing a peer does grows without bound): a peer gets
+ * HELLO_TIMEOUT_SEC to say HELLO, then agent.idle_timeout of silence (none
+ * of its requests in flight) or of not reading what we send; what every
+ * connection of a worker holds (input, fragments, queued ACKs) is counted,
+ * and above its share of agent.max_buffered the connections holding the
+ * most are closed; once max_output is queued for a peer, its large ACKs
+ * answer Bypass. The acceptor (agent.c) caps the connections.
  */
 #include <assert.h>
 #include <stdio.h>
@@ -59,6 +67,7 @@ struct spoe_conn {
 	uint64_t frag_sid, frag_fid;
 	int frag_skip;			/* we aborted it: drop its fragments until FIN */
 	const char *errmsg;		/* for the DISCONNECT of a failed frame */
+	size_t held;			/* bytes in its input, output and frag buffers */
 };
 
 static void conn_free(struct spoe_conn *c);
@@ -93,6 +102,115 @@ conn_unstall(struct spoe_conn *c, unsigned why)
 		 * (we may be inside a memcached callback). */
 		event_active(c->resume, 0, 0);
 	}
+}
+
+/* ---- limits: buffered bytes, idle time, connection count ---------------- */
+
+#define ACK_SHED_MIN	4096	/* ACKs up to this stay whole when a peer does not read */
+
+static size_t
+buffer_budget(const struct spoe_server *s)
+{
+	return s->conf->max_buffered / (size_t)(s->conf->threads > 0 ? s->conf->threads : 1);
+}
+
+/* Every change of a connection's buffers, as libevent makes it: adds and
+ * drains, never a free (conn_unwatch() takes those). Only counts; closing
+ * waits for on_evict(), outside libevent's buffer code. */
+static void
+on_buffer_change(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct spoe_conn *c = arg;
+	struct spoe_server *s = c->srv;
+
+	(void)b;
+	c->held = c->held + info->n_added - info->n_deleted;
+	s->buffered = s->buffered + info->n_added - info->n_deleted;
+	M_ADD(s->m, buffered, (int64_t)info->n_added - (int64_t)info->n_deleted);
+	if (info->n_added > 0 && s->buffered > buffer_budget(s))
+		event_active(s->evict, 0, 0);
+}
+
+static int
+conn_watch(struct spoe_conn *c, struct evbuffer *b)
+{
+	return evbuffer_add_cb(b, on_buffer_change, c) != NULL ? 0 : -1;
+}
+
+/* Before b is freed with what it holds: take that out of the count. */
+static void
+conn_unwatch(struct spoe_conn *c, struct evbuffer *b)
+{
+	size_t n = evbuffer_get_length(b);
+
+	if (evbuffer_remove_cb(b, on_buffer_change, c) < 0)
+		return;		/* never watched */
+	c->held -= n;
+	c->srv->buffered -= n;
+	M_ADD(c->srv->m, buffered, -(int64_t)n);
+}
+
+/* Above the worker's share of max_buffered: close the connections that
+ * hold the most (a hostile peer holding a partial frame or a never-read
+ * output holds far more than HAProxy's connections, which drain). */
+static void
+on_evict(evutil_socket_t fd, short what, void *arg)
+{
+	struct spoe_server *s = arg;
+	size_t budget = buffer_budget(s);
+
+	(void)fd;
+	(void)what;
+	while (s->buffered > budget) {
+		struct spoe_conn *c, *big = NULL;
+
+		TAILQ_FOREACH(c, &s->conns, link)
+			if (big == NULL || c->held > big->held)
+				big = c;
+		if (big == NULL || big->held == 0)
+			break;
+		M_INC(s->m, evictions);
+		log_every(10, LOG_WARNING, "worker %d: SPOP connections hold %zu bytes, more than "
+		    "agent.max_buffered / threads (%zu): closing conn %llu, which holds %zu",
+		    s->id, s->buffered, budget, big->id, big->held);
+		conn_free(big);
+	}
+}
+
+/* After HELLO. A peer silent that long with nothing in flight, or not
+ * reading what we queued, is gone or hostile; HAProxy closes its idle
+ * connections well before (timeout idle 30 s, 3.x: timeout server). */
+static void
+conn_arm_idle(struct spoe_conn *c)
+{
+	struct timeval tv = { c->srv->conf->idle_timeout, 0 };
+
+	bufferevent_set_timeouts(c->bev, &tv, &tv);
+}
+
+/* Once max_output is queued for a peer, its requests still in flight
+ * complete: a large ACK (a Hit) answers Bypass instead, so the connection
+ * holds about max_output more at most (max_inflight small ACKs). */
+static void
+ack_shed(struct spoe_conn *c, struct spoe_req *r)
+{
+	size_t queued = evbuffer_get_length(bufferevent_get_output(c->bev));
+
+	if (queued < c->srv->conf->max_output || spoe_req_ack_size(r) <= ACK_SHED_MIN)
+		return;
+	r->nvars = 0;
+	spoe_req_set_str(r, "status", "Bypass", 6);
+	M_INC(c->srv->m, acks_shed);
+	log_every(10, LOG_WARNING, "spop conn %llu: %zu bytes queued for a peer that does not "
+	    "read them (agent.max_output %zu): large ACKs answer Bypass", c->id, queued,
+	    c->srv->conf->max_output);
+}
+
+static void
+conn_count_closed(struct spoe_server *s)
+{
+	if (s->nconns != NULL)
+		atomic_fetch_sub_explicit(s->nconns, 1, memory_order_relaxed);
 }
 
 static void
@@ -172,7 +290,7 @@ on_hello(struct spoe_conn *c, const struct spop_frame *f)
 	if (n < 0)
 		return fail(c, SPOP_ST_UNKNOWN, "cannot encode AGENT-HELLO");
 	bufferevent_write(c->bev, buf, (size_t)n);
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	conn_arm_idle(c);
 	if (h.healthcheck) {
 		/* Answer and close; HAProxy expects no DISCONNECT here. */
 		conn_set_state(c, ST_CLOSING);
@@ -214,8 +332,10 @@ dispatch(struct spoe_conn *c, uint64_t sid, uint64_t fid, const uint8_t *payload
 static void
 frag_reset(struct spoe_conn *c)
 {
-	if (c->frag != NULL)
+	if (c->frag != NULL) {
+		conn_unwatch(c, c->frag);
 		evbuffer_free(c->frag);
+	}
 	c->frag = NULL;
 }
 
@@ -273,7 +393,7 @@ on_notify(struct spoe_conn *c, const struct spop_frame *f)
 	if (f->flags & SPOP_FL_FIN)
 		return dispatch(c, f->stream_id, f->frame_id, f->payload, f->plen);
 	c->frag = evbuffer_new();
-	if (c->frag == NULL)
+	if (c->frag == NULL || conn_watch(c, c->frag) < 0)
 		return fail(c, SPOP_ST_RES, "out of memory");
 	c->frag_sid = f->stream_id;
 	c->frag_fid = f->frame_id;
@@ -424,6 +544,22 @@ on_event(struct bufferevent *bev, short what, void *arg)
 			conn_disconnect(c, SPOP_ST_TIMEOUT, "no HAPROXY-HELLO in time");
 			return;
 		}
+		if (c->state == ST_READY && (what & BEV_EVENT_READING) && c->inflight > 0) {
+			/* silent, but waiting for our answers: not idle */
+			if (c->stall == 0)
+				bufferevent_enable(c->bev, EV_READ);
+			return;
+		}
+		if (c->state == ST_READY) {
+			M_INC(c->srv->m, idle_closes);
+			log_info("spop conn %llu: %s for %d s, closing", c->id,
+			    (what & BEV_EVENT_READING) ? "idle" : "not reading its ACKs",
+			    c->srv->conf->idle_timeout);
+			if (what & BEV_EVENT_READING) {
+				conn_disconnect(c, SPOP_ST_TIMEOUT, "idle timeout");
+				return;
+			}
+		}
 		conn_free(c);
 		return;
 	}
@@ -434,11 +570,23 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	}
 }
 
-void
+int
 spoe_server_init(struct spoe_server *s)
 {
 	TAILQ_INIT(&s->conns);
 	s->next_conn_id = 0;
+	s->buffered = 0;
+	s->evict = event_new(s->base, -1, 0, on_evict, s);
+	return s->evict != NULL ? 0 : -1;
+}
+
+void
+spoe_server_free(struct spoe_server *s)
+{
+	spoe_conn_close_all(s);
+	if (s->evict != NULL)
+		event_free(s->evict);
+	s->evict = NULL;
 }
 
 void
@@ -461,6 +609,9 @@ spoe_conn_new(struct spoe_server *s, int fd)
 	c->resume = event_new(s->base, -1, 0, on_resume, c);
 	if (c->resume == NULL)
 		goto fail_bev;
+	if (conn_watch(c, bufferevent_get_input(c->bev)) < 0 ||
+	    conn_watch(c, bufferevent_get_output(c->bev)) < 0)
+		goto fail_ev;
 	bufferevent_setcb(c->bev, on_read, on_write, on_event, c);
 	bevio_tune(c->bev);
 	bufferevent_setwatermark(c->bev, EV_WRITE, s->conf->max_output / 2, 0);
@@ -474,12 +625,15 @@ spoe_conn_new(struct spoe_server *s, int fd)
 fail_ev:
 	event_free(c->resume);
 fail_bev:
+	conn_unwatch(c, bufferevent_get_input(c->bev));
+	conn_unwatch(c, bufferevent_get_output(c->bev));
 	bufferevent_free(c->bev);
 fail_c:
 	free(c);
 fail:
 	if (fd >= 0)
 		evutil_closesocket(fd);
+	conn_count_closed(s);
 	log_err("worker %d: cannot set up a connection: out of memory", s->id);
 }
 
@@ -496,10 +650,14 @@ conn_free(struct spoe_conn *c)
 	frag_reset(c);
 	event_free(c->resume);
 	c->resume = NULL;
+	conn_unwatch(c, bufferevent_get_input(c->bev));
+	conn_unwatch(c, bufferevent_get_output(c->bev));
+	assert(c->held == 0);
 	bufferevent_free(c->bev);
 	c->bev = NULL;
 	TAILQ_REMOVE(&c->srv->conns, c, link);
 	M_ADD(c->srv->m, conns_open, -1);
+	conn_count_closed(c->srv);
 	free(c);
 }
 
@@ -668,6 +826,7 @@ spoe_req_done(struct spoe_req *r)
 		if (c->state == ST_READY) {
 			if (r->nvars == 0)	/* an ACK always carries an action */
 				spoe_req_set_str(r, "status", "Bypass", 6);
+			ack_shed(c, r);
 			send_ack(c, r);
 			check_output(c);
 		}

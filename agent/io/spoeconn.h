@@ -19,6 +19,7 @@
 #ifndef SC_SPOECONN_H
 #define SC_SPOECONN_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
@@ -44,8 +45,17 @@ struct spoe_server {
 	int id;				/* the worker's, in connection ids */
 	spoe_notify_fn *notify;
 	void *arg;
+	/* SPOP connections open in the whole agent (agent.max_connections):
+	 * the acceptor adds one per socket it hands over, this file takes it
+	 * back when the socket closes. NULL: not counted. */
+	atomic_int *nconns;
 	TAILQ_HEAD(, spoe_conn) conns;
 	unsigned long long next_conn_id;
+	/* Bytes its connections hold (input, fragments, queued output), kept
+	 * by evbuffer callbacks; over agent.max_buffered / threads, evict
+	 * closes the connections holding the most. */
+	size_t buffered;
+	struct event *evict;
 };
 
 #define SPOE_REQ_MAX_VARS 12
@@ -66,12 +76,15 @@ struct spoe_req {
 	void *hold;			/* freed after the ACK is built */
 };
 
-/* Ready s (its first fields filled) to take connections. */
-void spoe_server_init(struct spoe_server *s);
-/* Take a freshly accepted socket on s. */
+/* Ready s (its first fields filled) to take connections: 0, or -1 (out
+ * of memory). */
+int spoe_server_init(struct spoe_server *s);
+/* Take a freshly accepted socket on s (one of *s->nconns). */
 void spoe_conn_new(struct spoe_server *s, int fd);
 /* Close every connection of s (shutdown): DISCONNECT then free. */
 void spoe_conn_close_all(struct spoe_server *s);
+/* spoe_conn_close_all(), then free what spoe_server_init() made. */
+void spoe_server_free(struct spoe_server *s);
 
 /* Queue a set-var (scope txn) for the ACK. Values must stay valid until
  * spoe_req_done(). A request has room for SPOE_REQ_MAX_VARS. */

@@ -127,10 +127,13 @@ on_wake(evutil_socket_t fd, short what, void *arg)
 	pthread_mutex_unlock(&w->lock);
 	take_config(w);
 	for (size_t i = 0; i < n; i++) {
-		if (stop)
+		if (stop) {
 			close(q[i]);
-		else
+			if (w->spoe.nconns != NULL)
+				atomic_fetch_sub(w->spoe.nconns, 1);
+		} else {
 			spoe_conn_new(&w->spoe, q[i]);
+		}
 	}
 	free(q);
 	if (stop)
@@ -145,7 +148,7 @@ worker_main(void *arg)
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	event_free(w->snap_ev);
 	w->snap_ev = NULL;
-	spoe_conn_close_all(&w->spoe);
+	spoe_server_free(&w->spoe);
 	pool_free(w->pool);	/* runs the callbacks of requests still in flight */
 	w->pool = NULL;
 	return NULL;
@@ -153,7 +156,7 @@ worker_main(void *arg)
 
 int
 worker_start(struct worker *w, int id, const struct generation *g, SSL_CTX *tls,
-    struct event *taken_ev, char *err, size_t errlen)
+    struct event *taken_ev, atomic_int *nconns, char *err, size_t errlen)
 {
 	const struct sc_config *cf = g->cf;
 
@@ -200,7 +203,11 @@ worker_start(struct worker *w, int id, const struct generation *g, SSL_CTX *tls,
 	w->spoe.id = id;
 	w->spoe.notify = cacheio_notify;
 	w->spoe.arg = &w->cache;
-	spoe_server_init(&w->spoe);
+	w->spoe.nconns = nconns;
+	if (spoe_server_init(&w->spoe) < 0) {
+		snprintf(err, errlen, "worker %d: out of memory", id);
+		goto fail_pool;
+	}
 	snapshot(w);
 	w->snap_ev = event_new(w->base, -1, EV_PERSIST, on_snapshot, w);
 	{
@@ -208,18 +215,20 @@ worker_start(struct worker *w, int id, const struct generation *g, SSL_CTX *tls,
 
 		if (w->snap_ev == NULL || event_add(w->snap_ev, &sec) < 0) {
 			snprintf(err, errlen, "worker %d: cannot create its stats timer", id);
-			goto fail_pool;
+			goto fail_spoe;
 		}
 	}
 	if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
 		snprintf(err, errlen, "worker %d: pthread_create failed", id);
-		goto fail_pool;
+		goto fail_spoe;
 	}
 	return 0;
-fail_pool:
+fail_spoe:
 	if (w->snap_ev != NULL)
 		event_free(w->snap_ev);
 	w->snap_ev = NULL;
+	spoe_server_free(&w->spoe);
+fail_pool:
 	pool_free(w->pool);
 	w->pool = NULL;
 fail_wake:
@@ -245,6 +254,8 @@ worker_hand(struct worker *w, int fd)
 		if (q == NULL) {
 			pthread_mutex_unlock(&w->lock);
 			close(fd);
+			if (w->spoe.nconns != NULL)
+				atomic_fetch_sub(w->spoe.nconns, 1);
 			log_err("worker %d: out of memory, connection dropped", w->id);
 			return;
 		}

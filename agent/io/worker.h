@@ -74,9 +74,11 @@ struct worker {
 
 /* Start w's thread on generation g; 0 or -1 with err filled. taken_ev (an
  * event of the main thread's base, or NULL) is activated from w's thread
- * each time it has taken a newer generation. */
+ * each time it has taken a newer generation. nconns (or NULL) counts the
+ * SPOP sockets handed to every worker and not closed yet: the caller adds
+ * one before worker_hand(), w takes it back when it closes that socket. */
 int worker_start(struct worker *w, int id, const struct generation *g, SSL_CTX *tls,
-    struct event *taken_ev, char *err, size_t errlen);
+    struct event *taken_ev, atomic_int *nconns, char *err, size_t errlen);
 /* Give fd to w (takes ownership). Callable from any thread. */
 void worker_hand(struct worker *w, int fd);
 /* Ask w to take g (reload). w may be building its pool from g (or from an

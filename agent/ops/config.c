@@ -8,6 +8,8 @@
  * file never starts anything: it only turns a file into a struct sc_config.
  */
 #include <errno.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -15,6 +17,8 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <arpa/inet.h>
+#include <sys/un.h>
 
 #include <libconfig.h>
 
@@ -25,7 +29,8 @@
 #include "log.h"
 #include "policy.h"
 
-enum kind { K_INT, K_BOOL, K_STR, K_STRLIST, K_INTLIST, K_SIZE, K_U32, K_PORT, K_LOGLEVEL, K_LOGTARGET };
+enum kind { K_INT, K_BOOL, K_STR, K_STRLIST, K_INTLIST, K_SIZE, K_U32, K_PORT, K_LOGLEVEL, K_LOGTARGET,
+    K_MODE };
 
 struct field {
 	const char *name;
@@ -243,6 +248,24 @@ apply_field(struct ctx *c, const struct field *f, const config_setting_t *s, voi
 		*(int *)p = lvl;
 		return 0;
 	}
+	case K_MODE: {
+		/* a string: libconfig has no octal literals, and 0660 would
+		 * silently be decimal */
+		const char *t;
+		char *end;
+		long m;
+
+		if (config_setting_type(s) != CONFIG_TYPE_STRING)
+			return fail(c, s, "%s: expected an octal mode in a string, like \"0660\"", path);
+		t = config_setting_get_string(s);
+		errno = 0;
+		m = strtol(t, &end, 8);
+		if (t[0] < '0' || t[0] > '7' || *end != '\0' || errno != 0 || m < f->min || m > f->max)
+			return fail(c, s, "%s: \"%s\" is not an octal mode in [%llo, %llo]", path, t,
+			    f->min, f->max);
+		*(int *)p = (int)m;
+		return 0;
+	}
 	case K_LOGTARGET: {
 		const char *t;
 
@@ -307,12 +330,20 @@ static const struct field agent_fields[] = {
 	 * be accepted here and silently clamped there */
 	{ "max_query_params", K_INT, AG(max_query_params), 1, KEY_MAX_PARAMS, 0 },
 	{ "max_headers", K_INT, AG(max_headers), 1, POL_MAX_HEADERS, 0 },
+	{ "max_connections", K_INT, AG(max_connections), 1, 1000000, 0 },
+	{ "idle_timeout", K_INT, AG(idle_timeout), 1, 86400, 0 },
+	{ "max_buffered", K_SIZE, AG(max_buffered), 1 << 20, 1LL << 40, 0 },
+	{ "socket_mode", K_MODE, AG(socket_mode), 0, 0777, 0 },
+	{ "socket_owner", K_STR, AG(socket_owner), 0, 0, 0 },
+	{ "socket_group", K_STR, AG(socket_group), 0, 0, 0 },
 	{ NULL, K_INT, 0, 0, 0, 0 }
 };
 static const struct field admin_fields[] = {
 	{ "listen", K_STR, AG(admin_listen), 0, 0, 0 },
 	{ "port", K_PORT, AG(admin_port), 1, 65535, 0 },
 	{ "token", K_STR, AG(admin_token), 0, 0, 0 },
+	{ "timeout", K_INT, AG(admin_timeout), 1, 3600, 0 },
+	{ "max_connections", K_INT, AG(admin_max_connections), 1, 4096, 0 },
 	{ NULL, K_INT, 0, 0, 0, 0 }
 };
 static const struct field log_fields[] = {
@@ -493,6 +524,135 @@ parse_policy(struct ctx *c, const config_setting_t *s, struct sc_policy *p)
 	return 0;
 }
 
+/* A warning: the config stays usable; the line is kept for -t and the log. */
+static void
+warn(struct ctx *c, struct sc_config *cf, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	const char *file = c->file;
+	size_t have = cf->warnings != NULL ? strlen(cf->warnings) : 0;
+	int line = 0, n;
+	char *w;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (s != NULL) {
+		line = (int)config_setting_source_line(s);
+		if (config_setting_source_file(s) != NULL)
+			file = config_setting_source_file(s);
+	}
+	n = snprintf(NULL, 0, "%s:%d: %s\n", file, line, msg);
+	if (n < 0 || (w = realloc(cf->warnings, have + (size_t)n + 1)) == NULL)
+		return;		/* a warning lost to OOM; the load fails soon anyway */
+	snprintf(w + have, (size_t)n + 1, "%s:%d: %s\n", file, line, msg);
+	cf->warnings = w;
+}
+
+/* A literal loopback address: 127/8, ::1, ::ffff:127/104, or "localhost".
+ * Any other name counts as reachable from elsewhere. */
+static int
+addr_is_loopback(const char *a)
+{
+	char buf[INET6_ADDRSTRLEN + 2];
+	struct in_addr v4;
+	struct in6_addr v6;
+	size_t n = strlen(a);
+
+	if (strcmp(a, "localhost") == 0)
+		return 1;
+	if (inet_pton(AF_INET, a, &v4) == 1)
+		return (ntohl(v4.s_addr) >> 24) == 127;
+	if (n >= 2 && a[0] == '[' && a[n - 1] == ']' && n - 2 < sizeof(buf)) {
+		memcpy(buf, a + 1, n - 2);
+		buf[n - 2] = '\0';
+		a = buf;
+	}
+	if (inet_pton(AF_INET6, a, &v6) == 1)
+		return IN6_IS_ADDR_LOOPBACK(&v6) || (IN6_IS_ADDR_V4MAPPED(&v6) && v6.s6_addr[12] == 127);
+	return 0;
+}
+
+/* A user or group named or numbered: its id, or -1 when there is none. */
+static long
+lookup_id(const char *name, int group)
+{
+	char buf[4096];
+	char *end;
+	long id;
+
+	errno = 0;
+	id = strtol(name, &end, 10);
+	if (name[0] >= '0' && name[0] <= '9' && *end == '\0' && errno == 0 && id >= 0 &&
+	    id < 0x7fffffffL)
+		return id;
+	if (group) {
+		struct group g, *gp = NULL;
+
+		return getgrnam_r(name, &g, buf, sizeof(buf), &gp) == 0 && gp != NULL ?
+		    (long)gp->gr_gid : -1;
+	} else {
+		struct passwd pw, *pp = NULL;
+
+		return getpwnam_r(name, &pw, buf, sizeof(buf), &pp) == 0 && pp != NULL ?
+		    (long)pp->pw_uid : -1;
+	}
+}
+
+/* The listeners: where SPOP and the admin endpoint listen, and who may reach them. */
+static int
+validate_listeners(struct ctx *c, struct sc_config *cf, const config_setting_t *root)
+{
+	struct sc_agent_conf *a = &cf->agent;
+	const config_setting_t *ag = config_setting_get_member(root, "agent");
+	const config_setting_t *ad = ag != NULL ? config_setting_get_member(ag, "admin") : NULL;
+	const config_setting_t *ls = ag != NULL ? config_setting_get_member(ag, "listen") : NULL;
+	const config_setting_t *al = ad != NULL ? config_setting_get_member(ad, "listen") : NULL;
+	static const char *const sock_settings[] = { "socket_mode", "socket_owner", "socket_group" };
+
+	if (a->listen[0] == '\0')
+		return fail(c, ls, "agent.listen: empty (an address, or \"unix:PATH\")");
+	/* HAProxy spells it unix@PATH; both are taken */
+	if (strncmp(a->listen, "unix:", 5) == 0 || strncmp(a->listen, "unix@", 5) == 0) {
+		struct sockaddr_un sun;
+
+		a->unix_path = a->listen + 5;
+		if (a->unix_path[0] == '\0')
+			return fail(c, ls, "agent.listen: \"%s\" needs a path", a->listen);
+		if (strlen(a->unix_path) >= sizeof(sun.sun_path))
+			return fail(c, ls, "agent.listen: a unix socket path of %zu bytes, at most %zu",
+			    strlen(a->unix_path), sizeof(sun.sun_path) - 1);
+		if (a->socket_owner != NULL && (a->socket_uid = lookup_id(a->socket_owner, 0)) < 0)
+			return fail(c, config_setting_get_member(ag, "socket_owner"),
+			    "agent.socket_owner: no such user \"%s\"", a->socket_owner);
+		if (a->socket_group != NULL && (a->socket_gid = lookup_id(a->socket_group, 1)) < 0)
+			return fail(c, config_setting_get_member(ag, "socket_group"),
+			    "agent.socket_group: no such group \"%s\"", a->socket_group);
+	} else {
+		for (size_t i = 0; i < sizeof(sock_settings) / sizeof(sock_settings[0]); i++) {
+			const config_setting_t *s = ag != NULL ?
+			    config_setting_get_member(ag, sock_settings[i]) : NULL;
+
+			if (s != NULL)
+				return fail(c, s, "agent.%s: only for a unix socket (agent.listen = "
+				    "\"unix:PATH\")", sock_settings[i]);
+		}
+		if (!addr_is_loopback(a->listen))
+			warn(c, cf, ls, "agent.listen: warning: \"%s\" is not a loopback address and "
+			    "SPOP has no authentication: anyone who reaches port %u can read and "
+			    "write the cache (prefer a unix socket, or firewall it)", a->listen, a->port);
+	}
+	/* The admin endpoint flushes and reads the cache: off loopback, only
+	 * with a token. */
+	if (a->admin_listen[0] != '\0' && !addr_is_loopback(a->admin_listen) &&
+	    (a->admin_token == NULL || a->admin_token[0] == '\0'))
+		return fail(c, al != NULL ? al : ad != NULL ? ad : root,
+		    "agent.admin.listen: \"%s\" is not a loopback address: set agent.admin.token "
+		    "(anyone who reaches it could read and flush the cache)", a->admin_listen);
+	return 0;
+}
+
 static void
 defaults(struct sc_config *cf)
 {
@@ -504,7 +664,14 @@ defaults(struct sc_config *cf)
 	cf->agent.max_frag_size = 1u << 20;
 	cf->agent.max_query_params = 100;
 	cf->agent.max_headers = 200;
+	cf->agent.max_connections = 1024;
+	cf->agent.idle_timeout = 120;
+	cf->agent.max_buffered = 64u << 20;
+	cf->agent.socket_mode = 0660;
+	cf->agent.socket_uid = cf->agent.socket_gid = -1;
 	cf->agent.admin_port = 12346;
+	cf->agent.admin_timeout = 10;
+	cf->agent.admin_max_connections = 16;
 	cf->agent.log_level = LOG_NOTICE;
 	cf->agent.log_target = SC_LOG_STDERR;
 	cf->pool.timeout_ms = 50;
@@ -531,7 +698,7 @@ validate(struct ctx *c, struct sc_config *cf, const config_setting_t *root)
 		return fail(c, root, "out of memory");
 	if (cf->agent.admin_listen == NULL && (cf->agent.admin_listen = strdup("127.0.0.1")) == NULL)
 		return fail(c, root, "out of memory");
-	return 0;
+	return validate_listeners(c, cf, root);
 }
 
 /* Largest configuration read: far above any real one, low enough that a
@@ -721,6 +888,9 @@ config_free(struct sc_config *cf)
 	free(cf->agent.listen);
 	free(cf->agent.admin_listen);
 	free(cf->agent.admin_token);
+	free(cf->agent.socket_owner);
+	free(cf->agent.socket_group);
+	free(cf->warnings);
 	for (size_t i = 0; i < cf->pool.nhosts; i++)
 		free(cf->pool.hosts[i].host);
 	free(cf->pool.hosts);
@@ -732,6 +902,12 @@ config_free(struct sc_config *cf)
 		policy_free(&cf->policies[i]);
 	free(cf->policies);
 	free(cf);
+}
+
+const char *
+config_warnings(const struct sc_config *cf)
+{
+	return cf->warnings;
 }
 
 void

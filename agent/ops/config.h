@@ -35,8 +35,16 @@ struct sc_pool_conf {
 enum sc_log_target { SC_LOG_STDERR, SC_LOG_SYSLOG };
 
 struct sc_agent_conf {
-	char *listen;			/* SPOP address, default 127.0.0.1 */
-	uint16_t port;			/* default 12345 */
+	char *listen;			/* SPOP address, default 127.0.0.1; "unix:PATH" */
+	uint16_t port;			/* default 12345 (not with unix:) */
+	const char *unix_path;		/* inside listen when it is "unix:PATH", else NULL */
+	int socket_mode;		/* permissions of the unix socket, default 0660 */
+	char *socket_owner;		/* its owner and group (names or ids); NULL = ours */
+	char *socket_group;
+	long socket_uid, socket_gid;	/* resolved from the two above, -1 = unchanged */
+	int max_connections;		/* SPOP connections open at once, default 1024 */
+	int idle_timeout;		/* s without a frame from HAProxy after HELLO, default 120 */
+	size_t max_buffered;		/* bytes all SPOP connections hold at most, default 64 MiB */
 	int threads;			/* worker threads, default 2 */
 	uint32_t max_frame_size;	/* our side of the negotiation, default 262140 */
 	int max_inflight;		/* NOTIFY frames in flight per connection, default 256 */
@@ -46,7 +54,9 @@ struct sc_agent_conf {
 	int max_headers;		/* more means Bypass, default 200 */
 	char *admin_listen;		/* admin/metrics HTTP, default 127.0.0.1; "" = off */
 	uint16_t admin_port;		/* default 12346 */
-	char *admin_token;		/* optional bearer token */
+	char *admin_token;		/* optional bearer token; required off loopback */
+	int admin_timeout;		/* s for a request to arrive whole, default 10 */
+	int admin_max_connections;	/* admin connections open at once, default 16 */
 	int log_level;			/* LOG_ERR..LOG_DEBUG, default LOG_NOTICE */
 	enum sc_log_target log_target;
 };
@@ -57,6 +67,7 @@ struct sc_config {
 	struct sc_pool_conf pool;
 	struct sc_policy *policies;
 	size_t npolicies;
+	char *warnings;			/* "FILE:LINE: setting: warning: ..." lines, or NULL */
 };
 
 /* Load and validate FILE. On error returns NULL and writes
@@ -74,6 +85,9 @@ struct sc_config *config_load(const char *file, char *err, size_t errlen);
 struct sc_config *config_load_buf(const char *name, const char *text, size_t len,
     char *err, size_t errlen);
 void config_free(struct sc_config *c);
+/* What a loaded config is allowed but warned about (-t prints it, the agent
+ * logs it at start and reload): newline-terminated lines, or NULL. */
+const char *config_warnings(const struct sc_config *c);
 
 /* The agent-wide bounds the policy core works within. */
 void config_limits(const struct sc_config *c, struct pol_limits *lim);

@@ -23,6 +23,14 @@ struct metrics {
 	atomic_uint_fast64_t disconnects;	/* DISCONNECT frames we sent for an error */
 	atomic_int_fast64_t inflight;
 	atomic_uint_fast64_t bad_messages;	/* NOTIFY messages we could not use */
+	/* SPOP limits (spoeconn.c; the two accept counters are the main
+	 * thread's, in its own struct metrics) */
+	atomic_int_fast64_t buffered;		/* bytes held: input, fragments, output */
+	atomic_uint_fast64_t evictions;		/* connections closed over agent.max_buffered */
+	atomic_uint_fast64_t idle_closes;	/* connections closed after agent.idle_timeout */
+	atomic_uint_fast64_t acks_shed;		/* large ACKs answered Bypass: peer not reading */
+	atomic_uint_fast64_t conns_refused;	/* closed at accept: agent.max_connections open */
+	atomic_uint_fast64_t accept_pauses;	/* accepting paused: out of file descriptors */
 };
 
 #define M_INC(m, f)	atomic_fetch_add_explicit(&(m)->f, 1, memory_order_relaxed)
