@@ -1,4 +1,4 @@
--- spoe-cache.lua: the HAProxy side of a cache hit.
+-- spoe-cache.lua: the HAProxy side of a cache hit, and the node-local tier.
 --
 -- The agent decides everything (Hit, 304, 504 for only-if-cached, HEAD) and
 -- hands over, as txn.cache.* variables, the exact response to send: status
@@ -7,12 +7,179 @@
 -- them byte for byte and never looks at the origin. It must stay dumb: no
 -- cache logic here, so what a hit looks like is tested in one place (the agent).
 --
--- Load with "lua-load-per-thread" (one Lua state per HAProxy thread), use with
+-- The node-local tier (L1): when the agent says a Hit may be kept
+-- (txn.cache.l1, milliseconds: min(the policy's l1_ttl, the entry's
+-- freshness left), sent only for a plain GET of a policy keyed on the URL
+-- alone and an entry without Vary), the service also keeps it in this
+-- thread's memory, and the spoe_cache_l1 action answers the same URL from
+-- there, before any SPOE exchange, until that time is up. The action only
+-- looks a request up when it carries nothing the agent treats specially
+-- (REFUSE below, a consumer identity, a body), and its key holds the
+-- scheme, Host, the whole URL and the policy: never coarser than the
+-- agent's key. Age on an L1 hit is the agent's Age plus the seconds since.
+-- X-Cache-Tier says which tier answered (L1, or L2 for the agent).
+--
+-- Load with "lua-load-per-thread" (one Lua state per HAProxy thread, so
+-- one L1 per thread and no lock), use with
+--   http-request lua.spoe_cache_l1 MIB if { var(txn.cache_policy) -m found }
+--   http-request use-service lua.spoe_cache_hit if { var(txn.cache_l1) -m found }
+--   ... the SPOE lookup ...
 --   http-request use-service lua.spoe_cache_hit if { var(txn.cache.serve) -m bool }
 
-local find, sub = string.find, string.sub
+local find, sub, floor = string.find, string.sub, math.floor
+
+-- ---- the node-local tier ----
+
+-- Request headers that make the agent's answer depend on more than the
+-- URL, or that it handles itself (conditionals, Range, Cache-Control).
+local REFUSE = {}
+for _, n in ipairs({
+    "authorization", "cache-control", "pragma", "range", "if-range", "if-match",
+    "if-none-match", "if-modified-since", "if-unmodified-since",
+    "content-length", "transfer-encoding", "x-proxy-cache-memcached-force",
+    -- routing overrides: what could make the origin answer another resource
+    "forwarded", "x-forwarded-host", "x-forwarded-server", "x-forwarded-scheme",
+    "x-forwarded-proto", "x-forwarded-port", "x-forwarded-prefix", "x-host",
+    "x-original-url", "x-original-host", "x-rewrite-url", "x-http-method-override",
+    "x-http-method", "x-method-override",
+}) do
+    REFUSE[n] = true
+end
+
+-- Two generations bound the memory: entries go into cur; when cur holds
+-- half the budget it becomes old and the previous old is dropped. A hot
+-- entry is re-fetched from the agent at least every l1_ttl anyway.
+local budget = nil          -- bytes per generation; false: L1 off
+local cur, old, cur_bytes = {}, {}, 0
+-- What the action found, for the service of the same stream (which runs
+-- later on this thread, when cur may have turned over): the last 512 picks.
+local pick, pick_old, npick = {}, {}, 0
+
+local function now_ms()
+    local t = core.now()
+    return t.sec * 1000 + floor(t.usec / 1000), t.sec
+end
+
+local function l1_lookup(txn, mib)
+    if budget == nil then
+        local m = tonumber(mib) or 0
+        budget = m > 0 and floor(m * 1048576 / 2) or false
+    end
+    if not budget then
+        return
+    end
+    local meth = txn.sf:method()
+    if meth ~= "GET" and meth ~= "HEAD" then
+        return
+    end
+    if txn:get_var("txn.cache_consumer") ~= nil then
+        return
+    end
+    local b = txn:get_var("txn.cache_body")
+    if b ~= nil and b ~= 0 then
+        return
+    end
+    local hdrs = txn.http:req_get_headers()
+    for name in pairs(hdrs) do
+        if REFUSE[name] then
+            return
+        end
+    end
+    local host = hdrs["host"]
+    if host == nil or host[0] == nil or host[1] ~= nil then
+        return
+    end
+    local tls = txn.f:ssl_fc()
+    -- No component but the policy (last) can hold a "\n".
+    local key = ((tls == true or tls == 1) and "https\n" or "http\n") .. host[0] .. "\n" ..
+        txn.sf:url() .. "\n" .. (txn:get_var("txn.cache_policy") or "")
+    local e = cur[key] or old[key]
+    if e ~= nil then
+        if now_ms() < e.exp then
+            npick = npick + 1
+            if npick > 256 then
+                pick_old, pick, npick = pick, {}, 1
+            end
+            pick[key] = e
+            txn:set_var("txn.cache_l1", key)
+            return
+        end
+        cur[key], old[key] = nil, nil
+    end
+    txn:set_var("txn.cache_l1s", key)
+end
+
+-- Keep the agent's answer for ttl ms under key: its headers split once.
+local function l1_store(key, ttl, code, hdrs, body)
+    local size = #hdrs + #body + 256
+    if not budget or size > budget then
+        return
+    end
+    local names, vals, ai, age = {}, {}, nil, 0
+    local pos, i = 1, 0
+    while true do
+        local colon = find(hdrs, ": ", pos, true)
+        local eol = colon and find(hdrs, "\r\n", colon + 2, true)
+        if not eol then
+            break
+        end
+        i = i + 1
+        names[i] = sub(hdrs, pos, colon - 1)
+        vals[i] = sub(hdrs, colon + 2, eol - 1)
+        if names[i] == "age" then
+            ai, age = i, tonumber(vals[i]) or 0
+        end
+        pos = eol + 2
+    end
+    if ai == nil then
+        return
+    end
+    local ms, sec = now_ms()
+    cur_bytes = cur_bytes + size
+    if cur_bytes > budget then
+        old, cur, cur_bytes = cur, {}, size
+    end
+    cur[key] = { exp = ms + ttl, sec = sec, age = age, code = code, n = i,
+                 names = names, vals = vals, ai = ai, body = body }
+end
+
+local function l1_replay(applet, e)
+    local _, sec = now_ms()
+    local names, vals, ai = e.names, e.vals, e.ai
+    applet:set_status(e.code)
+    for i = 1, e.n do
+        if i == ai then
+            applet:add_header("age", tostring(e.age + (sec > e.sec and sec - e.sec or 0)))
+        else
+            applet:add_header(names[i], vals[i])
+        end
+    end
+    applet:add_header("x-cache-tier", "L1")
+    applet:start_response()
+    if #e.body > 0 and applet.method ~= "HEAD" then
+        applet:send(e.body)
+    end
+end
+
+-- ---- the hit service ----
 
 local function replay(applet)
+    local k = applet:get_var("txn.cache_l1")
+    if k ~= nil then
+        local e = pick[k] or pick_old[k] or cur[k] or old[k]
+        if e ~= nil then
+            return l1_replay(applet, e)
+        end
+        -- Cannot happen: 256 other hits between this stream's action and
+        -- its service. Say so rather than invent an answer.
+        core.Warning("spoe-cache: L1 entry gone before its replay")
+        applet:set_status(503)
+        applet:add_header("retry-after", "0")
+        applet:add_header("content-length", "0")
+        applet:start_response()
+        return
+    end
+
     local code = tonumber(applet:get_var("txn.cache.code")) or 502
     local hdrs = applet:get_var("txn.cache.headers") or ""
     local body = applet:get_var("txn.cache.body") or ""
@@ -31,10 +198,21 @@ local function replay(applet)
         applet:add_header(sub(hdrs, pos, colon - 1), sub(hdrs, colon + 2, eol - 1))
         pos = eol + 2
     end
+    applet:add_header("x-cache-tier", "L2")
     applet:start_response()
     if #body > 0 and applet.method ~= "HEAD" then
         applet:send(body)
     end
+
+    local ttl = applet:get_var("txn.cache.l1")
+    if ttl ~= nil and applet.method == "GET" then
+        local key = applet:get_var("txn.cache_l1s")
+        ttl = tonumber(ttl)
+        if key ~= nil and ttl ~= nil and ttl > 0 then
+            l1_store(key, ttl, code, hdrs, body)
+        end
+    end
 end
 
 core.register_service("spoe_cache_hit", "http", replay)
+core.register_action("spoe_cache_l1", { "http-req" }, l1_lookup, 1)

@@ -599,6 +599,9 @@ serve(const struct pol_lookup *L, const struct entry *e, int code, int64_t age,
 	if (e != NULL) {
 		memcpy(buf, e->hdrs, e->hlen);
 		n = e->hlen;
+		if (__builtin_sub_overflow(e->lifetime, age, &out->fresh_left))
+			out->fresh_left = -1;
+		out->vary = e->vlen > 0;
 	}
 	if (code != 304)
 		n += (size_t)snprintf(buf + n, cap - n, "content-length: %zu\r\n",

@@ -63,6 +63,7 @@ struct sc_policy {
 	struct sc_strlist vary_headers;
 	struct sc_strlist vary_query_params;	/* empty = every parameter */
 	struct sc_strlist vary_body_json_fields;
+	int l1_ttl;			/* seconds a node-local tier may keep a hit, 0 = never; default 1 */
 	int line;
 };
 
@@ -177,6 +178,8 @@ struct pol_hit {
 	const uint8_t *body;		/* NULL: no body to send; else into the value */
 	size_t blen;
 	int64_t age;
+	int64_t fresh_left;		/* serve of an entry: seconds of freshness left (<= 0: stale) */
+	int vary;			/* serve of an entry: it was stored with a Vary record */
 	const char *note;		/* an entry that did not decode: why, for a log */
 };
 

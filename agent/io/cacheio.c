@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "cacheio.h"
+#include "l1.h"
 #include "log.h"
 #include "policy.h"
 #include "spoeconn.h"
@@ -103,6 +104,9 @@ struct lookup {
 	struct cache_env *env;
 	struct spoe_req *r;
 	int64_t now;
+	int now_ms;		/* the millisecond within now: what an L1 grant loses of it */
+	unsigned l1req;		/* L1_REQ_* */
+	int l1_ttl;		/* l1_policy_ttl(): the config may be gone when the fetch returns */
 	struct pol_lookup L;
 	struct pol_limits lim;
 };
@@ -129,6 +133,11 @@ set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h)
 		spoe_req_set_bin(r, "headers", h->hdrs, h->hlen);
 		if (h->body != NULL)
 			spoe_req_set_bin(r, "body", h->body, h->blen);
+		/* How long HAProxy's node-local tier may answer this URL with
+		 * it (lua-glue/spoe-cache.lua); absent: not at all. */
+		int64_t l1 = l1_grant_ms(lk->l1_ttl, &lk->L, lk->l1req, h, lk->now_ms);
+		if (l1 > 0)
+			spoe_req_set_int(r, "l1", l1);
 	} else {
 		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
 	}
@@ -184,6 +193,7 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	struct pol_limits lim;
 	struct pol_lookup L;
 	struct lookup *lk;
+	struct timespec ts;
 	size_t hlen;
 
 	if (p == NULL && is_text(&a->policy))
@@ -217,7 +227,12 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	}
 	lk->env = env;
 	lk->r = r;
-	lk->now = (int64_t)time(NULL);
+	lk->l1_ttl = l1_policy_ttl(p);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	lk->now = (int64_t)ts.tv_sec;
+	lk->now_ms = (int)(ts.tv_nsec / 1000000);
+	lk->l1req = (rq.consumer_len > 0 ? L1_REQ_CONSUMER : 0) |
+	    (rq.body != NULL ? L1_REQ_BODY : 0);
 	lk->lim = lim;
 	lk->L = L;
 

@@ -393,6 +393,7 @@ static const struct field policy_fields[] = {
 	{ "vary_headers", K_STRLIST, PO(vary_headers), 0, POL_MAX_VARY, 0 },
 	{ "vary_query_params", K_STRLIST, PO(vary_query_params), 0, 0, 0 },
 	{ "vary_body_json_fields", K_STRLIST, PO(vary_body_json_fields), 0, POL_MAX_VARY, 0 },
+	{ "l1_ttl", K_INT, PO(l1_ttl), 0, 3600, 0 },
 	{ NULL, K_INT, 0, 0, 0, 0 }
 };
 #undef PO
@@ -427,6 +428,7 @@ policy_defaults(struct sc_policy *p)
 	p->n_response_codes = 3;
 	p->cache_ttl = 300;
 	p->storage_ttl = -1;
+	p->l1_ttl = 1;
 	if (strlist_set(&p->request_method, methods) < 0 || strlist_set(&p->content_type, types) < 0)
 		return -1;
 	return 0;

@@ -5,9 +5,12 @@ alternatives, all on 127.0.0.1, in one run. Never part of `make test`.
 It starts three memcached shards, an nginx origin (static 1 KB / 16 KB
 text/plain files, and /cold: a fresh cacheable object for any query string),
 and four front ends on that origin:
-  ours      HAProxy running haproxy-conf/cache-before-ratelimit.cfg unchanged
+  l1        HAProxy running haproxy-conf/cache-before-ratelimit.cfg unchanged
             (its environment variables only, as tests/lib/stack.py sets them,
-            with a rate limit that never triggers) and ./spoe-cache-agent
+            with a rate limit that never triggers) and ./spoe-cache-agent:
+            hits from the node-local tier (L1), as the template ships
+  ours      the same with the L1 off (SPOE_CACHE_L1_MB=0): every hit from
+            the agent and the shared pool (L2)
   floor     the same template and agent, but the lookup names a policy that
             answers Bypass at once and every request is answered by a Lua
             service sending the object from memory (tests/bench/floor.lua):
@@ -84,13 +87,14 @@ HIT_RULE = "http-request use-service lua.spoe_cache_hit if { var(txn.cache.serve
 FLOOR_RULE = "http-request use-service lua.bench_floor"
 
 NAMES = {
-    "ours": "spoe-cache (ours)",
+    "l1": "spoe-cache L1",
+    "ours": "spoe-cache L2 (ours)",
     "floor": "SPOE+Lua floor",
     "haproxy": "HAProxy cache",
     "srcache": "nginx srcache+memc",
     "straight": "HAProxy straight",
 }
-CACHES = ["ours", "haproxy", "srcache"]
+CACHES = ["l1", "ours", "haproxy", "srcache"]
 
 
 def say(msg):
@@ -344,6 +348,7 @@ class Bench:
             "SPOE_CACHE_STATS_SOCKET": ours_sock,
             "SPOE_CACHE_RATE_LIMIT": str(RATE_LIMIT),
             "SPOE_CACHE_POLICY": "default",
+            "SPOE_CACHE_L1_MB": "0",
         }
         ours = haproxy(pr, "ours", template, env, ours_port)
         # The template leaves nbthread to HAProxy (one per CPU); the others copy it.
@@ -351,6 +356,10 @@ class Bench:
         self.haproxy_version = "HAProxy " + (haproxy_info(ours_sock, "Version") or "?")
 
         self.fronts = {"ours": ours}
+        port = free_port()
+        self.fronts["l1"] = haproxy(pr, "l1", template, dict(
+            env, SPOE_CACHE_BIND="%s:%d" % (HOST, port), SPOE_CACHE_L1_MB="16",
+            SPOE_CACHE_STATS_SOCKET=pr.path("haproxy-l1.sock")), port)
         with open(template) as f:
             text = f.read()
         if HIT_RULE not in text:
@@ -378,6 +387,8 @@ class Bench:
         mc = [s.pid for s in self.shards]
         self.watch = {
             "ours": {"haproxy": [ours.pid], "agent": [self.agent.pid], "memcached": mc},
+            "l1": {"haproxy": [self.fronts["l1"].pid], "agent": [self.agent.pid],
+                   "memcached": mc},
             "floor": {"haproxy": [self.fronts["floor"].pid], "agent": [self.agent.pid]},
             "haproxy": {"haproxy": [self.fronts["haproxy"].pid]},
             "srcache": {"nginx": children(self.fronts["srcache"].pid), "memcached": mc},
@@ -388,7 +399,7 @@ class Bench:
             w["origin"] = origin_pids
         self.all_pids = sorted(set(
             mc + origin_pids + [self.agent.pid] + children(self.fronts["srcache"].pid)
-            + [self.fronts[s].pid for s in ("ours", "floor", "haproxy", "straight")]))
+            + [self.fronts[s].pid for s in ("l1", "ours", "floor", "haproxy", "straight")]))
 
     def idle_check(self):
         """Warn when other jobs share the machine: the numbers would be noise."""
@@ -408,9 +419,9 @@ class Bench:
         st, h, b = get(port, path)
         if st != 200 or len(b) != size:
             raise RuntimeError("%s %s: status %d, %d bytes" % (sysname, path, st, len(b)))
-        if sysname == "ours":
+        if sysname in ("ours", "l1"):
             wait_for(lambda: get(port, path)[1].get("x-cache-status") == "Hit",
-                     timeout=10, what="a Hit from ours for %s" % path)
+                     timeout=10, what="a Hit from %s for %s" % (sysname, path))
         elif sysname == "srcache":
             wait_for(lambda: get(port, path)[1].get("x-cache-status") == "HIT",
                      timeout=10, what="a HIT from srcache for %s" % path)
@@ -442,7 +453,7 @@ class Bench:
         cpu0 = {k: cpu_ticks(v) for k, v in watch.items()}
         o0 = origin_requests(self.origin_status)
         m0 = agent_metrics(self.admin_port) if sysname == "ours" else None
-        spoe = sysname in ("ours", "floor")
+        spoe = sysname in ("ours", "floor", "l1")
         e0 = spoe_errors(self.fronts[sysname]) if spoe else 0
         all0, busy0, wrk0 = cpu_ticks(self.all_pids), machine_busy_ticks(), reaped_children_secs()
         r = wrk(self.procs, self.fronts[sysname].port, path, conns, DURATION, script)
@@ -483,7 +494,7 @@ class Bench:
         return run
 
     def run_all(self):
-        order = ["ours", "floor", "haproxy", "srcache", "straight"]
+        order = ["l1", "ours", "floor", "haproxy", "srcache", "straight"]
         for label, path, size in OBJECTS:
             for s in order:
                 self.check_hit(s, path, size)
@@ -544,8 +555,9 @@ def report(b):
     say("wrk -t%d, %d s per run after a %d s warm-up; %s, nbthread %s for every HAProxy; "
         "nginx %d workers" % (WRK_THREADS, DURATION, WARMUP, b.haproxy_version, b.nbthread,
                               WORKERS))
-    say("ours: haproxy-conf/cache-before-ratelimit.cfg unchanged, agent -O2 with 2 threads, "
-        "shards weighted 100/100/50 (ketama); every HAProxy with GLIBC_TUNABLES=%s"
+    say("L1 and ours (L2: SPOE_CACHE_L1_MB=0): haproxy-conf/cache-before-ratelimit.cfg "
+        "unchanged, agent -O2 with 2 threads, shards weighted 100/100/50 (ketama); "
+        "every HAProxy with GLIBC_TUNABLES=%s"
         % HAPROXY_TUNABLES)
     say("nginx srcache+memc: same 3 memcached shards, set_hashed_upstream (modulo hashing, "
         "not ketama)")
@@ -557,7 +569,7 @@ def report(b):
     for label, _, _ in OBJECTS:
         for c in CONNS:
             ours = find("hit", label, c, "ours")
-            for s in ("ours", "floor", "haproxy", "srcache", "straight"):
+            for s in ("l1", "ours", "floor", "haproxy", "srcache", "straight"):
                 r = find("hit", label, c, s)
                 if not r:
                     continue
@@ -651,6 +663,10 @@ def report(b):
         ok, cells = compare("floor", kind, other, want)
         say("  %-38s %-12s  %s" % (what, "within reach" if ok else "out of reach",
                                     ", ".join(cells)))
+    ok, cells = compare("l1", "hit", "haproxy", 0.9)
+    all_ok = all_ok and ok
+    say("  %-38s %-6s  %s" % ("L1 hits >= 0.9x HAProxy's own cache", "met" if ok else "MISSED",
+                              ", ".join(cells)))
     say("  %-38s %-6s  %s" % ("ours against the floor", "", ", ".join(
         compare("ours", "hit", "floor", None)[1])))
     errs = [r for r in b.runs if r["notes"]]
@@ -673,9 +689,9 @@ def side_by_side(benches):
     say("ACROSS HAPROXY VERSIONS (req/s, CPU s per 1,000 requests in brackets)")
     cols = []
     for b in benches:
-        for s in ("ours", "floor"):
+        for s in ("l1", "ours", "floor"):
             cols.append((b, s, "%s %s" % (b.haproxy_version.split()[1].split("-")[0],
-                                           "ours" if s == "ours" else "floor")))
+                                           {"l1": "L1", "ours": "L2"}.get(s, "floor"))))
     say("%-10s %5s  " % ("object", "conns") + " ".join("%20s" % c[2] for c in cols))
     cells = [("hit", o[0], c) for o in OBJECTS for c in CONNS] + \
         [("miss", "1 KB cold", c) for c in CONNS]

@@ -2,6 +2,11 @@
 the demo origin and HAProxy running a shipped template unchanged (only its
 "${NAME-default}" environment variables are set). Used by the end-to-end
 tests and by `make run`.
+
+The templates turn the node-local tier (L1) on; a Stack turns it off
+unless l1_mb is given, because most end-to-end tests are about what the
+agent and the shared pool do (a purge is seen at once there, not within
+l1_ttl): tests/e2e/test_l1.py is the one about the L1.
 """
 import http.client
 import json
@@ -53,7 +58,7 @@ class Stack:
     def __init__(self, procs, template="cache-before-ratelimit.cfg", weights=(100, 100, 50),
                  policies=DEFAULT_POLICIES, rate_limit=10**9, asan=False, threads=2,
                  pool_extra="", agent_extra="", log_level="info", policy="default",
-                 haproxy_extra_env=None, shards=None, ports=None):
+                 haproxy_extra_env=None, shards=None, ports=None, l1_mb=0):
         ports = ports or {}
         self.procs = procs
         self.shards = shards if shards is not None else [
@@ -85,6 +90,7 @@ class Stack:
             "SPOE_CACHE_STATS_SOCKET": self.stats_sock,
             "SPOE_CACHE_RATE_LIMIT": str(rate_limit),
             "SPOE_CACHE_POLICY": policy,
+            "SPOE_CACHE_L1_MB": str(l1_mb),
         }
         if haproxy_extra_env:
             self.env.update(haproxy_extra_env)
@@ -143,8 +149,12 @@ class Stack:
         self.wait_generation(want, timeout)
         return want
 
-    def agent_seen_up(self):
-        for line in self.haproxy_cmd("show stat").splitlines():
+    def agent_seen_up(self, sock=None):
+        try:
+            stat = haproxy_cmd(sock or self.stats_sock, "show stat")
+        except OSError:     # the stats socket comes up after the listener
+            return False
+        for line in stat.splitlines():
             f = line.split(",")
             if len(f) > 17 and f[0] == "spoe-cache-agents" and f[1] == "agent1":
                 return f[17].startswith("UP")
@@ -162,6 +172,21 @@ class Stack:
         # The SPOE agent connection comes up with the first request; wait
         # until the agent's backend is seen up by its health check.
         return self.haproxy
+
+    def node(self, **env):
+        """Another HAProxy on the same agent, origin and template, with its
+        own port and stats socket (and env overrides, e.g.
+        SPOE_CACHE_POLICY): (port, process)."""
+        port = free_port()
+        e = dict(self.env, SPOE_CACHE_BIND="%s:%d" % (HOST, port),
+                 SPOE_CACHE_STATS_SOCKET=self.procs.path("haproxy-%d.sock" % port))
+        e.update(env)
+        cfg = os.path.join(ROOT, "haproxy-conf", self.template)
+        p = self.procs.spawn([HAPROXY, "-db", "-f", cfg], name="haproxy", env=e)
+        wait_port(port, proc=p)
+        wait_for(lambda: self.agent_seen_up(e["SPOE_CACHE_STATS_SOCKET"]), timeout=15,
+                 step=0.05, what="the new HAProxy to see the agent up")
+        return port, p
 
     # ---- clients ----
     def request(self, method, path, headers=None, body=None, port=None):

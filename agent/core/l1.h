@@ -1,0 +1,43 @@
+/*
+ * l1.h - may HAProxy's node-local tier (L1, the per-thread store in
+ * lua-glue/spoe-cache.lua) keep this hit, and for how long?
+ *
+ * The L1 answers requests before the agent is asked, so it may only keep
+ * what any plain request for the same URL would get from the agent: a Hit
+ * of a full GET, for a policy whose key depends on the URL alone, of an
+ * entry without Vary, asked by a request that carries nothing the agent
+ * treats specially (Authorization, conditionals, a consumer, a body,
+ * request Cache-Control or Pragma). The Lua side refuses such requests on
+ * its own too; this is the agent's half, the one that knows the policy
+ * and the entry.
+ *
+ * Pure: time is an argument. Must not widen what policy.c decides: it only
+ * ever narrows a Hit to "also keep it in L1 for n ms".
+ */
+#ifndef SC_L1_H
+#define SC_L1_H
+
+#include <stdint.h>
+
+#include "policy.h"
+
+/* Request facts policy_request() does not keep in struct pol_lookup. */
+#define L1_REQ_CONSUMER	0x1u	/* a consumer identity was sent */
+#define L1_REQ_BODY	0x2u	/* a request body was sent */
+
+/* The l1_ttl of policy p in seconds, 0 when its key depends on more than
+ * the URL (vary_headers, vary_body_json_fields) or p is NULL. What a
+ * lookup keeps of the policy until its fetch returns. */
+int l1_policy_ttl(const struct sc_policy *p);
+
+/*
+ * Milliseconds the L1 may serve h (what policy_entry() decided for L) from
+ * now on: min(ttl seconds from l1_policy_ttl(), the entry's freshness
+ * left), or 0 for "do not keep it". now_ms is the millisecond within the second policy_entry() was
+ * given as now (0..999): the entry goes stale when that second count
+ * reaches its end of freshness, so that much of its last second is gone.
+ */
+int64_t l1_grant_ms(int ttl, const struct pol_lookup *L, unsigned req,
+    const struct pol_hit *h, int now_ms);
+
+#endif

@@ -1,0 +1,256 @@
+#!/usr/bin/env python3
+"""End to end: the node-local tier (L1) of issue 18, through real HAProxy
+(the shipped template, L1 on as it ships), the agent, memcached and the
+origin.
+
+An L1 lives in one HAProxy thread, so each check talks over one keep-alive
+connection (one thread) and warms it until that thread answers from its L1
+(X-Cache-Tier: L1). What proves an answer came from the L1 and not the
+agent: the agent's lookup counters do not move.
+"""
+import http.client
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import HOST, main, test, wait_for  # noqa: E402
+from stack import Stack  # noqa: E402
+
+
+def policies(**p):
+    """The default test policy, with these settings (and extra policies as
+    name=dict(...) when the value is a dict)."""
+    base = dict(content_type='["text/plain", "application/json", "application/octet-stream"]',
+                cache_ttl="300")
+    extra = {k: v for k, v in p.items() if isinstance(v, dict)}
+    base.update({k: v for k, v in p.items() if not isinstance(v, dict)})
+    out = ["  default: { %s };" % " ".join("%s = %s;" % kv for kv in base.items())]
+    for name, settings in extra.items():
+        s = dict(content_type='["text/plain", "application/octet-stream"]', cache_ttl="300")
+        s.update(settings)
+        out.append("  %s: { %s };" % (name, " ".join("%s = %s;" % kv for kv in s.items())))
+    return "\n".join(out) + "\n"
+
+
+class Client:
+    """One keep-alive connection: one HAProxy thread."""
+
+    def __init__(self, port):
+        self.port = port
+        self.conn = http.client.HTTPConnection(HOST, port, timeout=30)
+
+    def req(self, path, headers=None, method="GET"):
+        """(status, headers lowercased, body, time the request was sent).
+        One Host for every node, so that they share keys."""
+        h = {"Host": "www.example.com"}
+        h.update(headers or {})
+        sent = time.time()
+        self.conn.request(method, path, headers=h)
+        r = self.conn.getresponse()
+        body = r.read()
+        h = {}
+        for k, v in r.getheaders():
+            k = k.lower()
+            h[k] = v if k not in h else h[k] + ", " + v
+        return r.status, h, body, sent
+
+    def warm(self, path, headers=None):
+        """Request until this thread answers from its L1; that answer."""
+        def l1():
+            st, h, b, _ = self.req(path, headers)
+            return (st, h, b) if h.get("x-cache-tier") == "L1" else None
+        return wait_for(l1, timeout=15, step=0.02, what="an L1 hit for %s" % path)
+
+    def close(self):
+        self.conn.close()
+
+
+def agent_lookups(s):
+    m = s.metrics()
+    return sum(v for k, v in m.items() if k.startswith("spoe_cache_lookups_total"))
+
+
+@test
+def test_l1_hits_never_ask_the_agent(procs):
+    s = Stack(procs, l1_mb=16, policies=policies(l1_ttl="30"))
+    c = Client(s.http_port)
+    st, h, b, _ = c.req("/text")
+    assert h["x-cache-status"] == "Miss", h
+    st, h2, b2, _ = c.req("/text")
+    assert h2["x-cache-status"] == "Hit" and h2["x-cache-tier"] == "L2", h2
+    st, h3, b3 = c.warm("/text")
+    before = agent_lookups(s)
+    for _ in range(50):
+        st, h4, b4, _ = c.req("/text")
+        assert st == 200 and h4["x-cache-status"] == "Hit" and h4["x-cache-tier"] == "L1", h4
+        assert b4 == b, (b4, b)
+    # HEAD answered from the L1 too: the GET's headers, no body
+    st, hh, bh, _ = c.req("/text", method="HEAD")
+    assert st == 200 and hh["x-cache-tier"] == "L1" and bh == b"", (hh, bh)
+    assert hh["content-length"] == str(len(b)), hh
+    assert agent_lookups(s) == before, (agent_lookups(s), before)
+    assert s.origin_count("/text") == 1
+    # the same answer as the agent's, but for Age and the tier
+    same = {k: v for k, v in h4.items() if k not in ("age", "x-cache-tier", "date")}
+    want = {k: v for k, v in h2.items() if k not in ("age", "x-cache-tier", "date")}
+    assert same == want, (same, want)
+    # a binary body of almost a whole buffer, byte for byte
+    big = "/gen?ct=application/octet-stream&size=200000"
+    st, h, b, _ = c.req(big)
+    assert h["x-cache-status"] == "Miss" and len(b) == 200000, (h, len(b))
+    st, hb, bb = c.warm(big)
+    assert bb == b and hb["content-length"] == "200000", hb
+    c.close()
+
+
+@test
+def test_l1_off_with_one_setting(procs):
+    # SPOE_CACHE_L1_MB=0 is the template's "${SPOE_CACHE_L1_MB-16}": the
+    # same as deleting the line.
+    s = Stack(procs, l1_mb=0, policies=policies(l1_ttl="30"))
+    c = Client(s.http_port)
+    c.req("/text")
+    for _ in range(30):
+        st, h, b, _ = c.req("/text")
+        assert h["x-cache-status"] == "Hit" and h["x-cache-tier"] == "L2", h
+    c.close()
+
+
+@test
+def test_l1_age(procs):
+    s = Stack(procs, l1_mb=16, policies=policies(l1_ttl="30"))
+    port2, _ = s.node(SPOE_CACHE_L1_MB="0")
+    c, c2 = Client(s.http_port), Client(port2)
+    c.req("/text")
+    st, h, b = c.warm("/text")
+    a0 = int(h["age"])
+    time.sleep(2.2)
+    st, h1, b1, _ = c.req("/text")
+    assert h1["x-cache-tier"] == "L1", h1
+    # the agent's Age for the same entry, through a node without L1
+    st, h2, b2, _ = c2.req("/text")
+    assert h2["x-cache-tier"] == "L2" and h2["x-cache-status"] == "Hit", h2
+    assert int(h1["age"]) >= a0 + 2, (a0, h1["age"])
+    assert abs(int(h1["age"]) - int(h2["age"])) <= 1, (h1["age"], h2["age"])
+    c.close()
+    c2.close()
+
+
+@test
+def test_l1_never_answers_what_the_agent_would_not(procs):
+    s = Stack(procs, l1_mb=16, policies=policies(
+        l1_ttl="30", cache_control="true",
+        vh=dict(l1_ttl="30", vary_headers='["Accept-Language"]'),
+        off=dict(l1_ttl="0")))
+    c = Client(s.http_port)
+    c.req("/text")
+    st, h, b = c.warm("/text")
+    for hdrs in ({"Authorization": "Basic eDp5"}, {"Cache-Control": "max-age=0"},
+                 {"Cache-Control": "max-stale=5"}, {"Pragma": "no-cache"},
+                 {"If-None-Match": '"x"'}, {"If-Modified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"},
+                 {"Range": "bytes=0-1"}, {"X-Forwarded-Host": "evil.example"},
+                 {"X-Original-URL": "/admin"}, {"X-Proxy-Cache-Memcached-Force": "true"}):
+        st, h2, b2, _ = c.req("/text", hdrs)
+        assert h2.get("x-cache-tier") != "L1", (hdrs, h2)
+    # the key: another Host, another query, another case of the path
+    for path, hdrs in (("/text", {"Host": "other.example"}), ("/text?a=1", None),
+                       ("/Text", None)):
+        st, h2, b2, _ = c.req(path, hdrs)
+        assert h2.get("x-cache-tier") != "L1", (path, hdrs, h2)
+    c.close()
+
+    # Responses with Vary are never kept, nor hits of a policy keyed on
+    # headers, nor of a policy with l1_ttl = 0.
+    port_vh, _ = s.node(SPOE_CACHE_POLICY="vh", SPOE_CACHE_L1_MB="16")
+    port_off, _ = s.node(SPOE_CACHE_POLICY="off", SPOE_CACHE_L1_MB="16")
+    for port, path in ((s.http_port, "/gen?body=v&h=Vary:Accept-Language"),
+                       (port_vh, "/text"), (port_off, "/text")):
+        c = Client(port)
+        hits = 0
+        for _ in range(30):
+            st, h2, b2, _ = c.req(path, {"Accept-Language": "fr"})
+            assert h2.get("x-cache-tier") != "L1", (port, path, h2)
+            hits += h2.get("x-cache-status") == "Hit"
+        assert hits >= 28, (port, path, hits)   # the agent does serve them
+        c.close()
+
+
+def poll_until_new(clients, path, old_body, what):
+    """Request path on every client in turn until none answers old_body;
+    for each, the send time of its last old answer (None: never)."""
+    last_old = [None] * len(clients)
+    done = [False] * len(clients)
+
+    def new():
+        for i, c in enumerate(clients):
+            if done[i]:
+                continue
+            st, h, b, sent = c.req(path)
+            if b == old_body:
+                last_old[i] = sent
+            else:
+                done[i] = True
+        return all(done)
+    wait_for(new, timeout=30, step=0.02, what=what)
+    return last_old
+
+
+@test
+def test_l1_bound_after_purge_flush_and_store_on_two_nodes(procs):
+    ttl = 2
+    s = Stack(procs, l1_mb=16, policies=policies(l1_ttl=str(ttl)))
+    port2, _ = s.node()
+    path = "/gen?serial=1"
+    for event in ("purge", "flush", "store"):
+        a, b = Client(s.http_port), Client(port2)
+        st, h, old = a.warm(path)
+        key = h["x-cache-key"]
+        st, h, body = b.warm(path)
+        assert body == old, (body, old)
+        t0 = time.time()
+        if event == "purge":
+            rc, out, err = s.ctl("purge", key)
+            assert rc == 0, (out, err)
+        elif event == "flush":
+            st, _, out = s.request("DELETE", "/cache", port=s.admin_port)
+            assert st == 200, out
+        else:
+            # a newer store: the entry deleted and stored again by the
+            # next Miss, through a request the L1 does not answer
+            rc, out, err = s.ctl("purge", key)
+            assert rc == 0, (out, err)
+            c = Client(s.http_port)
+            wait_for(lambda: c.req(path, {"Pragma": "x"})[1]["x-cache-status"] == "Miss",
+                     timeout=10, what="a Miss that stores a newer entry")
+            c.close()
+        last = poll_until_new([a, b], path, old, "the new state on both nodes")
+        for name, last_old in zip(("node 1", "node 2"), last):
+            # the L1 did answer after the event (else this proves nothing) ...
+            assert last_old is not None and last_old >= t0, (event, name)
+            # ... and no request that reached HAProxy l1_ttl after the
+            # event got the old state (0.1 s: the clock HAProxy reads once
+            # per wake-up, and the ACK that carried the hit)
+            assert last_old < t0 + ttl + 0.1, (event, name, last_old - t0)
+        a.close()
+        b.close()
+
+
+@test
+def test_l1_never_outlives_freshness(procs):
+    s = Stack(procs, l1_mb=16, policies=policies(l1_ttl="60", cache_ttl="3"))
+    c = Client(s.http_port)
+    path = "/gen?serial=1"
+    st, h, body, sent = c.req(path)
+    assert h["x-cache-status"] == "Miss", h
+    stored_by = time.time()     # the entry was stored before its Miss came back
+    st, h, old = c.warm(path)
+    assert old == body
+    (last_old,) = poll_until_new([c], path, old, "the entry to go stale")
+    assert last_old is not None
+    assert last_old < stored_by + 3 + 0.1, last_old - stored_by
+    c.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,218 @@
+/*
+ * test_l1.c - l1_grant_ms(): what the agent lets HAProxy's node-local tier
+ * keep, over real policy_request() / policy_response() / policy_entry()
+ * decisions (a store at T0, then a lookup at a later second).
+ */
+#include "entry.h"
+#include "l1.h"
+#include "policy.h"
+#include "varint.h"
+#include "t.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#define T0	1700000000LL
+#define H(...)	((const char *const[]){ __VA_ARGS__, NULL })
+
+struct hb {
+	uint8_t b[4096];
+	size_t n;
+};
+
+static void
+hb_put(struct hb *h, const char *s)
+{
+	size_t len = strlen(s);
+	int r = varint_encode(len, h->b + h->n, h->b + sizeof(h->b));
+
+	if (r == 0 || sizeof(h->b) - h->n - (size_t)r < len)
+		exit(2);
+	memcpy(h->b + h->n + r, s, len);
+	h->n += (size_t)r + len;
+}
+
+static void
+hb_make(struct hb *h, const char *const *nv)
+{
+	h->n = 0;
+	for (; nv[0] != NULL; nv += 2) {
+		hb_put(h, nv[0]);
+		hb_put(h, nv[1]);
+	}
+	hb_put(h, "");
+	hb_put(h, "");
+}
+
+static int default_codes[] = { 200, 301, 404 };
+static char *default_methods[] = { "GET", "HEAD" };
+static char *default_types[] = { "text/plain" };
+static char *one[] = { "Accept-Language" };
+
+static struct sc_policy
+policy(int l1_ttl)
+{
+	struct sc_policy p;
+
+	memset(&p, 0, sizeof(p));
+	p.name = "p";
+	p.response_codes = default_codes;
+	p.n_response_codes = 3;
+	p.request_method = (struct sc_strlist){ default_methods, 2 };
+	p.content_type = (struct sc_strlist){ default_types, 1 };
+	p.cache_ttl = 10;
+	p.storage_ttl = -1;
+	p.l1_ttl = l1_ttl;
+	return p;
+}
+
+static struct {
+	struct pol_limits lim;
+	struct hb rq, rs;
+	struct pol_lookup L;
+	struct pol_store st;
+	struct pol_hit hit;
+	char hbuf[POL_STORE_HBUF(4096)];
+	char buf[POL_HIT_BUF(8192)];
+	uint8_t val[8192];
+	size_t vlen;
+} T = { .lim = { 100, 100 } };
+
+static void
+lookup(const struct sc_policy *p, const char *method, const char *const *h,
+    const char *consumer, const char *body)
+{
+	struct pol_request rq;
+
+	hb_make(&T.rq, h);
+	memset(&rq, 0, sizeof(rq));
+	rq.method = method;
+	rq.method_len = strlen(method);
+	rq.url = "/a";
+	rq.url_len = 2;
+	rq.hdrs = T.rq.b;
+	rq.hdrs_len = T.rq.n;
+	if (consumer != NULL) {
+		rq.consumer = consumer;
+		rq.consumer_len = strlen(consumer);
+	}
+	if (body != NULL) {
+		rq.body = body;
+		rq.body_len = strlen(body);
+	}
+	policy_request(p, &T.lim, &rq, &T.L);
+}
+
+/* Store a 200 "hello" with these response headers at T0. */
+static int
+store(const struct sc_policy *p, const char *const *rsh)
+{
+	struct pol_response rs;
+	int n;
+
+	lookup(p, "GET", H("Host", "example.com"), NULL, NULL);
+	if (T.L.action != PA_FETCH)
+		return -1;
+	hb_make(&T.rs, rsh);
+	memset(&rs, 0, sizeof(rs));
+	rs.ctx = T.L.ctx;
+	rs.ctx_len = T.L.ctx_len;
+	rs.status = 200;
+	rs.hdrs = T.rs.b;
+	rs.hdrs_len = T.rs.n;
+	rs.body = (const uint8_t *)"hello";
+	rs.body_len = 5;
+	policy_response(p, &T.lim, &rs, T0, 1 << 20, 1 << 20, T.hbuf, sizeof(T.hbuf), &T.st);
+	if (T.st.action != PS_STORE)
+		return -1;
+	n = entry_encode(&T.st.e, T.val, sizeof(T.val));
+	T.vlen = n > 0 ? (size_t)n : 0;
+	return n > 0 ? 0 : -1;
+}
+
+/* The grant for a lookup of the stored entry at now + ms / 1000. */
+static int64_t
+grant(const struct sc_policy *p, const char *method, const char *const *h, unsigned req,
+    int64_t now, int ms)
+{
+	lookup(p, method, h, (req & L1_REQ_CONSUMER) ? "alice" : NULL,
+	    (req & L1_REQ_BODY) ? "x" : NULL);
+	if (T.L.action != PA_FETCH)
+		return -1;
+	policy_entry(&T.L, &T.lim, T.val, T.vlen, now, T.buf, sizeof(T.buf), &T.hit);
+	return l1_grant_ms(l1_policy_ttl(p), &T.L, req, &T.hit, ms);
+}
+
+#define PLAIN	H("Host", "example.com")
+#define CT	"Content-Type", "text/plain"
+#define CL	"Content-Length", "5"
+
+/* l1_ttl, capped by the freshness left, to the millisecond. */
+static void
+test_ttl_and_freshness(void)
+{
+	struct sc_policy p = policy(2);
+
+	CHECK(store(&p, H(CT, CL)) == 0);
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 1, 0) == 2000);
+	CHECK(T.hit.answer == PE_HIT && T.hit.fresh_left == 9);
+	/* cache_ttl 10: fresh until T0 + 10 */
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 8, 500) == 1500);
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 9, 0) == 1000);
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 9, 999) == 1);
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 10, 0) == 0);	/* stale: a Miss */
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 1, 1000) == 0);	/* not a millisecond */
+	p.l1_ttl = 0;
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 1, 0) == 0);
+	p.l1_ttl = 3600;
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 1, 250) == 8750);
+}
+
+/* Whatever makes the agent's answer depend on more than the URL. */
+static void
+test_never_what_the_agent_would_refuse(void)
+{
+	struct sc_policy p = policy(5), pv = policy(5);
+
+	CHECK(store(&p, H(CT, CL)) == 0);
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 1, 0) == 5000);
+	CHECK(grant(&p, "HEAD", PLAIN, 0, T0 + 1, 0) == 0);
+	CHECK(grant(&p, "GET", H("Host", "example.com", "Authorization", "Basic eA=="), 0,
+	    T0 + 1, 0) <= 0);
+	CHECK(grant(&p, "GET", H("Host", "example.com", "Cache-Control", "max-age=60"), 0,
+	    T0 + 1, 0) == 0);
+	CHECK(T.hit.answer == PE_HIT);	/* the agent serves it; the L1 does not keep it */
+	CHECK(grant(&p, "GET", H("Host", "example.com", "If-None-Match", "\"x\""), 0,
+	    T0 + 1, 0) == 0);
+	CHECK(grant(&p, "GET", H("Host", "example.com", "If-Modified-Since",
+	    "Sun, 06 Nov 1994 08:49:37 GMT"), 0, T0 + 1, 0) == 0);
+	CHECK(grant(&p, "GET", PLAIN, L1_REQ_CONSUMER, T0 + 1, 0) <= 0);
+	CHECK(grant(&p, "GET", PLAIN, L1_REQ_BODY, T0 + 1, 0) <= 0);
+	/* a policy keyed on headers */
+	pv.vary_headers = (struct sc_strlist){ one, 1 };
+	CHECK(store(&pv, H(CT, CL)) == 0);
+	CHECK(grant(&pv, "GET", PLAIN, 0, T0 + 1, 0) == 0);
+	CHECK(T.hit.answer == PE_HIT);
+	pv.vary_headers = (struct sc_strlist){ NULL, 0 };
+	pv.vary_body_json_fields = (struct sc_strlist){ one, 1 };
+	CHECK(l1_policy_ttl(&pv) == 0);
+	CHECK(l1_policy_ttl(&p) == 5);
+	CHECK(l1_grant_ms(5, &T.L, 0, &T.hit, 0) == 5000);	/* the policy is what refuses */
+	/* a response with Vary */
+	CHECK(store(&p, H(CT, CL, "Vary", "Accept-Language")) == 0);
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 1, 0) == 0);
+	CHECK(T.hit.answer == PE_HIT && T.hit.vary);
+	/* nothing stored */
+	lookup(&p, "GET", PLAIN, NULL, NULL);
+	policy_entry(&T.L, &T.lim, NULL, 0, T0 + 1, T.buf, sizeof(T.buf), &T.hit);
+	CHECK(l1_grant_ms(5, &T.L, 0, &T.hit, 0) == 0);
+	CHECK(l1_policy_ttl(NULL) == 0);
+}
+
+int
+main(void)
+{
+	RUN(test_ttl_and_freshness);
+	RUN(test_never_what_the_agent_would_refuse);
+	return T_EXIT();
+}
