@@ -30,6 +30,12 @@ struct sc_pool_conf {
 	char *tls_ca_file;		/* CA bundle; NULL = system default */
 	char *tls_cert_file;		/* optional client certificate */
 	char *tls_key_file;		/* its key */
+	/* entry_secret, or the content of entry_secret_file, ready to sign
+	 * and verify entries (entry.h); NULL: entries are not signed. The
+	 * secret itself is wiped once this is made. */
+	char *entry_secret;
+	char *entry_secret_file;
+	struct entry_auth *entry_auth;
 };
 
 enum sc_log_target { SC_LOG_STDERR, SC_LOG_SYSLOG };

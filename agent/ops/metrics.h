@@ -23,6 +23,7 @@ struct metrics {
 	atomic_uint_fast64_t disconnects;	/* DISCONNECT frames we sent for an error */
 	atomic_int_fast64_t inflight;
 	atomic_uint_fast64_t bad_messages;	/* NOTIFY messages we could not use */
+	atomic_uint_fast64_t entries_rejected[ENTRY_NERR];	/* by ENTRY_ERR_INDEX() */
 };
 
 #define M_INC(m, f)	atomic_fetch_add_explicit(&(m)->f, 1, memory_order_relaxed)
