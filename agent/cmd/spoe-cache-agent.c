@@ -299,6 +299,8 @@ main(int argc, char **argv)
 			}
 			SSL_CTX_free(t);
 		}
+		for (size_t i = 0; i < ag.cf->warnings.n; i++)
+			fprintf(stderr, "spoe-cache-agent: warning: %s\n", ag.cf->warnings.v[i]);
 		printf("%s: configuration OK (%zu memcached hosts, %zu policies)\n", file,
 		    ag.cf->pool.nhosts, ag.cf->npolicies);
 		config_free(ag.cf);
@@ -306,6 +308,8 @@ main(int argc, char **argv)
 	}
 	log_init("spoe-cache-agent", debug ? LOG_DEBUG : ag.cf->agent.log_level,
 	    ag.cf->agent.log_target == SC_LOG_SYSLOG);
+	for (size_t i = 0; i < ag.cf->warnings.n; i++)
+		log_warn("%s", ag.cf->warnings.v[i]);
 	signal(SIGPIPE, SIG_IGN);
 	/* Every hit mallocs and frees buffers of 16 KiB to a few hundred; with
 	 * glibc's default 128 KiB trim threshold the worker arenas hand that

@@ -517,6 +517,30 @@ defaults(struct sc_config *cf)
 	cf->pool.fail_threshold = 2;
 	cf->pool.retry_interval_ms = 1000;
 	cf->pool.max_item_size = 1u << 20;
+	cf->pool.tls_verify = -1;	/* unset: on when tls is */
+}
+
+/* A warning for -t and the start-up log, "FILE:LINE: message". */
+static int
+note_warning(struct ctx *c, struct sc_config *cf, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[512], line[600], **v;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(line, sizeof(line), "%s:%d: %s", s != NULL && config_setting_source_file(s) ?
+	    config_setting_source_file(s) : c->file, s != NULL ? (int)config_setting_source_line(s) : 0,
+	    msg);
+	v = realloc(cf->warnings.v, (cf->warnings.n + 2) * sizeof(char *));
+	if (v == NULL)
+		return fail(c, s, "out of memory");
+	cf->warnings.v = v;
+	if ((v[cf->warnings.n] = strdup(line)) == NULL)
+		return fail(c, s, "out of memory");
+	v[++cf->warnings.n] = NULL;
+	return 0;
 }
 
 /* Largest entry secret file read: far above any real secret. */
@@ -595,9 +619,18 @@ validate(struct ctx *c, struct sc_config *cf, const config_setting_t *root, int 
 		return fail(c, mc != NULL ? mc : root, "memcached.hosts: at least one memcached host is needed");
 	if ((cf->pool.tls_cert_file == NULL) != (cf->pool.tls_key_file == NULL))
 		return fail(c, mc, "memcached: tls_cert_file and tls_key_file go together");
-	if (!cf->pool.tls && (cf->pool.tls_verify || cf->pool.tls_ca_file != NULL ||
+	if (!cf->pool.tls && (cf->pool.tls_verify > 0 || cf->pool.tls_ca_file != NULL ||
 	    cf->pool.tls_cert_file != NULL || cf->pool.tls_server_name != NULL))
 		return fail(c, mc, "memcached: tls_* settings need tls = true");
+	if (cf->pool.tls_verify < 0)
+		cf->pool.tls_verify = cf->pool.tls;
+	/* A shard that is not verified can be anyone on the path, answering
+	 * with entries of its choosing (MISSION 5). */
+	if (cf->pool.tls && !cf->pool.tls_verify &&
+	    note_warning(c, cf, config_setting_get_member(mc, "tls_verify"), "memcached.tls_verify: false: "
+	    "TLS without verifying the shards' certificates; anyone on the path can pose as a "
+	    "shard and answer with entries of its choosing") < 0)
+		return -1;
 	if (entry_secret(c, cf, mc, files) < 0)
 		return -1;
 	if (cf->agent.listen == NULL && (cf->agent.listen = strdup("127.0.0.1")) == NULL)
@@ -806,6 +839,7 @@ config_free(struct sc_config *cf)
 	free(cf->pool.entry_secret);
 	free(cf->pool.entry_secret_file);
 	entry_auth_free(cf->pool.entry_auth);
+	strlist_free(&cf->warnings);
 	for (size_t i = 0; i < cf->npolicies; i++)
 		policy_free(&cf->policies[i]);
 	free(cf->policies);

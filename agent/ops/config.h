@@ -25,7 +25,7 @@ struct sc_pool_conf {
 	int retry_interval_ms;		/* background probe of a down shard, default 1000 */
 	size_t max_item_size;		/* largest value sent to memcached, default 1 MiB */
 	int tls;			/* connect with TLS, default off */
-	int tls_verify;			/* verify the server certificate, default off */
+	int tls_verify;			/* verify the server certificate, default on with tls */
 	char *tls_server_name;		/* SNI and the name to verify; NULL = host */
 	char *tls_ca_file;		/* CA bundle; NULL = system default */
 	char *tls_cert_file;		/* optional client certificate */
@@ -63,6 +63,9 @@ struct sc_config {
 	struct sc_pool_conf pool;
 	struct sc_policy *policies;
 	size_t npolicies;
+	/* Settings that load but that an operator should hear about, as
+	 * "FILE:LINE: setting: message": printed by -t, logged at start. */
+	struct sc_strlist warnings;
 };
 
 /* Load and validate FILE. On error returns NULL and writes
