@@ -124,7 +124,9 @@ def test_agent_killed_then_restarted(procs):
     s.start_agent()
     recover(s)
     load.finish()
-    assert load.verdicts.get("none", 0) > 0   # some requests went uncached, none failed
+    # some requests went uncached, none failed: the template labels a lookup
+    # the agent did not answer Bypass (txn.cache.error)
+    assert load.verdicts.get("Bypass", 0) > 0, load.verdicts
 
 
 @test
