@@ -15,7 +15,7 @@
  *   u8 sel    bits 0-1 policy, 2 tls, 3/4 request/response headers as
  *             "name:value" lines (else a raw hdrs_bin block), 5 add the
  *             response's Content-Length, 6 fix the stored value's magic,
- *             version and CRC, 7 the response has no body
+ *             version, key and CRC, 7 the response has no body
  *   u8 max_headers, u8 max_query_params (0: the maximum)
  *   u64 now, u16 later (seconds after now for the second lookup), u16 status
  *   u16 max_ack / 32, u16 max_item / 32 (0: 1 MiB)
@@ -225,7 +225,8 @@ entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *val, si
 	if (out->answer > PE_MISS || out->status >= CS_MAX)
 		abort();
 	if (out->serve) {
-		if (out->hdrs != buf || out->hlen > cap || out->code < 100 || out->code > 999)
+		/* never a status HAProxy cannot replay, whatever was stored */
+		if (out->hdrs != buf || out->hlen > cap || out->code < 200 || out->code > 599)
 			abort();
 		if (out->body != NULL && (v == NULL || out->body < v || out->body + out->blen > v + vlen))
 			abort();
@@ -254,13 +255,14 @@ store(const struct sc_policy *p, const struct pol_limits *lim, const struct pol_
 		const struct entry *e = &st->e;
 		int n;
 
-		if (!is_hex_key(st->key) || st->mc_ttl == 0 || entry_size(e) > max_item ||
+		if (!is_hex_key(st->key) || st->mc_ttl == 0 || entry_size(e, lim->auth) > max_item ||
+		    e->klen != KEY_HEX_LEN || memcmp(e->key, st->key, KEY_HEX_LEN) != 0 ||
 		    e->hlen + e->blen + POL_ACK_SLACK > max_ack || e->hlen > hcap)
 			abort();
 		check_stored_hdrs(e->hdrs, e->hlen);
-		val = malloc(entry_size(e));
-		n = entry_encode(e, val, entry_size(e));
-		if (n < 0 || (size_t)n != entry_size(e))
+		val = malloc(entry_size(e, lim->auth));
+		n = entry_encode(e, lim->auth, val, entry_size(e, lim->auth));
+		if (n < 0 || (size_t)n != entry_size(e, lim->auth))
 			abort();
 		*vlen = (size_t)n;
 	}
@@ -296,10 +298,10 @@ check_lookup(const struct sc_policy *p, const struct pol_limits *lim,
 		abort();
 }
 
-/* The bytes with the entry magic, version and checksum made right, so the
- * policy sees arbitrary fields instead of a CRC failure. */
+/* The bytes with the entry magic, version, key and checksum made right, so
+ * the policy sees arbitrary fields instead of a CRC or key failure. */
 static void
-fix_value(uint8_t *v, size_t n)
+fix_value(uint8_t *v, size_t n, const char *key)
 {
 	uint32_t c;
 
@@ -307,6 +309,11 @@ fix_value(uint8_t *v, size_t n)
 		return;
 	memcpy(v, "SCE", 3);
 	v[3] = ENTRY_VERSION;
+	v[4] = ENTRY_TAG_CRC32C;
+	if (n >= ENTRY_OVERHEAD + KEY_HEX_LEN) {
+		v[35] = KEY_HEX_LEN;
+		memcpy(v + 36, key, KEY_HEX_LEN);
+	}
 	c = entry_crc32c(v, n - 4);
 	v[n - 4] = (uint8_t)(c >> 24);
 	v[n - 3] = (uint8_t)(c >> 16);
@@ -339,6 +346,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	p = &policies[sel & 3];
 	lim.max_headers = (size_t)take_u(&c, 1);
 	lim.max_query_params = (size_t)take_u(&c, 1);
+	lim.auth = NULL;
 	now = (int64_t)take_u(&c, 8);
 	later = (int64_t)take_u(&c, 2);
 	later = now > INT64_MAX - later ? INT64_MAX : now + later;
@@ -411,7 +419,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		entry(&L2, &lim, NULL, 0, now, &hit);
 		arb = dup(part[7], plen[7]);
 		if (sel & SEL_FIX_VALUE)
-			fix_value(arb, plen[7]);
+			fix_value(arb, plen[7], L.key);
 		L2 = L;
 		entry(&L2, &lim, arb, plen[7], later, &hit);
 		free(arb);

@@ -163,6 +163,20 @@ end
 
 -- ---- the hit service ----
 
+-- What a cache may answer with. HAProxy 2.6 dies on an interim (1xx)
+-- status from an applet (BUG_ON in http_ana.c), so a code outside this
+-- range is refused here too, whatever sent it: the agent checks every
+-- stored entry before it says "serve", this is the second lock.
+local function replayable(code)
+    return code ~= nil and code == floor(code) and code >= 200 and code <= 599
+end
+
+local function refuse(applet)
+    applet:set_status(502)
+    applet:add_header("content-length", "0")
+    applet:start_response()
+end
+
 local function replay(applet)
     local k = applet:get_var("txn.cache_l1")
     if k ~= nil then
@@ -180,14 +194,18 @@ local function replay(applet)
         return
     end
 
-    local code = tonumber(applet:get_var("txn.cache.code")) or 502
+    local code = tonumber(applet:get_var("txn.cache.code"))
     local hdrs = applet:get_var("txn.cache.headers") or ""
     local body = applet:get_var("txn.cache.body") or ""
 
+    if not replayable(code) then
+        return refuse(applet)
+    end
     applet:set_status(code)
-    -- The agent never stores CR or LF inside a name or value, nor a colon
-    -- in a name, so a line is always "name: value\r\n". Plain finds, not
-    -- a pattern: this loop runs for every header of every hit.
+    -- The agent hands over only entries whose every line is a token name,
+    -- ": ", a value without CR, LF or NUL, and CRLF (entry_check_replay),
+    -- so a line is always "name: value\r\n". Plain finds, not a pattern:
+    -- this loop runs for every header of every hit.
     local pos = 1
     while true do
         local colon = find(hdrs, ": ", pos, true)

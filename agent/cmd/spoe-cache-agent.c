@@ -205,14 +205,8 @@ check_nofile(const struct sc_config *cf)
 static void
 log_warnings(const struct sc_config *cf)
 {
-	const char *w = config_warnings(cf), *nl;
-
-	for (; w != NULL && *w != '\0'; w = nl + 1) {
-		nl = strchr(w, '\n');
-		if (nl == NULL)
-			break;
-		log_warn("%.*s", (int)(nl - w), w);
-	}
+	for (size_t i = 0; i < cf->warnings.n; i++)
+		log_warn("%s", cf->warnings.v[i]);
 }
 
 static void
@@ -523,8 +517,8 @@ main(int argc, char **argv)
 			}
 			SSL_CTX_free(t);
 		}
-		if (config_warnings(ag.cf) != NULL)
-			fprintf(stderr, "spoe-cache-agent: %s", config_warnings(ag.cf));
+		for (size_t i = 0; i < ag.cf->warnings.n; i++)
+			fprintf(stderr, "spoe-cache-agent: warning: %s\n", ag.cf->warnings.v[i]);
 		printf("%s: configuration OK (%zu memcached hosts, %zu policies)\n", file,
 		    ag.cf->pool.nhosts, ag.cf->npolicies);
 		config_free(ag.cf);

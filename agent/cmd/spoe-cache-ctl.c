@@ -11,7 +11,11 @@
  *   spoe-cache-ctl [-c FILE] [--json] key METHOD URL [-H 'Name: value']... [--policy P]
  *                  [--https] [--consumer ID] [--data BODY]
  *
- * Exit: 0 done; 1 absent (get, purge), a shard failed (flush, stats) or
+ * get checks an entry as the agent does before a replay (its key, the
+ * entry secret's signature, what it would send): one that fails is shown
+ * as refused, with the reason, and exits 1 like an absent one.
+ *
+ * Exit: 0 done; 1 absent or refused (get), absent (purge), a shard failed (flush, stats) or
  * the request would be a Bypass (key); 2 usage or configuration error, or
  * the shard that owns KEY failed (get, purge: an error is not "absent", so
  * a script can tell them apart).
@@ -39,6 +43,7 @@
 #include "varint.h"
 
 struct ctl {
+	const struct sc_config *cf;
 	struct event_base *base;
 	struct pool *pool;
 	int json;
@@ -87,6 +92,7 @@ on_get(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 {
 	struct ctl *c = arg;
 	struct entry e;
+	int rc;
 
 	if (st == MC_NOTFOUND) {
 		if (c->json)
@@ -102,12 +108,16 @@ on_get(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 			evbuffer_add_printf(c->out, "%s: %s on shard %s\n", c->key, mc_status_name(st),
 			    pool_shard_name(c->pool, c->shard));
 		c->rc = 2;
-	} else if (entry_decode(val, vlen, &e) < 0) {
+	} else if ((rc = inspect_decode(c->cf, c->key, val, vlen, &e)) < 0) {
+		/* What a lookup would refuse is shown as refused, never replayed
+		 * into a terminal or a --body file. */
 		if (c->json)
 			evbuffer_add_printf(c->out, "{\"key\":\"%s\",\"found\":true,\"error\":"
-			    "\"entry is corrupt or of another version\"}\n", c->key);
+			    "\"entry refused: %s\",\"reason\":\"%s\"}\n", c->key, entry_err_str(rc),
+			    entry_err_name(rc));
 		else
-			evbuffer_add_printf(c->out, "%s: entry is corrupt or of another version\n", c->key);
+			evbuffer_add_printf(c->out, "%s: entry refused (%s): %s\n", c->key,
+			    entry_err_name(rc), entry_err_str(rc));
 		c->rc = 1;
 	} else {
 		if (c->json)
@@ -421,6 +431,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "spoe-cache-ctl: %s\n", err);
 		return 2;
 	}
+	c.cf = cf;
 	if (strcmp(cmd, "key") == 0) {
 		c.rc = cmd_key(cf, nargs, argv + optind, c.json);
 		goto out_cf;

@@ -1,8 +1,11 @@
 /*
  * entry.c - see entry.h. The bytes come back from memcached, which another
- * version of the agent, a bug or a bit flip may have written: decoding
- * checks the checksum and every length against what is left and must not
- * read outside buf[0..len). Must not allocate or copy the body.
+ * version of the agent, a bug, a bit flip or anyone who can write to a
+ * shard may have written: decoding checks the tag (checksum or signature),
+ * the key and every length against what is left, and must not read outside
+ * buf[0..len); entry_check_replay() then holds what would reach a client
+ * to the rules the agent applies to an origin's response before storing
+ * it. Must not copy the body.
  */
 #include "entry.h"
 
@@ -10,12 +13,47 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#define OFF_STORED	4
-#define OFF_LIFETIME	12
-#define OFF_AGE0	20
-#define OFF_STATUS	28
-#define OFF_FLAGS	30
-#define OFF_BLOCKS	34
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "hdrs.h"
+
+#define OFF_TAGKIND	4
+#define OFF_STORED	5
+#define OFF_LIFETIME	13
+#define OFF_AGE0	21
+#define OFF_STATUS	29
+#define OFF_FLAGS	31
+#define OFF_KEY		35
+#define FIXED_LEN	(ENTRY_OVERHEAD - ENTRY_CRC_LEN)	/* everything but the tag */
+
+static const struct { const char *name, *str; } errs[ENTRY_NERR] = {
+	{ "corrupt", "corrupt" },
+	{ "version", "another format version" },
+	{ "key", "stored for another key" },
+	{ "unsigned", "not signed, and an entry secret is configured" },
+	{ "signature", "a signature that does not verify with the entry secret" },
+	{ "status", "status outside 200-599" },
+	{ "header_line", "a header block that is not \"name: value\" lines" },
+	{ "header_name", "a header name that is not a token" },
+	{ "header_value", "a control byte in a header value" },
+	{ "hop_by_hop", "a hop-by-hop header" },
+	{ "framing", "Transfer-Encoding, Content-Length or a body the status forbids" },
+	{ "forbidden", "a header the agent never stores" },
+};
+
+const char *
+entry_err_name(int err)
+{
+	return err < 0 && err >= -ENTRY_NERR ? errs[ENTRY_ERR_INDEX(err)].name : "none";
+}
+
+const char *
+entry_err_str(int err)
+{
+	return err < 0 && err >= -ENTRY_NERR ? errs[ENTRY_ERR_INDEX(err)].str : "no error";
+}
 
 /* CRC-32C, reflected polynomial 0x82F63B78: a fixed read-only table beats
  * rebuilding it per call, and CRC-32C detects every burst of up to 32 bits,
@@ -135,17 +173,84 @@ get_be(const uint8_t *p, int n)
 	return v;
 }
 
+/* ---- the entry secret ---- */
+
+struct entry_auth {
+	/* HMAC-SHA-256 keyed with the secret and never fed: each entry gets a
+	 * copy (EVP_MAC_CTX_dup reads it only, so threads share it), which
+	 * costs half of keying a new context and a quarter of HMAC(). */
+	EVP_MAC_CTX *keyed;
+};
+
+struct entry_auth *
+entry_auth_new(const void *secret, size_t len)
+{
+	struct entry_auth *a;
+	EVP_MAC *mac;
+	OSSL_PARAM params[2];
+
+	if (secret == NULL || len < ENTRY_SECRET_MIN)
+		return NULL;
+	if ((a = OPENSSL_zalloc(sizeof(*a))) == NULL)
+		return NULL;
+	params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	if (mac == NULL || (a->keyed = EVP_MAC_CTX_new(mac)) == NULL ||
+	    EVP_MAC_init(a->keyed, secret, len, params) != 1) {
+		EVP_MAC_free(mac);
+		entry_auth_free(a);
+		return NULL;
+	}
+	EVP_MAC_free(mac);	/* the context holds its own reference */
+	return a;
+}
+
+void
+entry_auth_free(struct entry_auth *a)
+{
+	if (a == NULL)
+		return;
+	EVP_MAC_CTX_free(a->keyed);
+	OPENSSL_free(a);
+}
+
+/* HMAC-SHA-256 of buf[0..len) into mac; -1 when OpenSSL fails. */
+static int
+sign(const struct entry_auth *a, const uint8_t *buf, size_t len, uint8_t mac[ENTRY_HMAC_LEN])
+{
+	EVP_MAC_CTX *c = EVP_MAC_CTX_dup(a->keyed);
+	size_t got = 0;
+	int ok;
+
+	ok = c != NULL && EVP_MAC_update(c, buf, len) == 1 &&
+	    EVP_MAC_final(c, mac, &got, ENTRY_HMAC_LEN) == 1 && got == ENTRY_HMAC_LEN;
+	EVP_MAC_CTX_free(c);
+	return ok ? 0 : -1;
+}
+
+/* ---- the format ---- */
+
 static int
 fields_ok(int64_t lifetime, int64_t age0, unsigned status)
 {
 	return lifetime >= 0 && age0 >= 0 && status >= 100 && status <= 999;
 }
 
-size_t
-entry_size(const struct entry *e)
+static size_t
+tag_len(const struct entry_auth *auth)
 {
-	size_t s = ENTRY_OVERHEAD;
+	return auth != NULL ? ENTRY_HMAC_LEN : ENTRY_CRC_LEN;
+}
 
+size_t
+entry_size(const struct entry *e, const struct entry_auth *auth)
+{
+	size_t s = FIXED_LEN + tag_len(auth);
+
+	if (e->klen > SIZE_MAX - s)
+		return SIZE_MAX;
+	s += e->klen;
 	if (e->hlen > SIZE_MAX - s)
 		return SIZE_MAX;
 	s += e->hlen;
@@ -167,28 +272,37 @@ put_block(uint8_t *p, const void *data, size_t len)
 }
 
 int
-entry_encode(const struct entry *e, uint8_t *buf, size_t cap)
+entry_encode(const struct entry *e, const struct entry_auth *auth, uint8_t *buf, size_t cap)
 {
-	size_t size = entry_size(e);
+	size_t size = entry_size(e, auth);
 	uint8_t *p;
 
-	if (e->hlen > UINT32_MAX || e->vlen > UINT32_MAX || e->blen > UINT32_MAX)
+	if (e->klen > ENTRY_KEY_MAX || e->hlen > UINT32_MAX || e->vlen > UINT32_MAX ||
+	    e->blen > UINT32_MAX)
 		return -1;
 	if (size > INT_MAX || size > cap || !fields_ok(e->lifetime, e->age0, e->status))
 		return -1;
-	if ((e->hlen && !e->hdrs) || (e->vlen && !e->vary) || (e->blen && !e->body))
+	if ((e->klen && !e->key) || (e->hlen && !e->hdrs) || (e->vlen && !e->vary) ||
+	    (e->blen && !e->body))
 		return -1;
 	memcpy(buf, "SCE", 3);
 	buf[3] = ENTRY_VERSION;
+	buf[OFF_TAGKIND] = auth != NULL ? ENTRY_TAG_HMAC : ENTRY_TAG_CRC32C;
 	put_be(buf + OFF_STORED, (uint64_t)e->stored_at, 8);
 	put_be(buf + OFF_LIFETIME, (uint64_t)e->lifetime, 8);
 	put_be(buf + OFF_AGE0, (uint64_t)e->age0, 8);
 	put_be(buf + OFF_STATUS, e->status, 2);
 	put_be(buf + OFF_FLAGS, e->flags, 4);
-	p = buf + OFF_BLOCKS;
+	p = buf + OFF_KEY;
+	*p++ = (uint8_t)e->klen;
+	if (e->klen)
+		memcpy(p, e->key, e->klen);
+	p += e->klen;
 	p = put_block(p, e->hdrs, e->hlen);
 	p = put_block(p, e->vary, e->vlen);
 	p = put_block(p, e->body, e->blen);
+	if (auth != NULL)
+		return sign(auth, buf, (size_t)(p - buf), p) < 0 ? -1 : (int)size;
 	put_be(p, entry_crc32c(buf, (size_t)(p - buf)), 4);
 	return (int)size;
 }
@@ -211,22 +325,54 @@ get_block(const uint8_t **p, const uint8_t *end, const uint8_t **data, size_t *l
 	return 0;
 }
 
+/* The tag at end (tlen bytes) over buf[0..end): 0 or the ENTRY_ERR_*. */
+static int
+check_tag(const uint8_t *buf, const uint8_t *end, int kind, const struct entry_auth *auth)
+{
+	uint8_t mac[ENTRY_HMAC_LEN];
+
+	if (kind == ENTRY_TAG_CRC32C)
+		return entry_crc32c(buf, (size_t)(end - buf)) == (uint32_t)get_be(end, 4) ? 0 :
+		    ENTRY_ERR_CORRUPT;
+	/* Constant time: how much of a forged tag matched must not show. */
+	if (sign(auth, buf, (size_t)(end - buf), mac) < 0 ||
+	    CRYPTO_memcmp(mac, end, ENTRY_HMAC_LEN) != 0)
+		return ENTRY_ERR_SIGNATURE;
+	return 0;
+}
+
 int
-entry_decode(const uint8_t *buf, size_t len, struct entry *e)
+entry_decode(const uint8_t *buf, size_t len, const char *key, size_t klen,
+    const struct entry_auth *auth, struct entry *e)
 {
 	const uint8_t *p, *end, *h;
+	size_t tlen;
+	int kind, rc;
 
 	if (len < 4 || memcmp(buf, "SCE", 3) != 0)
 		return ENTRY_ERR_CORRUPT;
-	/* Checked before the checksum: another version may place it
-	 * elsewhere, and "other version" must stay distinguishable. */
+	/* Checked before the tag: another version may place it elsewhere,
+	 * and "other version" must stay distinguishable. */
 	if (buf[3] != ENTRY_VERSION)
 		return ENTRY_ERR_VERSION;
-	if (len < ENTRY_OVERHEAD)
+	if (len <= OFF_TAGKIND)
 		return ENTRY_ERR_CORRUPT;
-	end = buf + len - 4;
-	if (entry_crc32c(buf, len - 4) != (uint32_t)get_be(end, 4))
+	kind = buf[OFF_TAGKIND];
+	if (kind != ENTRY_TAG_CRC32C && kind != ENTRY_TAG_HMAC)
 		return ENTRY_ERR_CORRUPT;
+	/* Only the tag this agent writes: with a secret, an unsigned entry is
+	 * what anyone who can write to a shard could have made; without one,
+	 * a signature cannot be checked. */
+	if (auth != NULL && kind != ENTRY_TAG_HMAC)
+		return ENTRY_ERR_UNSIGNED;
+	if (auth == NULL && kind != ENTRY_TAG_CRC32C)
+		return ENTRY_ERR_SIGNATURE;
+	tlen = kind == ENTRY_TAG_HMAC ? ENTRY_HMAC_LEN : ENTRY_CRC_LEN;
+	if (len < FIXED_LEN + tlen)
+		return ENTRY_ERR_CORRUPT;
+	end = buf + len - tlen;
+	if ((rc = check_tag(buf, end, kind, auth)) < 0)
+		return rc;
 	e->stored_at = (int64_t)get_be(buf + OFF_STORED, 8);
 	e->lifetime = (int64_t)get_be(buf + OFF_LIFETIME, 8);
 	e->age0 = (int64_t)get_be(buf + OFF_AGE0, 8);
@@ -234,13 +380,126 @@ entry_decode(const uint8_t *buf, size_t len, struct entry *e)
 	e->flags = (uint32_t)get_be(buf + OFF_FLAGS, 4);
 	if (!fields_ok(e->lifetime, e->age0, e->status))
 		return ENTRY_ERR_CORRUPT;
-	/* Lengths are checked even though the checksum matched: a truncation
-	 * must be caught deterministically, not with odds of 2^-32. */
-	p = buf + OFF_BLOCKS;
+	/* Lengths are checked even though the tag matched: a truncation must
+	 * be caught deterministically, not with odds of 2^-32, and a signer
+	 * with a bug must not make this read past the end. */
+	p = buf + OFF_KEY;
+	e->klen = *p++;
+	if (e->klen > (size_t)(end - p))
+		return ENTRY_ERR_CORRUPT;
+	e->key = (const char *)p;
+	p += e->klen;
 	if (get_block(&p, end, &h, &e->hlen) < 0 ||
 	    get_block(&p, end, &e->vary, &e->vlen) < 0 ||
 	    get_block(&p, end, &e->body, &e->blen) < 0 || p != end)
 		return ENTRY_ERR_CORRUPT;
 	e->hdrs = (const char *)h;
+	/* An entry copied under another key (signed or not) must not answer
+	 * for it: compared after the tag, so a corrupt key is "corrupt". */
+	if (key != NULL && (e->klen != klen || memcmp(e->key, key, klen) != 0))
+		return ENTRY_ERR_KEY;
 	return 0;
+}
+
+/* ---- before replay ---- */
+
+/* What the agent never writes into an entry, by the reason it is refused:
+ * found by length first, since every line of every hit is looked up. */
+static int
+refused_name(const char *n, size_t len)
+{
+	static const struct { const char *s; size_t len; int err; } names[] = {
+		{ "content-length", 14, ENTRY_ERR_FRAMING },	/* set from the body at hit time */
+		{ "transfer-encoding", 17, ENTRY_ERR_FRAMING },
+		{ "age", 3, ENTRY_ERR_FORBIDDEN },		/* computed at hit time */
+		{ "x-cache-status", 14, ENTRY_ERR_FORBIDDEN },
+		{ "x-cache-key", 11, ENTRY_ERR_FORBIDDEN },
+		{ "set-cookie", 10, ENTRY_ERR_FORBIDDEN },	/* never replayed to another client */
+		{ "set-cookie2", 11, ENTRY_ERR_FORBIDDEN },
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (names[i].len == len && hdr_name_eq(n, len, names[i].s, len))
+			return names[i].err;
+	return len <= 19 && hdrs_is_hop_by_hop(n, len) ? ENTRY_ERR_HOP_BY_HOP : 0;
+}
+
+/* Byte classes of a header line: C_TCHAR a token character (RFC 9110
+ * 5.6.2, what hdr_is_tchar() says), C_VALUE a byte a value may hold (what
+ * hdr_value_safe() says: no control byte but HTAB, no DEL; obs-text is
+ * allowed). A table, so that checking every byte of every hit is a load
+ * and a test; tests/unit/test_entry.c holds it to those two functions. */
+#define C_TCHAR	0x1u
+#define C_VALUE	0x2u
+static const uint8_t byte_class[256] = {
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0,	/* 0x00 */
+	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,	/* 0x10 */
+	2, 3, 2, 3, 3, 3, 3, 3, 2, 2, 3, 3, 2, 3, 3, 2,	/* 0x20 */
+	3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 2, 2, 2,	/* 0x30 */
+	2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,	/* 0x40 */
+	3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 2, 2, 3, 3,	/* 0x50 */
+	3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3,	/* 0x60 */
+	3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 2, 3, 2, 3, 0,	/* 0x70 */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,	/* 0x80 */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,	/* 0x90 */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,	/* 0xa0 */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,	/* 0xb0 */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,	/* 0xc0 */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,	/* 0xd0 */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,	/* 0xe0 */
+	2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 2,	/* 0xf0 */
+};
+
+int
+entry_check_replay(const struct entry *e, size_t max_lines)
+{
+	const unsigned char *p = (const unsigned char *)e->hdrs, *end = p + e->hlen;
+	size_t lines = 0;
+
+	if (e->status < 200 || e->status > 599)
+		return ENTRY_ERR_STATUS;
+	if ((e->status == 204 || e->status == 304) && e->blen > 0)
+		return ENTRY_ERR_FRAMING;
+	/* The grammar entry.h gives and the Lua service splits on: name, ": ",
+	 * value, CRLF, nothing else. */
+	while (p < end) {
+		const unsigned char *name = p;
+		size_t nlen;
+		int rc;
+
+		if (++lines > max_lines)
+			return ENTRY_ERR_HDR_LINE;
+		while (p < end && (byte_class[*p] & C_TCHAR))
+			p++;
+		nlen = (size_t)(p - name);
+		if (p == end)
+			return ENTRY_ERR_HDR_LINE;
+		if (*p != ':' || nlen == 0)
+			return ENTRY_ERR_HDR_NAME;	/* CR, LF, NUL, space, ... in a name */
+		if (end - p < 2 || p[1] != ' ')
+			return ENTRY_ERR_HDR_LINE;
+		p += 2;
+		while (p < end && (byte_class[*p] & C_VALUE))
+			p++;
+		if (p == end)
+			return ENTRY_ERR_HDR_LINE;	/* no CRLF */
+		if (*p != '\r' || end - p < 2 || p[1] != '\n')
+			return ENTRY_ERR_HDR_VALUE;	/* CR, LF, NUL or a control byte */
+		p += 2;
+		if ((rc = refused_name((const char *)name, nlen)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+int64_t
+entry_age(const struct entry *e, int64_t now)
+{
+	int64_t resident = 0, age;
+
+	if (now > e->stored_at && __builtin_sub_overflow(now, e->stored_at, &resident))
+		resident = INT64_MAX;
+	if (e->age0 < 0 || __builtin_add_overflow(e->age0, resident, &age))
+		age = INT64_MAX;
+	return age;
 }

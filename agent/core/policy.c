@@ -546,21 +546,6 @@ for_this_request(const struct pol_lookup *L, const struct pol_limits *lim,
 	return vary_match(e->vary, e->vlen, h, nh);
 }
 
-/* Current age of e (RFC 9111 4.2.3, without the network delay terms): its
- * upstream Age plus the time since it was stored, saturating, since both
- * come from a stored entry that may have been forged. */
-static int64_t
-entry_age(const struct entry *e, int64_t now)
-{
-	int64_t resident = 0, age;
-
-	if (now > e->stored_at && __builtin_sub_overflow(now, e->stored_at, &resident))
-		resident = INT64_MAX;
-	if (e->age0 < 0 || __builtin_add_overflow(e->age0, resident, &age))
-		age = INT64_MAX;
-	return age;
-}
-
 /* Is entry e, age seconds old, fresh enough for this request? */
 static int
 fresh_enough(const struct pol_lookup *L, const struct entry *e, int64_t age)
@@ -634,6 +619,14 @@ miss(struct pol_lookup *L, enum cache_status st, char *buf, size_t cap, struct p
 		L->ctx[1] |= CTX_F_REFRESH;
 }
 
+/* The most header lines a replayed entry may have: what a request may. */
+static size_t
+max_lines(const struct pol_limits *lim)
+{
+	return lim->max_headers == 0 || lim->max_headers > POL_MAX_HEADERS ? POL_MAX_HEADERS :
+	    lim->max_headers;
+}
+
 void
 policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *val,
     size_t vlen, int64_t now, char *buf, size_t cap, struct pol_hit *out)
@@ -653,9 +646,15 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
 		miss(L, CS_MISS, buf, cap, out);
 		return;
 	}
-	rc = entry_decode(val, vlen, &e);
+	/* As untrusted as the network (MISSION 5): bound to this key, signed
+	 * when a secret is set, and replayable as it is, or a Miss that the
+	 * response to it overwrites. */
+	rc = entry_decode(val, vlen, L->key, KEY_HEX_LEN, lim->auth, &e);
+	if (rc == 0)
+		rc = entry_check_replay(&e, max_lines(lim));
 	if (rc < 0) {
-		out->note = rc == ENTRY_ERR_VERSION ? "another format version" : "corrupt";
+		out->reject = rc;
+		out->note = entry_err_str(rc);
 		miss(L, CS_MISS, buf, cap, out);
 		return;
 	}
@@ -987,9 +986,11 @@ policy_response(const struct sc_policy *p, const struct pol_limits *lim,
 		return;
 	}
 	e->hdrs = hbuf;
+	e->key = out->key;
+	e->klen = KEY_HEX_LEN;
 	/* It must be replayable: a hit's ACK carries headers, body and a few
 	 * hundred bytes of variables in one frame. */
-	if (e->hlen + e->blen + POL_ACK_SLACK > max_ack || entry_size(e) > max_item) {
+	if (e->hlen + e->blen + POL_ACK_SLACK > max_ack || entry_size(e, lim->auth) > max_item) {
 		refuse(out, SR_TOO_BIG);
 		return;
 	}

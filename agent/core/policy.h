@@ -67,10 +67,11 @@ struct sc_policy {
 	int line;
 };
 
-/* The agent-wide bounds a decision works within. */
+/* The agent-wide bounds a decision works within, and the entry secret. */
 struct pol_limits {
 	size_t max_headers;		/* 1..POL_MAX_HEADERS */
 	size_t max_query_params;	/* 1..KEY_MAX_PARAMS */
+	const struct entry_auth *auth;	/* NULL: entries are not signed (entry.h) */
 };
 
 /* What a lookup ends as, for X-Cache-Status and the metrics. */
@@ -180,7 +181,8 @@ struct pol_hit {
 	int64_t age;
 	int64_t fresh_left;		/* serve of an entry: seconds of freshness left (<= 0: stale) */
 	int vary;			/* serve of an entry: it was stored with a Vary record */
-	const char *note;		/* an entry that did not decode: why, for a log */
+	int reject;			/* 0, or the ENTRY_ERR_* that made the value a Miss */
+	const char *note;		/* an entry refused or that did not decode: why, for a log */
 };
 
 /* Room policy_entry() needs in buf for a value of vlen bytes. */
@@ -188,9 +190,11 @@ struct pol_hit {
 
 /*
  * Decide on what the fetch of L->key found: val NULL means nothing (absent,
- * or the shard failed). The served header block is written to buf[0..cap)
- * (cap >= POL_HIT_BUF(vlen)); out->body points into val. On Refresh the
- * ctx in L is marked so the store step labels its response Refresh.
+ * or the shard failed). An entry that does not decode under L->key and
+ * lim->auth, or fails entry_check_replay(), is a Miss (out->reject says
+ * why). The served header block is written to buf[0..cap) (cap >=
+ * POL_HIT_BUF(vlen)); out->body points into val. On Refresh the ctx in L
+ * is marked so the store step labels its response Refresh.
  */
 void policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *val,
     size_t vlen, int64_t now, char *buf, size_t cap, struct pol_hit *out);

@@ -288,7 +288,7 @@ static void
 metrics(struct admin *a, struct evhttp_request *req)
 {
 	struct evbuffer *b = evbuffer_new();
-	uint64_t lk[CS_MAX] = { 0 }, ref[SR_MAX] = { 0 };
+	uint64_t lk[CS_MAX] = { 0 }, ref[SR_MAX] = { 0 }, rej[ENTRY_NERR] = { 0 };
 	uint64_t stores = 0, inval = 0, ctot = 0, fin = 0, fout = 0, disc = 0, bad = 0;
 	int64_t copen = 0, infl = 0;
 	int ns = pool_nshards(a->pool);
@@ -317,6 +317,8 @@ metrics(struct admin *a, struct evhttp_request *req)
 		disc += M_GET(m, disconnects);
 		infl += M_GET(m, inflight);
 		bad += M_GET(m, bad_messages);
+		for (int r = 0; r < ENTRY_NERR; r++)
+			rej[r] += M_GET(m, entries_rejected[r]);
 		worker_sum_shards(&a->workers[i], sh, ns);
 	}
 	evbuffer_add_printf(b, "# HELP spoe_cache_lookups_total Lookups by cache status.\n"
@@ -345,6 +347,11 @@ metrics(struct admin *a, struct evhttp_request *req)
 	    (unsigned long long)inval, (unsigned long long)ctot, (long long)copen,
 	    (unsigned long long)fin, (unsigned long long)fout, (unsigned long long)disc,
 	    (long long)infl, (unsigned long long)bad);
+	evbuffer_add_printf(b, "# HELP spoe_cache_entries_rejected_total Stored entries refused "
+	    "before replay (each a Miss), by reason.\n# TYPE spoe_cache_entries_rejected_total counter\n");
+	for (int r = 0; r < ENTRY_NERR; r++)
+		evbuffer_add_printf(b, "spoe_cache_entries_rejected_total{reason=\"%s\"} %llu\n",
+		    entry_err_name(-(r + 1)), (unsigned long long)rej[r]);
 	evbuffer_add_printf(b, "# TYPE spoe_cache_memcached_up gauge\n"
 	    "# TYPE spoe_cache_memcached_requests_total counter\n"
 	    "# TYPE spoe_cache_memcached_errors_total counter\n"
@@ -435,13 +442,17 @@ on_get(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 	struct pending *p = arg;
 	struct entry e;
 	struct evbuffer *b;
+	int rc;
 
 	if (st == MC_NOTFOUND) {
 		reply_text(p->req, 404, "Not Found", "not in the cache");
 	} else if (st != MC_OK) {
 		reply_text(p->req, 502, "Bad Gateway", mc_status_name(st));
-	} else if (entry_decode(val, vlen, &e) < 0) {
-		reply_text(p->req, 422, "Unprocessable Entity", "entry is corrupt or of another version");
+	} else if ((rc = inspect_decode(p->a->cf, p->key, val, vlen, &e)) < 0) {
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "entry refused (%s): %s", entry_err_name(rc), entry_err_str(rc));
+		reply_text(p->req, 422, "Unprocessable Entity", msg);
 	} else if ((b = evbuffer_new()) != NULL) {
 		inspect_entry_json(b, p->key, &e, (int64_t)time(NULL));
 		reply(p->req, 200, "OK", "application/json", b);

@@ -159,9 +159,15 @@ lookup_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 		return;
 	}
 	spoe_req_hold(r, buf);	/* the headers live in buf until the ACK is sent */
+	/* The secret of the config in use now: lk keeps nothing of a config
+	 * across the fetch, and a reload may have freed the one it began with. */
+	lk->lim.auth = lk->env->cf->pool.entry_auth;
 	policy_entry(&lk->L, &lk->lim, st == MC_OK ? val : NULL, vlen, lk->now, buf, cap, &h);
-	if (h.note != NULL)
-		log_every(1, LOG_NOTICE, "entry %s: %s, treated as a miss", lk->L.key, h.note);
+	if (h.reject != 0) {
+		M_INC(lk->env->m, entries_rejected[ENTRY_ERR_INDEX(h.reject)]);
+		log_every(1, LOG_NOTICE, "entry %s refused (%s: %s), treated as a miss", lk->L.key,
+		    entry_err_name(h.reject), h.note);
+	}
 	set_answer(r, lk, &h);
 	if (h.answer == PE_HIT || h.answer == PE_NOT_MODIFIED) {
 		if (spoe_req_ack_size(r) > spoe_req_max_ack(r)) {
@@ -234,6 +240,7 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	lk->l1req = (rq.consumer_len > 0 ? L1_REQ_CONSUMER : 0) |
 	    (rq.body != NULL ? L1_REQ_BODY : 0);
 	lk->lim = lim;
+	lk->lim.auth = NULL;	/* set again when the fetch is answered */
 	lk->L = L;
 
 	if (L.action == PA_INVALIDATE) {
@@ -361,8 +368,8 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		}
 		goto out;
 	}
-	if ((S->entry = malloc(entry_size(&ps->e))) == NULL ||
-	    (n = entry_encode(&ps->e, S->entry, entry_size(&ps->e))) < 0 ||
+	if ((S->entry = malloc(entry_size(&ps->e, lim.auth))) == NULL ||
+	    (n = entry_encode(&ps->e, lim.auth, S->entry, entry_size(&ps->e, lim.auth))) < 0 ||
 	    pool_set(env->pool, ps->key, KEY_HEX_LEN, S->entry, (size_t)n, ps->mc_ttl,
 	    store_done, S) < 0)
 		goto failed;

@@ -1,4 +1,6 @@
-/* inspect.c - see inspect.h. */
+/* inspect.c - see inspect.h. What it prints came from memcached: it is
+ * decoded and checked as a lookup does first, and no stored time is used
+ * in arithmetic that could overflow. */
 #include <inttypes.h>
 #include <string.h>
 
@@ -21,17 +23,21 @@ inspect_json_str(struct evbuffer *out, const char *s, size_t len)
 	evbuffer_add(out, "\"", 1);
 }
 
-static int64_t
-age_of(const struct entry *e, int64_t now)
+int
+inspect_decode(const struct sc_config *cf, const char *key, const uint8_t *val, size_t vlen,
+    struct entry *e)
 {
-	return e->age0 + (now > e->stored_at ? now - e->stored_at : 0);
+	int rc = entry_decode(val, vlen, key, strlen(key), cf->pool.entry_auth, e);
+
+	return rc < 0 ? rc : entry_check_replay(e, (size_t)cf->agent.max_headers);
 }
+
 
 void
 inspect_entry_json(struct evbuffer *out, const char *key, const struct entry *e, int64_t now)
 {
 	const char *h = e->hdrs, *end = e->hdrs + e->hlen;
-	int64_t age = age_of(e, now);
+	int64_t age = entry_age(e, now);	/* saturates: every field may be forged */
 	int first = 1;
 
 	evbuffer_add_printf(out, "{\"found\":true,\"key\":");
@@ -61,7 +67,7 @@ inspect_entry_json(struct evbuffer *out, const char *key, const struct entry *e,
 void
 inspect_entry_text(struct evbuffer *out, const char *key, const struct entry *e, int64_t now)
 {
-	int64_t age = age_of(e, now);
+	int64_t age = entry_age(e, now);	/* saturates: every field may be forged */
 
 	evbuffer_add_printf(out, "key: %s\nstatus: %u\nage: %" PRId64 "\nlifetime: %" PRId64
 	    "\nfresh: %s\nbody_size: %zu\nheaders:\n", key, e->status, age, e->lifetime,

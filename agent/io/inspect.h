@@ -1,6 +1,7 @@
 /*
  * inspect.h - human and JSON views of a stored entry, shared by the admin
- * endpoint (GET /cache/KEY) and spoe-cache-ctl get.
+ * endpoint (GET /cache/KEY) and spoe-cache-ctl get, which check an entry
+ * as a lookup does before they show it.
  */
 #ifndef SC_INSPECT_H
 #define SC_INSPECT_H
@@ -9,7 +10,14 @@
 
 #include <event2/buffer.h>
 
+#include "config.h"
 #include "entry.h"
+
+/* val as the agent takes it before a replay (bound to key, signed with
+ * cf's entry secret when there is one, replayable): 0 and *e, or the
+ * ENTRY_ERR_* it is refused for. */
+int inspect_decode(const struct sc_config *cf, const char *key, const uint8_t *val, size_t vlen,
+    struct entry *e);
 
 /* JSON string literal of (s, len), any bytes (\u escapes for control bytes,
  * invalid UTF-8 bytes as \u00XX). */

@@ -21,9 +21,11 @@
 #include <sys/un.h>
 
 #include <libconfig.h>
+#include <openssl/crypto.h>
 
 #include "cfglint.h"
 #include "config.h"
+#include "entry.h"
 #include "hdrs.h"
 #include "key.h"
 #include "log.h"
@@ -46,6 +48,9 @@ struct ctx {
 	char *err;
 	size_t errlen;
 };
+
+static int note_warning(struct ctx *c, struct sc_config *cf, const config_setting_t *s,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 static int
 fail(struct ctx *c, const config_setting_t *s, const char *fmt, ...)
@@ -367,6 +372,8 @@ static const struct field pool_fields[] = {
 	{ "tls_ca_file", K_STR, PL(tls_ca_file), 0, 0, 0 },
 	{ "tls_cert_file", K_STR, PL(tls_cert_file), 0, 0, 0 },
 	{ "tls_key_file", K_STR, PL(tls_key_file), 0, 0, 0 },
+	{ "entry_secret", K_STR, PL(entry_secret), 0, 0, 0 },
+	{ "entry_secret_file", K_STR, PL(entry_secret_file), 0, 0, 0 },
 	{ NULL, K_INT, 0, 0, 0, 0 }
 };
 #undef PL
@@ -526,32 +533,6 @@ parse_policy(struct ctx *c, const config_setting_t *s, struct sc_policy *p)
 	return 0;
 }
 
-/* A warning: the config stays usable; the line is kept for -t and the log. */
-static void
-warn(struct ctx *c, struct sc_config *cf, const config_setting_t *s, const char *fmt, ...)
-{
-	char msg[512];
-	va_list ap;
-	const char *file = c->file;
-	size_t have = cf->warnings != NULL ? strlen(cf->warnings) : 0;
-	int line = 0, n;
-	char *w;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	if (s != NULL) {
-		line = (int)config_setting_source_line(s);
-		if (config_setting_source_file(s) != NULL)
-			file = config_setting_source_file(s);
-	}
-	n = snprintf(NULL, 0, "%s:%d: %s\n", file, line, msg);
-	if (n < 0 || (w = realloc(cf->warnings, have + (size_t)n + 1)) == NULL)
-		return;		/* a warning lost to OOM; the load fails soon anyway */
-	snprintf(w + have, (size_t)n + 1, "%s:%d: %s\n", file, line, msg);
-	cf->warnings = w;
-}
-
 /* A literal loopback address: 127/8, ::1, ::ffff:127/104, or "localhost".
  * Any other name counts as reachable from elsewhere. */
 static int
@@ -641,9 +622,10 @@ validate_listeners(struct ctx *c, struct sc_config *cf, const config_setting_t *
 				    "\"unix:PATH\")", sock_settings[i]);
 		}
 		if (!addr_is_loopback(a->listen))
-			warn(c, cf, ls, "agent.listen: warning: \"%s\" is not a loopback address and "
-			    "SPOP has no authentication: anyone who reaches port %u can read and "
-			    "write the cache (prefer a unix socket, or firewall it)", a->listen, a->port);
+			if (note_warning(c, cf, ls, "agent.listen: \"%s\" is not a loopback address "
+			    "and SPOP has no authentication: anyone who reaches port %u can read and "
+			    "write the cache (prefer a unix socket, or firewall it)", a->listen, a->port) < 0)
+				return -1;
 	}
 	/* The admin endpoint flushes and reads the cache: off loopback, only
 	 * with a token. */
@@ -682,10 +664,101 @@ defaults(struct sc_config *cf)
 	cf->pool.fail_threshold = 2;
 	cf->pool.retry_interval_ms = 1000;
 	cf->pool.max_item_size = 1u << 20;
+	cf->pool.tls_verify = -1;	/* unset: on when tls is */
+}
+
+/* A warning for -t and the start-up log, "FILE:LINE: message". */
+static int
+note_warning(struct ctx *c, struct sc_config *cf, const config_setting_t *s, const char *fmt, ...)
+{
+	char msg[512], line[600], **v;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(line, sizeof(line), "%s:%d: %s", s != NULL && config_setting_source_file(s) ?
+	    config_setting_source_file(s) : c->file, s != NULL ? (int)config_setting_source_line(s) : 0,
+	    msg);
+	v = realloc(cf->warnings.v, (cf->warnings.n + 2) * sizeof(char *));
+	if (v == NULL)
+		return fail(c, s, "out of memory");
+	cf->warnings.v = v;
+	if ((v[cf->warnings.n] = strdup(line)) == NULL)
+		return fail(c, s, "out of memory");
+	v[++cf->warnings.n] = NULL;
+	return 0;
+}
+
+/* Largest entry secret file read: far above any real secret. */
+#define SECRET_FILE_MAX	4096
+
+/* The entry secret, from the setting or its file, made into cf->pool.entry_auth
+ * (MISSION 5: entries can be authenticated). The secret is wiped after. */
+static int
+entry_secret(struct ctx *c, struct sc_config *cf, const config_setting_t *mc, int files)
+{
+	struct sc_pool_conf *pc = &cf->pool;
+	const config_setting_t *s;
+	char buf[SECRET_FILE_MAX + 1];
+	const char *secret = pc->entry_secret;
+	size_t len = secret != NULL ? strlen(secret) : 0;
+	int rc = -1;
+
+	if (pc->entry_secret == NULL && pc->entry_secret_file == NULL)
+		return 0;
+	s = config_setting_get_member(mc, pc->entry_secret != NULL ? "entry_secret" : "entry_secret_file");
+	if (pc->entry_secret != NULL && pc->entry_secret_file != NULL) {
+		fail(c, s, "memcached: entry_secret and entry_secret_file: set one of them");
+		goto out;
+	}
+	if (pc->entry_secret_file != NULL) {
+		FILE *f;
+
+		if (!files) {
+			fail(c, s, "memcached.entry_secret_file: no file is read for this configuration");
+			goto out;
+		}
+		if ((f = fopen(pc->entry_secret_file, "rb")) == NULL) {
+			fail(c, s, "memcached.entry_secret_file: cannot read %s: %s", pc->entry_secret_file,
+			    strerror(errno));
+			goto out;
+		}
+		len = fread(buf, 1, sizeof(buf), f);
+		if (ferror(f) || len > SECRET_FILE_MAX) {
+			fail(c, s, "memcached.entry_secret_file: %s: %s", pc->entry_secret_file,
+			    ferror(f) ? "read error" : "larger than 4096 bytes");
+			fclose(f);
+			goto out;
+		}
+		fclose(f);
+		/* as echo or an editor wrote it: the line end is not the secret */
+		while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+			len--;
+		secret = buf;
+	}
+	if (len < ENTRY_SECRET_MIN) {
+		fail(c, s, "memcached.%s: %zu bytes, at least %d", pc->entry_secret != NULL ?
+		    "entry_secret" : "entry_secret_file", len, ENTRY_SECRET_MIN);
+		goto out;
+	}
+	if ((pc->entry_auth = entry_auth_new(secret, len)) == NULL) {
+		fail(c, s, "memcached: entry secret: HMAC-SHA-256 is not available from OpenSSL");
+		goto out;
+	}
+	rc = 0;
+out:
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (pc->entry_secret != NULL) {
+		OPENSSL_cleanse(pc->entry_secret, strlen(pc->entry_secret));
+		free(pc->entry_secret);
+		pc->entry_secret = NULL;
+	}
+	return rc;
 }
 
 static int
-validate(struct ctx *c, struct sc_config *cf, const config_setting_t *root)
+validate(struct ctx *c, struct sc_config *cf, const config_setting_t *root, int files)
 {
 	const config_setting_t *mc = config_setting_get_member(root, "memcached");
 
@@ -693,9 +766,20 @@ validate(struct ctx *c, struct sc_config *cf, const config_setting_t *root)
 		return fail(c, mc != NULL ? mc : root, "memcached.hosts: at least one memcached host is needed");
 	if ((cf->pool.tls_cert_file == NULL) != (cf->pool.tls_key_file == NULL))
 		return fail(c, mc, "memcached: tls_cert_file and tls_key_file go together");
-	if (!cf->pool.tls && (cf->pool.tls_verify || cf->pool.tls_ca_file != NULL ||
+	if (!cf->pool.tls && (cf->pool.tls_verify > 0 || cf->pool.tls_ca_file != NULL ||
 	    cf->pool.tls_cert_file != NULL || cf->pool.tls_server_name != NULL))
 		return fail(c, mc, "memcached: tls_* settings need tls = true");
+	if (cf->pool.tls_verify < 0)
+		cf->pool.tls_verify = cf->pool.tls;
+	/* A shard that is not verified can be anyone on the path, answering
+	 * with entries of its choosing (MISSION 5). */
+	if (cf->pool.tls && !cf->pool.tls_verify &&
+	    note_warning(c, cf, config_setting_get_member(mc, "tls_verify"), "memcached.tls_verify: false: "
+	    "TLS without verifying the shards' certificates; anyone on the path can pose as a "
+	    "shard and answer with entries of its choosing") < 0)
+		return -1;
+	if (entry_secret(c, cf, mc, files) < 0)
+		return -1;
 	if (cf->agent.listen == NULL && (cf->agent.listen = strdup("127.0.0.1")) == NULL)
 		return fail(c, root, "out of memory");
 	if (cf->agent.admin_listen == NULL && (cf->agent.admin_listen = strdup("127.0.0.1")) == NULL)
@@ -811,7 +895,7 @@ load(const char *name, const char *text, size_t len, enum includes inc, char *er
 				goto fail;
 		}
 	}
-	if (validate(&c, cf, root) < 0)
+	if (validate(&c, cf, root, inc == INC_FOLLOW) < 0)
 		goto fail;
 	config_destroy(&lc);
 	return cf;
@@ -892,7 +976,6 @@ config_free(struct sc_config *cf)
 	free(cf->agent.admin_token);
 	free(cf->agent.socket_owner);
 	free(cf->agent.socket_group);
-	free(cf->warnings);
 	for (size_t i = 0; i < cf->pool.nhosts; i++)
 		free(cf->pool.hosts[i].host);
 	free(cf->pool.hosts);
@@ -900,16 +983,16 @@ config_free(struct sc_config *cf)
 	free(cf->pool.tls_ca_file);
 	free(cf->pool.tls_cert_file);
 	free(cf->pool.tls_key_file);
+	if (cf->pool.entry_secret != NULL)
+		OPENSSL_cleanse(cf->pool.entry_secret, strlen(cf->pool.entry_secret));
+	free(cf->pool.entry_secret);
+	free(cf->pool.entry_secret_file);
+	entry_auth_free(cf->pool.entry_auth);
+	strlist_free(&cf->warnings);
 	for (size_t i = 0; i < cf->npolicies; i++)
 		policy_free(&cf->policies[i]);
 	free(cf->policies);
 	free(cf);
-}
-
-const char *
-config_warnings(const struct sc_config *cf)
-{
-	return cf->warnings;
 }
 
 void
@@ -917,6 +1000,7 @@ config_limits(const struct sc_config *cf, struct pol_limits *lim)
 {
 	lim->max_headers = (size_t)cf->agent.max_headers;
 	lim->max_query_params = (size_t)cf->agent.max_query_params;
+	lim->auth = cf->pool.entry_auth;
 }
 
 const struct sc_policy *

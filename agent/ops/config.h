@@ -25,11 +25,17 @@ struct sc_pool_conf {
 	int retry_interval_ms;		/* background probe of a down shard, default 1000 */
 	size_t max_item_size;		/* largest value sent to memcached, default 1 MiB */
 	int tls;			/* connect with TLS, default off */
-	int tls_verify;			/* verify the server certificate, default off */
+	int tls_verify;			/* verify the server certificate, default on with tls */
 	char *tls_server_name;		/* SNI and the name to verify; NULL = host */
 	char *tls_ca_file;		/* CA bundle; NULL = system default */
 	char *tls_cert_file;		/* optional client certificate */
 	char *tls_key_file;		/* its key */
+	/* entry_secret, or the content of entry_secret_file, ready to sign
+	 * and verify entries (entry.h); NULL: entries are not signed. The
+	 * secret itself is wiped once this is made. */
+	char *entry_secret;
+	char *entry_secret_file;
+	struct entry_auth *entry_auth;
 };
 
 enum sc_log_target { SC_LOG_STDERR, SC_LOG_SYSLOG };
@@ -67,7 +73,9 @@ struct sc_config {
 	struct sc_pool_conf pool;
 	struct sc_policy *policies;
 	size_t npolicies;
-	char *warnings;			/* "FILE:LINE: setting: warning: ..." lines, or NULL */
+	/* Settings that load but that an operator should hear about, as
+	 * "FILE:LINE: setting: message": printed by -t, logged at start. */
+	struct sc_strlist warnings;
 };
 
 /* Load and validate FILE. On error returns NULL and writes
@@ -87,7 +95,6 @@ struct sc_config *config_load_buf(const char *name, const char *text, size_t len
 void config_free(struct sc_config *c);
 /* What a loaded config is allowed but warned about (-t prints it, the agent
  * logs it at start and reload): newline-terminated lines, or NULL. */
-const char *config_warnings(const struct sc_config *c);
 
 /* The agent-wide bounds the policy core works within. */
 void config_limits(const struct sc_config *c, struct pol_limits *lim);

@@ -31,6 +31,7 @@ struct metrics {
 	atomic_uint_fast64_t acks_shed;		/* large ACKs answered Bypass: peer not reading */
 	atomic_uint_fast64_t conns_refused;	/* closed at accept: agent.max_connections open */
 	atomic_uint_fast64_t accept_pauses;	/* accepting paused: out of file descriptors */
+	atomic_uint_fast64_t entries_rejected[ENTRY_NERR];	/* by ENTRY_ERR_INDEX() */
 };
 
 #define M_INC(m, f)	atomic_fetch_add_explicit(&(m)->f, 1, memory_order_relaxed)

@@ -201,6 +201,17 @@ ERRORS = [
     ("range_max_query_params", 'agent: {\n  port = 12345;\n  max_query_params = 1001;\n};\n'
      + HOSTS,
      3, "agent.max_query_params: 1001 is out of range [1, 1000]"),
+    # an entry secret anyone could guess signs nothing
+    ("entry_secret_short", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
+     '  entry_secret = "fifteen bytes!!";\n};\n',
+     3, "memcached.entry_secret: 15 bytes, at least 16"),
+    ("entry_secret_twice", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
+     '  entry_secret = "0123456789abcdef";\n  entry_secret_file = "/etc/hostname";\n};\n',
+     3, "memcached: entry_secret and entry_secret_file: set one of them"),
+    ("entry_secret_file_missing", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
+     '  entry_secret_file = "/nonexistent/entry.secret";\n};\n',
+     3, "memcached.entry_secret_file: cannot read /nonexistent/entry.secret: "
+     "No such file or directory"),
 ]
 
 
@@ -231,6 +242,46 @@ def test_check_names_file_line_and_setting(procs):
     for argv in (["-x"], ["-t", "-c"], ["extra"]):
         p = subprocess.run([AGENT_BIN] + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         assert p.returncode == 2 and b"usage:" in p.stderr, (argv, p.returncode)
+
+
+@test
+def test_check_entry_secret_file_and_tls_warning(procs):
+    """-t reads the entry secret file as start-up would (its final line end
+    dropped), and warns, without failing, about TLS that verifies nothing;
+    tls alone verifies (tls_verify's default follows tls)."""
+    for text, ok in (("0123456789abcdef\n", True), ("0123456789abcdef", True),
+                     ("0123456789abcde\r\n", False), ("", False)):
+        sec = procs.write("entry.secret", text, mode=0o600)
+        p = procs.write("secret.conf", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
+                        '  entry_secret_file = "%s";\n};\n' % sec)
+        rc, out, err = check(p)
+        if ok:
+            assert rc == 0 and err == "", (text, rc, err)
+        else:
+            assert rc == 1 and err.startswith(
+                "spoe-cache-agent: %s:3: memcached.entry_secret_file: %d bytes, at least 16"
+                % (p, len(text.strip()))), (text, err)
+    p = procs.write("noverify.conf", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
+                    '  tls = true;\n  tls_verify = false;\n};\n')
+    rc, out, err = check(p)
+    assert rc == 0 and "configuration OK" in out, (rc, out, err)
+    assert err.startswith("spoe-cache-agent: warning: %s:4: memcached.tls_verify: false: "
+                          "TLS without verifying" % p), err
+    assert err.count("\n") == 1, err
+    for extra in ("", "  tls_verify = true;\n"):
+        p = procs.write("verify.conf", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
+                        '  tls = true;\n%s};\n' % extra)
+        rc, out, err = check(p)
+        assert rc == 0 and err == "", (extra, rc, err)
+    # the agent says it at start-up too
+    port, admin = free_port(), free_port()
+    p = procs.write("noverify-run.conf", 'agent: { port = %d; admin: { port = %d; }; };\n'
+                    'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
+                    '  tls = true;\n  tls_verify = false;\n};\n' % (port, admin))
+    a = procs.spawn([AGENT_BIN, "-c", p], name="agent-noverify")
+    wait_for(lambda: "memcached.tls_verify: false" in procs.log_text(a), timeout=20,
+             what="the warning in the agent's log")
+    procs.stop(a)
 
 
 def listening(port):

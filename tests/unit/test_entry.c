@@ -1,9 +1,12 @@
 /*
  * test_entry.c - the stored entry format: exact round trips of any bytes,
- * and detection of every flip, truncation and crafted length. Decoder
- * inputs end exactly at a PROT_NONE page so any over-read crashes.
+ * detection of every flip, truncation and crafted length, the key an entry
+ * is bound to, its signature, and every reason a decoded entry is refused
+ * before replay (MISSION 4.5 and 5). Decoder inputs end exactly at a
+ * PROT_NONE page so any over-read crashes.
  */
 #include "entry.h"
+#include "hdrs.h"
 #include "t.h"
 #include "guard.h"
 
@@ -12,17 +15,31 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
+#define KEY	"5f0c3b1e9a7d4c2b8e6f1a0d3c5b7e9f2a4c6e8b0d1f3a5c7e9b2d4f6a8c0e1b"
+#define KEY2	"6f0c3b1e9a7d4c2b8e6f1a0d3c5b7e9f2a4c6e8b0d1f3a5c7e9b2d4f6a8c0e1b"
+#define SECRET	"correct horse battery staple"
+#define OFF_KEYLEN	35
+#define HOFF	(OFF_KEYLEN + 1 + 64)	/* the header block's length, with KEY */
 
 /* Outcome only: the decoded pointers die with the mapping. */
 static int
-decode_guarded(const uint8_t *buf, size_t len)
+decode_as(const uint8_t *buf, size_t len, const char *key, const struct entry_auth *a)
 {
 	struct guard g;
 	struct entry e;
-	int r = entry_decode(guard_put(&g, buf, len), len, &e);
+	int r = entry_decode(guard_put(&g, buf, len), len, key, key ? strlen(key) : 0, a, &e);
 
 	guard_free(&g);
 	return r;
+}
+
+static int
+decode_guarded(const uint8_t *buf, size_t len)
+{
+	return decode_as(buf, len, KEY, NULL);
 }
 
 static struct entry
@@ -39,6 +56,8 @@ sample(void)
 	e.age0 = 17;
 	e.status = 200;
 	e.flags = 0xA5000001u;
+	e.key = KEY;
+	e.klen = 64;
 	e.hdrs = hdrs;
 	e.hlen = sizeof(hdrs) - 1;
 	e.vary = vary;
@@ -53,9 +72,26 @@ same(const struct entry *a, const struct entry *b)
 {
 	return a->stored_at == b->stored_at && a->lifetime == b->lifetime &&
 	    a->age0 == b->age0 && a->status == b->status && a->flags == b->flags &&
+	    a->klen == b->klen && (a->klen == 0 || memcmp(a->key, b->key, a->klen) == 0) &&
 	    a->hlen == b->hlen && (a->hlen == 0 || memcmp(a->hdrs, b->hdrs, a->hlen) == 0) &&
 	    a->vlen == b->vlen && (a->vlen == 0 || memcmp(a->vary, b->vary, a->vlen) == 0) &&
 	    a->blen == b->blen && (a->blen == 0 || memcmp(a->body, b->body, a->blen) == 0);
+}
+
+static void
+put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)(v >> 24);
+	p[1] = (uint8_t)(v >> 16);
+	p[2] = (uint8_t)(v >> 8);
+	p[3] = (uint8_t)v;
+}
+
+/* A valid CRC-32C over buf[0..n-4) again, after a test changed a byte. */
+static void
+reseal(uint8_t *buf, size_t n)
+{
+	put32(buf + n - 4, entry_crc32c(buf, n - 4));
 }
 
 static void
@@ -73,14 +109,16 @@ test_round_trip(void)
 	uint8_t buf[256], *gp;
 	int n;
 
-	n = entry_encode(&e, buf, sizeof(buf));
-	CHECK(n > 0 && (size_t)n == entry_size(&e));
-	CHECK((size_t)n == ENTRY_OVERHEAD + e.hlen + e.vlen + e.blen);
-	CHECK(memcmp(buf, "SCE\x01", 4) == 0);
+	n = entry_encode(&e, NULL, buf, sizeof(buf));
+	CHECK(n > 0 && (size_t)n == entry_size(&e, NULL));
+	CHECK((size_t)n == ENTRY_OVERHEAD + e.klen + e.hlen + e.vlen + e.blen);
+	CHECK(memcmp(buf, "SCE\x02\x00", 5) == 0);
+	CHECK(buf[OFF_KEYLEN] == 64 && memcmp(buf + OFF_KEYLEN + 1, KEY, 64) == 0);
 	gp = guard_put(&g, buf, (size_t)n);
-	CHECK(entry_decode(gp, (size_t)n, &d) == 0);
+	CHECK(entry_decode(gp, (size_t)n, KEY, 64, NULL, &d) == 0);
 	CHECK(same(&e, &d));
 	CHECK(d.body >= gp && d.body + d.blen <= gp + n);	/* points into buf */
+	CHECK(d.key == (const char *)gp + OFF_KEYLEN + 1);
 	guard_free(&g);
 }
 
@@ -96,12 +134,12 @@ test_extreme_fields(void)
 	e.age0 = 0;
 	e.status = 999;
 	e.flags = UINT32_MAX;
-	n = entry_encode(&e, buf, sizeof(buf));
-	CHECK(n > 0 && entry_decode(buf, (size_t)n, &d) == 0 && same(&e, &d));
+	n = entry_encode(&e, NULL, buf, sizeof(buf));
+	CHECK(n > 0 && entry_decode(buf, (size_t)n, KEY, 64, NULL, &d) == 0 && same(&e, &d));
 	e.status = 100;
 	e.stored_at = -1;
-	n = entry_encode(&e, buf, sizeof(buf));
-	CHECK(n > 0 && entry_decode(buf, (size_t)n, &d) == 0 && same(&e, &d));
+	n = entry_encode(&e, NULL, buf, sizeof(buf));
+	CHECK(n > 0 && entry_decode(buf, (size_t)n, KEY, 64, NULL, &d) == 0 && same(&e, &d));
 }
 
 static void
@@ -126,10 +164,10 @@ test_all_byte_values(void)
 	e.vlen = sizeof(vary);
 	e.hdrs = hdrs;
 	e.hlen = sizeof(hdrs);
-	n = entry_encode(&e, buf, sizeof(buf));
+	n = entry_encode(&e, NULL, buf, sizeof(buf));
 	CHECK(n > 0);
 	CHECK(decode_guarded(buf, (size_t)n) == 0);
-	CHECK(entry_decode(buf, (size_t)n, &d) == 0 && same(&e, &d));
+	CHECK(entry_decode(buf, (size_t)n, KEY, 64, NULL, &d) == 0 && same(&e, &d));
 }
 
 static void
@@ -141,11 +179,13 @@ test_empty_blocks(void)
 
 	memset(&e, 0, sizeof(e));
 	e.status = 204;
-	CHECK(entry_size(&e) == ENTRY_OVERHEAD);
-	CHECK(entry_encode(&e, buf, sizeof(buf)) == ENTRY_OVERHEAD);
-	CHECK(entry_decode(guard_put(&g, buf, sizeof(buf)), sizeof(buf), &d) == 0);
-	CHECK(d.hlen == 0 && d.vlen == 0 && d.blen == 0 && d.status == 204);
+	CHECK(entry_size(&e, NULL) == ENTRY_OVERHEAD);
+	CHECK(entry_encode(&e, NULL, buf, sizeof(buf)) == ENTRY_OVERHEAD);
+	CHECK(entry_decode(guard_put(&g, buf, sizeof(buf)), sizeof(buf), "", 0, NULL, &d) == 0);
+	CHECK(d.klen == 0 && d.hlen == 0 && d.vlen == 0 && d.blen == 0 && d.status == 204);
 	guard_free(&g);
+	/* an empty key binds too */
+	CHECK(decode_as(buf, sizeof(buf), KEY, NULL) == ENTRY_ERR_KEY);
 }
 
 static void
@@ -164,10 +204,10 @@ test_one_mib_body(void)
 	}
 	e.body = body;
 	e.blen = bl;
-	n = entry_encode(&e, buf, cap);
-	CHECK(n > 0 && (size_t)n == entry_size(&e));
+	n = entry_encode(&e, NULL, buf, cap);
+	CHECK(n > 0 && (size_t)n == entry_size(&e, NULL));
 	CHECK(decode_guarded(buf, (size_t)n) == 0);
-	CHECK(entry_decode(buf, (size_t)n, &d) == 0 && same(&e, &d));
+	CHECK(entry_decode(buf, (size_t)n, KEY, 64, NULL, &d) == 0 && same(&e, &d));
 	buf[n / 2] ^= 0x10;
 	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
 	free(body);
@@ -182,19 +222,21 @@ test_every_byte_flip(void)
 	size_t i;
 	int n, v, r, bad = 0;
 
-	n = entry_encode(&e, buf, sizeof(buf));
+	n = entry_encode(&e, NULL, buf, sizeof(buf));
 	CHECK(n > 0);
 	for (i = 0; i < (size_t)n; i++) {
 		for (v = 1; v < 256; v++) {
 			buf[i] ^= (uint8_t)v;
-			r = entry_decode(buf, (size_t)n, &d);
-			if (!(r == ENTRY_ERR_CORRUPT || (i == 3 && r == ENTRY_ERR_VERSION)))
+			r = entry_decode(buf, (size_t)n, KEY, 64, NULL, &d);
+			/* the version and the tag kind are read before the tag */
+			if (!(r == ENTRY_ERR_CORRUPT || (i == 3 && r == ENTRY_ERR_VERSION) ||
+			    (i == 4 && r == ENTRY_ERR_SIGNATURE && buf[4] == ENTRY_TAG_HMAC)))
 				bad++;
 			buf[i] ^= (uint8_t)v;
 		}
 	}
 	CHECK(bad == 0);
-	CHECK(entry_decode(buf, (size_t)n, &d) == 0);
+	CHECK(entry_decode(buf, (size_t)n, KEY, 64, NULL, &d) == 0);
 	/* the guard-page pass, one flip per byte */
 	for (i = 0; i < (size_t)n; i++) {
 		buf[i] ^= 0x80;
@@ -212,7 +254,7 @@ test_every_truncation(void)
 	size_t i;
 	int n;
 
-	n = entry_encode(&e, buf, sizeof(buf) - 1);
+	n = entry_encode(&e, NULL, buf, sizeof(buf) - 1);
 	CHECK(n > 0);
 	for (i = 0; i < (size_t)n; i++)
 		CHECK(decode_guarded(buf, i) == ENTRY_ERR_CORRUPT);
@@ -228,13 +270,20 @@ test_version_and_magic(void)
 	uint8_t buf[256];
 	int n;
 
-	n = entry_encode(&e, buf, sizeof(buf));
-	buf[3] = 2;
+	n = entry_encode(&e, NULL, buf, sizeof(buf));
+	buf[3] = 1;	/* the format before entries were bound to their key */
 	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_VERSION);
 	CHECK(decode_guarded(buf, 4) == ENTRY_ERR_VERSION);	/* the layout is unknown */
 	buf[3] = 0;
 	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_VERSION);
-	buf[3] = 1;
+	buf[3] = 3;
+	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_VERSION);
+	buf[3] = ENTRY_VERSION;
+	CHECK(decode_guarded(buf, (size_t)n) == 0);
+	buf[4] = 2;	/* no such tag */
+	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
+	buf[4] = ENTRY_TAG_CRC32C;
+	CHECK(decode_guarded(buf, 4) == ENTRY_ERR_CORRUPT);
 	buf[0] = 's';
 	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
 	CHECK(decode_guarded((const uint8_t *)"SC", 2) == ENTRY_ERR_CORRUPT);
@@ -248,46 +297,55 @@ test_crafted_lengths(void)
 {
 	struct entry e = sample();
 	uint8_t buf[256];
-	size_t hoff = 34, voff;
-	uint32_t c;
+	size_t hoff = HOFF, voff;
 	int n, i;
 	static const uint32_t lies[] = { 0xFFFFFFFFu, 0x80000000u, 0x7FFFFFFFu, 1000 };
 
-	n = entry_encode(&e, buf, sizeof(buf));
+	n = entry_encode(&e, NULL, buf, sizeof(buf));
 	voff = hoff + 4 + e.hlen;
-#define RESEAL() do { c = entry_crc32c(buf, (size_t)n - 4); \
-	buf[n - 4] = (uint8_t)(c >> 24); buf[n - 3] = (uint8_t)(c >> 16); \
-	buf[n - 2] = (uint8_t)(c >> 8); buf[n - 1] = (uint8_t)c; } while (0)
-#define PUT32(off, v) do { buf[(off)] = (uint8_t)((v) >> 24); buf[(off) + 1] = (uint8_t)((v) >> 16); \
-	buf[(off) + 2] = (uint8_t)((v) >> 8); buf[(off) + 3] = (uint8_t)(v); } while (0)
 	for (i = 0; i < 4; i++) {
-		PUT32(hoff, lies[i]);
-		RESEAL();
+		put32(buf + hoff, lies[i]);
+		reseal(buf, (size_t)n);
 		CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
-		PUT32(hoff, (uint32_t)e.hlen);
-		PUT32(voff, lies[i]);
-		RESEAL();
+		put32(buf + hoff, (uint32_t)e.hlen);
+		put32(buf + voff, lies[i]);
+		reseal(buf, (size_t)n);
 		CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
-		PUT32(voff, (uint32_t)e.vlen);
+		put32(buf + voff, (uint32_t)e.vlen);
 	}
 	/* headers one byte longer: the body then runs one byte past the end */
-	PUT32(hoff, (uint32_t)e.hlen + 1);
-	RESEAL();
+	put32(buf + hoff, (uint32_t)e.hlen + 1);
+	reseal(buf, (size_t)n);
 	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
-	PUT32(hoff, (uint32_t)e.hlen);
-	RESEAL();
+	put32(buf + hoff, (uint32_t)e.hlen);
+	reseal(buf, (size_t)n);
 	CHECK(decode_guarded(buf, (size_t)n) == 0);
+	/* a key length past the end, and one that shifts every block */
+	buf[OFF_KEYLEN] = 255;
+	reseal(buf, (size_t)n);
+	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
+	CHECK(decode_guarded(buf, OFF_KEYLEN + 1 + 12 + 4) == ENTRY_ERR_CORRUPT);
+	buf[OFF_KEYLEN] = 63;
+	reseal(buf, (size_t)n);
+	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
+	buf[OFF_KEYLEN] = 64;
+	reseal(buf, (size_t)n);
 	/* status 0 and a negative lifetime */
-	buf[28] = 0;
 	buf[29] = 0;
-	RESEAL();
+	buf[30] = 0;
+	reseal(buf, (size_t)n);
 	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
-	buf[29] = 200;
-	buf[12] = 0x80;
-	RESEAL();
+	buf[30] = 200;
+	buf[13] = 0x80;
+	reseal(buf, (size_t)n);
 	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
-#undef RESEAL
-#undef PUT32
+	buf[13] = 0;
+	buf[21] = 0x80;	/* and a negative age0 */
+	reseal(buf, (size_t)n);
+	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_CORRUPT);
+	buf[21] = 0;
+	reseal(buf, (size_t)n);
+	CHECK(decode_guarded(buf, (size_t)n) == 0);
 }
 
 static void
@@ -296,46 +354,52 @@ test_encode_bounds(void)
 	struct entry e = sample();
 	struct guard g;
 	uint8_t *p;
-	size_t size = entry_size(&e), cap;
+	size_t size = entry_size(&e, NULL), cap;
 
 	/* never a byte past cap: the buffer ends at the guard page */
 	for (cap = 0; cap < size; cap++) {
 		p = guard_put(&g, NULL, cap);
-		CHECK(entry_encode(&e, p, cap) == -1);
+		CHECK(entry_encode(&e, NULL, p, cap) == -1);
 		guard_free(&g);
 	}
 	p = guard_put(&g, NULL, size);
-	CHECK(entry_encode(&e, p, size) == (int)size);
+	CHECK(entry_encode(&e, NULL, p, size) == (int)size);
 	guard_free(&g);
 
 	e.status = 99;
-	CHECK(entry_encode(&e, NULL, 0) == -1);
+	CHECK(entry_encode(&e, NULL, NULL, 0) == -1);
 	e = sample();
 	e.status = 1000;
-	CHECK(entry_encode(&e, NULL, 0) == -1);
+	CHECK(entry_encode(&e, NULL, NULL, 0) == -1);
 	e = sample();
 	e.lifetime = -1;
-	CHECK(entry_encode(&e, NULL, 0) == -1);
+	CHECK(entry_encode(&e, NULL, NULL, 0) == -1);
 	e = sample();
 	e.age0 = -5;
-	CHECK(entry_encode(&e, NULL, 0) == -1);
+	CHECK(entry_encode(&e, NULL, NULL, 0) == -1);
 	e = sample();
 	e.body = NULL;
-	CHECK(entry_encode(&e, NULL, 0) == -1);
+	CHECK(entry_encode(&e, NULL, NULL, 0) == -1);
+	e = sample();
+	e.key = NULL;
+	CHECK(entry_encode(&e, NULL, NULL, 0) == -1);
+	e = sample();
+	e.klen = ENTRY_KEY_MAX + 1;
+	CHECK(entry_encode(&e, NULL, NULL, SIZE_MAX) == -1);
 	e = sample();
 	e.blen = SIZE_MAX;
-	CHECK(entry_size(&e) == SIZE_MAX);
-	CHECK(entry_encode(&e, NULL, 0) == -1);
+	CHECK(entry_size(&e, NULL) == SIZE_MAX);
+	CHECK(entry_encode(&e, NULL, NULL, 0) == -1);
 	e = sample();
 	e.blen = (size_t)UINT32_MAX + 1;
-	CHECK(entry_encode(&e, NULL, SIZE_MAX) == -1);
+	CHECK(entry_encode(&e, NULL, NULL, SIZE_MAX) == -1);
 }
 
 static void
 test_junk_bytes(void)
 {
 	uint8_t buf[300];
-	uint32_t x = 99, c;
+	uint32_t x = 99;
 	size_t i, len;
 	int r, round;
 
@@ -348,16 +412,290 @@ test_junk_bytes(void)
 		/* half the rounds get a valid magic, version and checksum so the
 		 * length checks are what is exercised */
 		if ((round & 1) && len >= ENTRY_OVERHEAD) {
-			memcpy(buf, "SCE\x01", 4);
-			c = entry_crc32c(buf, len - 4);
-			buf[len - 4] = (uint8_t)(c >> 24);
-			buf[len - 3] = (uint8_t)(c >> 16);
-			buf[len - 2] = (uint8_t)(c >> 8);
-			buf[len - 1] = (uint8_t)c;
+			memcpy(buf, "SCE\x02\x00", 5);
+			if (round & 2) {
+				buf[OFF_KEYLEN] = (uint8_t)(len - ENTRY_OVERHEAD);
+				if (buf[OFF_KEYLEN] > 64)
+					buf[OFF_KEYLEN] = 64;
+				memcpy(buf + OFF_KEYLEN + 1, KEY, buf[OFF_KEYLEN]);
+			}
+			reseal(buf, len);
 		}
 		r = decode_guarded(buf, len);
-		CHECK(r == 0 || r == ENTRY_ERR_CORRUPT || r == ENTRY_ERR_VERSION);
+		CHECK(r == 0 || r == ENTRY_ERR_CORRUPT || r == ENTRY_ERR_VERSION ||
+		    r == ENTRY_ERR_SIGNATURE || r == ENTRY_ERR_KEY);
 	}
+}
+
+/* An entry answers for the key it was stored under only. */
+static void
+test_key_binding(void)
+{
+	struct entry e = sample(), d;
+	uint8_t buf[256];
+	int n;
+
+	n = entry_encode(&e, NULL, buf, sizeof(buf));
+	CHECK(n > 0 && decode_as(buf, (size_t)n, KEY, NULL) == 0);
+	CHECK(decode_as(buf, (size_t)n, KEY2, NULL) == ENTRY_ERR_KEY);
+	CHECK(decode_as(buf, (size_t)n, "5f0c", NULL) == ENTRY_ERR_KEY);	/* a prefix */
+	CHECK(decode_as(buf, (size_t)n, KEY "0", NULL) == ENTRY_ERR_KEY);
+	CHECK(decode_as(buf, (size_t)n, "", NULL) == ENTRY_ERR_KEY);
+	CHECK(entry_decode(buf, (size_t)n, NULL, 0, NULL, &d) == 0 && same(&e, &d));
+	/* an entry rewritten for another key, with a checksum anyone can
+	 * compute: it is still not the one that was read */
+	memcpy(buf + OFF_KEYLEN + 1, KEY2, 64);
+	reseal(buf, (size_t)n);
+	CHECK(decode_as(buf, (size_t)n, KEY, NULL) == ENTRY_ERR_KEY);
+	CHECK(decode_as(buf, (size_t)n, KEY2, NULL) == 0);
+}
+
+/* The HMAC-SHA-256 a third party computes over the same bytes. */
+static int
+tag_is_hmac(const uint8_t *buf, size_t n, const char *secret)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (HMAC(EVP_sha256(), secret, (int)strlen(secret), buf, n - ENTRY_HMAC_LEN, md, &mdlen) == NULL)
+		return 0;
+	return mdlen == ENTRY_HMAC_LEN && memcmp(md, buf + n - ENTRY_HMAC_LEN, ENTRY_HMAC_LEN) == 0;
+}
+
+static void
+test_signed(void)
+{
+	struct entry_auth *a = entry_auth_new(SECRET, strlen(SECRET));
+	struct entry_auth *other = entry_auth_new(SECRET "!", strlen(SECRET) + 1);
+	struct entry e = sample(), d;
+	uint8_t buf[512], plain[256];
+	int n, np, r, bad = 0;
+	size_t i;
+
+	CHECK(a != NULL && other != NULL);
+	CHECK(entry_auth_new(SECRET, ENTRY_SECRET_MIN - 1) == NULL);
+	CHECK(entry_auth_new(NULL, 32) == NULL);
+	if (a == NULL || other == NULL)
+		return;
+	n = entry_encode(&e, a, buf, sizeof(buf));
+	CHECK(n > 0 && (size_t)n == entry_size(&e, a));
+	CHECK((size_t)n == entry_size(&e, NULL) - ENTRY_CRC_LEN + ENTRY_HMAC_LEN);
+	CHECK(buf[4] == ENTRY_TAG_HMAC);
+	CHECK(tag_is_hmac(buf, (size_t)n, SECRET));	/* RFC 2104 HMAC-SHA-256, key included */
+	CHECK(decode_as(buf, (size_t)n, KEY, a) == 0);
+	CHECK(entry_decode(buf, (size_t)n, KEY, 64, a, &d) == 0 && same(&e, &d));
+	CHECK(entry_encode(&e, a, buf, (size_t)n - 1) == -1);
+	/* another secret, no secret, an unsigned entry, a copy under another key */
+	CHECK(decode_as(buf, (size_t)n, KEY, other) == ENTRY_ERR_SIGNATURE);
+	CHECK(decode_as(buf, (size_t)n, KEY, NULL) == ENTRY_ERR_SIGNATURE);
+	np = entry_encode(&e, NULL, plain, sizeof(plain));
+	CHECK(np > 0 && decode_as(plain, (size_t)np, KEY, a) == ENTRY_ERR_UNSIGNED);
+	CHECK(decode_as(buf, (size_t)n, KEY2, a) == ENTRY_ERR_KEY);
+	/* a forger who knows the format but not the secret: every change of
+	 * a signed byte, the tag's included, is caught */
+	for (i = 0; i < (size_t)n; i++) {
+		for (int v = 1; v < 256; v += 7) {
+			buf[i] ^= (uint8_t)v;
+			r = decode_as(buf, (size_t)n, KEY, a);
+			if (!(r == ENTRY_ERR_SIGNATURE || (i < 3 && r == ENTRY_ERR_CORRUPT) ||
+			    (i == 3 && r == ENTRY_ERR_VERSION) ||
+			    (i == 4 && (r == ENTRY_ERR_UNSIGNED || r == ENTRY_ERR_CORRUPT))))
+				bad++;
+			buf[i] ^= (uint8_t)v;
+		}
+	}
+	CHECK(bad == 0);
+	for (i = 0; i < (size_t)n; i++) {
+		r = decode_as(buf, i, KEY, a);
+		CHECK(r == ENTRY_ERR_CORRUPT || r == ENTRY_ERR_SIGNATURE);
+	}
+	/* a forged key with the CRC tag of an unsigned entry */
+	memcpy(plain + OFF_KEYLEN + 1, KEY2, 64);
+	reseal(plain, (size_t)np);
+	CHECK(decode_as(plain, (size_t)np, KEY2, a) == ENTRY_ERR_UNSIGNED);
+	entry_auth_free(a);
+	entry_auth_free(other);
+	entry_auth_free(NULL);
+}
+
+/* sample() with these status and headers, checked for replay. */
+static int
+replay(unsigned status, const char *hdrs, size_t blen)
+{
+	struct entry e = sample();
+
+	e.status = (uint16_t)status;
+	e.hdrs = hdrs;
+	e.hlen = strlen(hdrs);
+	e.blen = blen < e.blen ? blen : e.blen;
+	return entry_check_replay(&e, 10);
+}
+
+/* Header blocks as bytes, NULs included. */
+static int
+replay_bytes(const char *hdrs, size_t hlen)
+{
+	struct entry e = sample();
+	struct guard g;
+	int r;
+
+	e.hdrs = guard_put(&g, hdrs, hlen);
+	e.hlen = hlen;
+	r = entry_check_replay(&e, 10);
+	guard_free(&g);
+	return r;
+}
+
+#define OK_HDRS	"Content-Type: text/plain\r\n"
+
+static void
+test_replay_status(void)
+{
+	static const unsigned bad[] = { 100, 101, 103, 150, 199, 600, 700, 999 };
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(replay(bad[i], OK_HDRS, 100) == ENTRY_ERR_STATUS);
+	CHECK(replay(200, OK_HDRS, 100) == 0);
+	CHECK(replay(599, OK_HDRS, 100) == 0);
+	CHECK(replay(404, "", 0) == 0);
+	/* no body where the status has none */
+	CHECK(replay(204, OK_HDRS, 1) == ENTRY_ERR_FRAMING);
+	CHECK(replay(304, OK_HDRS, 1) == ENTRY_ERR_FRAMING);
+	CHECK(replay(204, OK_HDRS, 0) == 0);
+}
+
+static void
+test_replay_header_lines(void)
+{
+	CHECK(replay_bytes(OK_HDRS "ETag: \"x\"\r\n", 37) == 0);
+	CHECK(replay_bytes("X-Empty: \r\n", 11) == 0);
+	CHECK(replay_bytes("X-Tab: a\tb\r\n", 12) == 0);
+	CHECK(replay_bytes("X-Obs: caf\xc3\xa9\r\n", 14) == 0);
+	CHECK(replay_bytes("!#$%&'*+-.^_`|~09azAZ: v\r\n", 26) == 0);
+	/* names: CR, LF, NUL, space, colon first, a non-token byte */
+	CHECK(replay_bytes("X-A\rB: v\r\n", 10) == ENTRY_ERR_HDR_NAME);
+	CHECK(replay_bytes("X-A\nB: v\r\n", 10) == ENTRY_ERR_HDR_NAME);
+	CHECK(replay_bytes("X-A\0B: v\r\n", 10) == ENTRY_ERR_HDR_NAME);
+	CHECK(replay_bytes("X A: v\r\n", 8) == ENTRY_ERR_HDR_NAME);
+	CHECK(replay_bytes(": v\r\n", 5) == ENTRY_ERR_HDR_NAME);
+	CHECK(replay_bytes("X(A): v\r\n", 9) == ENTRY_ERR_HDR_NAME);
+	CHECK(replay_bytes("X-\xc3\xa9: v\r\n", 9) == ENTRY_ERR_HDR_NAME);
+	/* values: CR, LF, NUL, other controls, DEL */
+	CHECK(replay_bytes("X-A: a\rb\r\n", 10) == ENTRY_ERR_HDR_VALUE);
+	CHECK(replay_bytes("X-A: a\nb\r\n", 10) == ENTRY_ERR_HDR_VALUE);
+	CHECK(replay_bytes("X-A: a\0b\r\n", 10) == ENTRY_ERR_HDR_VALUE);
+	CHECK(replay_bytes("X-A: a\x01" "b\r\n", 10) == ENTRY_ERR_HDR_VALUE);
+	CHECK(replay_bytes("X-A: a\x7f" "b\r\n", 10) == ENTRY_ERR_HDR_VALUE);
+	CHECK(replay_bytes("X-A: v\n", 7) == ENTRY_ERR_HDR_VALUE);	/* bare LF */
+	/* response splitting, the whole attack */
+	CHECK(replay_bytes("X-A: v\r\n\r\nHTTP/1.1 200 OK\r\n", 27) == ENTRY_ERR_HDR_NAME);
+	/* lines that are not "name: value\r\n" */
+	CHECK(replay_bytes("X-A:v\r\n", 7) == ENTRY_ERR_HDR_LINE);
+	CHECK(replay_bytes("X-A: v", 6) == ENTRY_ERR_HDR_LINE);
+	CHECK(replay_bytes("X-A: v\r", 7) == ENTRY_ERR_HDR_VALUE);
+	CHECK(replay_bytes("X-A", 3) == ENTRY_ERR_HDR_LINE);
+	CHECK(replay_bytes("X-A:", 4) == ENTRY_ERR_HDR_LINE);
+	CHECK(replay_bytes(OK_HDRS "X", 27) == ENTRY_ERR_HDR_LINE);
+	/* at most max_lines */
+	{
+		char many[12 * 8 + 1];
+
+		for (int i = 0; i < 12; i++)
+			memcpy(many + 8 * i, "X-A: v\r\n", 8);
+		CHECK(replay_bytes(many, 8 * 10) == 0);
+		CHECK(replay_bytes(many, 8 * 11) == ENTRY_ERR_HDR_LINE);
+	}
+}
+
+static void
+test_replay_header_names(void)
+{
+	static const char *const hop[] = { "Connection: close", "Keep-Alive: timeout=5",
+		"Proxy-Connection: keep-alive", "TE: trailers", "Trailer: X-A", "Upgrade: h2c",
+		"connection: X-Secret", "Proxy-Authenticate: Basic", "Proxy-Authorization: x" };
+	static const char *const framing[] = { "Transfer-Encoding: chunked",
+		"transfer-encoding: identity", "Content-Length: 11", "CONTENT-LENGTH: 0" };
+	static const char *const forbidden[] = { "Set-Cookie: a=b", "set-cookie2: a=b",
+		"Age: 0", "X-Cache-Status: Hit", "x-cache-key: 00" };
+	char line[128];
+
+#define EACH(list, want) for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) { \
+	snprintf(line, sizeof(line), OK_HDRS "%s\r\n", list[i]); \
+	CHECK(replay(200, line, 100) == (want)); }
+	EACH(hop, ENTRY_ERR_HOP_BY_HOP);
+	EACH(framing, ENTRY_ERR_FRAMING);
+	EACH(forbidden, ENTRY_ERR_FORBIDDEN);
+#undef EACH
+	/* Transfer-Encoding beside Content-Length: refused at the first */
+	CHECK(replay(200, "Transfer-Encoding: chunked\r\nContent-Length: 11\r\n", 100) ==
+	    ENTRY_ERR_FRAMING);
+	/* names are compared whole, not as prefixes */
+	CHECK(replay(200, "Content-Lengthy: 1\r\nAges: 2\r\nTEA: 3\r\nX-Connection: 4\r\n", 100) == 0);
+}
+
+/* entry.c's byte table says what hdr_is_tchar() and hdr_value_safe() say,
+ * for every byte, in a name and in a value. */
+static void
+test_byte_classes(void)
+{
+	int bad = 0;
+
+	for (int c = 0; c < 256; c++) {
+		char name[] = "X?Y: v\r\n", val[] = "X: a?b\r\n";
+		int rn, rv;
+
+		name[1] = (char)c;
+		val[4] = (char)c;
+		rn = replay_bytes(name, 8);
+		rv = replay_bytes(val, 8);
+		/* a colon ends the name "X", and "Y: v" is not ": v" */
+		if ((rn == 0) != (hdr_is_tchar(c) != 0) ||
+		    (rn != 0 && rn != (c == ':' ? ENTRY_ERR_HDR_LINE : ENTRY_ERR_HDR_NAME)))
+			bad++;
+		if ((rv == 0) != (hdr_value_safe(&val[4], 1) != 0) ||
+		    (rv != 0 && rv != ENTRY_ERR_HDR_VALUE))
+			bad++;
+	}
+	CHECK(bad == 0);
+}
+
+/* Whatever stored_at and age0 say, the age is in [age0, INT64_MAX]. */
+static void
+test_age_saturates(void)
+{
+	struct entry e = sample();
+
+	e.stored_at = 1000;
+	e.age0 = 5;
+	CHECK(entry_age(&e, 1010) == 15);
+	CHECK(entry_age(&e, 900) == 5);		/* stored in the future */
+	e.stored_at = INT64_MIN;
+	CHECK(entry_age(&e, INT64_MAX) == INT64_MAX);
+	CHECK(entry_age(&e, 0) == INT64_MAX);
+	e.stored_at = INT64_MAX;
+	CHECK(entry_age(&e, INT64_MIN) == 5);
+	e.stored_at = 0;
+	e.age0 = INT64_MAX;
+	CHECK(entry_age(&e, 1) == INT64_MAX);
+	e.age0 = INT64_MAX - 1;
+	CHECK(entry_age(&e, 1) == INT64_MAX);
+	e.age0 = -1;				/* never decoded, but never negative */
+	CHECK(entry_age(&e, 1) == INT64_MAX);
+}
+
+/* One distinct metric label and one sentence per error. */
+static void
+test_err_names(void)
+{
+	for (int a = -1; a >= -ENTRY_NERR; a--) {
+		CHECK(ENTRY_ERR_INDEX(a) < ENTRY_NERR);
+		CHECK(strcmp(entry_err_name(a), "none") != 0 && strlen(entry_err_str(a)) > 3);
+		for (int b = a - 1; b >= -ENTRY_NERR; b--)
+			CHECK(strcmp(entry_err_name(a), entry_err_name(b)) != 0);
+	}
+	CHECK(strcmp(entry_err_name(0), "none") == 0);
+	CHECK(strcmp(entry_err_name(-ENTRY_NERR - 1), "none") == 0);
+	CHECK(strcmp(entry_err_name(ENTRY_ERR_HDR_VALUE), "header_value") == 0);
 }
 
 int
@@ -375,5 +713,13 @@ main(void)
 	RUN(test_crafted_lengths);
 	RUN(test_encode_bounds);
 	RUN(test_junk_bytes);
+	RUN(test_key_binding);
+	RUN(test_signed);
+	RUN(test_replay_status);
+	RUN(test_replay_header_lines);
+	RUN(test_replay_header_names);
+	RUN(test_byte_classes);
+	RUN(test_age_saturates);
+	RUN(test_err_names);
 	return T_EXIT();
 }

@@ -125,7 +125,7 @@ store(const struct sc_policy *p, const char *const *rsh)
 	policy_response(p, &T.lim, &rs, T0, 1 << 20, 1 << 20, T.hbuf, sizeof(T.hbuf), &T.st);
 	if (T.st.action != PS_STORE)
 		return -1;
-	n = entry_encode(&T.st.e, T.val, sizeof(T.val));
+	n = entry_encode(&T.st.e, T.lim.auth, T.val, sizeof(T.val));
 	T.vlen = n > 0 ? (size_t)n : 0;
 	return n > 0 ? 0 : -1;
 }

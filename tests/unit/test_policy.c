@@ -27,6 +27,7 @@
 #define ROOT		RQ(.url = "/")
 #define HELLO		RS(.body = "hello")
 #define CT_TEXT		"Content-Type", "text/plain"
+#define CT_LINE		"Content-Type: text/plain\r\n"
 #define TEST(fn)	do { tx_reset(); RUN(fn); } while (0)
 
 /* ---- req.hdrs_bin / res.hdrs_bin blocks ---- */
@@ -97,6 +98,7 @@ tx_reset(void)
 {
 	T.lim.max_headers = 100;
 	T.lim.max_query_params = 100;
+	T.lim.auth = NULL;
 	T.max_ack = 1 << 20;
 	T.max_item = 1 << 20;
 	T.stored = 0;
@@ -272,7 +274,7 @@ get(const struct sc_policy *p, const struct rq *r, int64_t now)
 static int
 stored(struct entry *e)
 {
-	return T.stored && entry_decode(T.val, T.vlen, e) == 0;
+	return T.stored && entry_decode(T.val, T.vlen, T.mkey, KEY_HEX_LEN, T.lim.auth, e) == 0;
 }
 
 /* ---- the response ---- */
@@ -303,7 +305,7 @@ respond_block(const struct sc_policy *p, int64_t status, const struct hb *h,
 	rs.body_len = blen;
 	policy_response(p, &T.lim, &rs, now, T.max_ack, T.max_item, T.hbuf, sizeof(T.hbuf), &T.st);
 	if (T.st.action == PS_STORE) {
-		int n = entry_encode(&T.st.e, T.val, sizeof(T.val));
+		int n = entry_encode(&T.st.e, T.lim.auth, T.val, sizeof(T.val));
 
 		CHECK(n > 0);
 		T.stored = n > 0;
@@ -1279,7 +1281,7 @@ test_too_big(void)
 	T.max_ack--;
 	CHECK(refusal(&p, ROOT, HELLO) == SR_TOO_BIG);
 	T.max_ack = 1 << 20;
-	T.max_item = ENTRY_OVERHEAD + hl + bl;
+	T.max_item = ENTRY_OVERHEAD + KEY_HEX_LEN + hl + bl;	/* the key is in the entry */
 	CHECK(store(&p, ROOT, HELLO) == PS_STORE);
 	T.max_item--;
 	CHECK(refusal(&p, ROOT, HELLO) == SR_TOO_BIG);
@@ -1357,7 +1359,7 @@ static enum pol_answer
 fetch_entry(int64_t stored_at, int64_t lifetime, int64_t age0, int64_t now)
 {
 	struct entry e;
-	uint8_t v[ENTRY_OVERHEAD + 16];
+	uint8_t v[ENTRY_OVERHEAD + KEY_HEX_LEN + 16];
 	int n;
 
 	memset(&e, 0, sizeof(e));
@@ -1367,7 +1369,9 @@ fetch_entry(int64_t stored_at, int64_t lifetime, int64_t age0, int64_t now)
 	e.status = 200;
 	e.body = (const uint8_t *)"x";
 	e.blen = 1;
-	n = entry_encode(&e, v, sizeof(v));
+	e.key = T.L.key;
+	e.klen = KEY_HEX_LEN;
+	n = entry_encode(&e, NULL, v, sizeof(v));
 	CHECK(n > 0);
 	return fetch_bytes(v, n > 0 ? (size_t)n : 0, now);
 }
@@ -1387,6 +1391,172 @@ test_entry_extreme_fields(void)
 	CHECK(lookup(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale"))) == PA_FETCH);
 	CHECK(fetch_entry(INT64_MIN, 0, 0, INT64_MAX) == PE_HIT && T.hit.age == INT64_MAX);
 	CHECK(hit_has("age: 9223372036854775807"));
+}
+
+/* What the last lookup gets for an entry someone wrote under key with
+ * these status, headers and body, signed with auth or not. */
+static enum pol_answer
+fetch_forged(const char *key, unsigned status, const char *hdrs, const char *body,
+    const struct entry_auth *auth)
+{
+	struct entry e;
+	uint8_t v[4096];
+	int n;
+
+	memset(&e, 0, sizeof(e));
+	e.stored_at = T0;
+	e.lifetime = 300;
+	e.status = (uint16_t)status;
+	e.key = key;
+	e.klen = strlen(key);
+	e.hdrs = hdrs;
+	e.hlen = strlen(hdrs);
+	e.body = (const uint8_t *)body;
+	e.blen = strlen(body);
+	n = entry_encode(&e, auth, v, sizeof(v));
+	CHECK(n > 0);
+	return fetch_bytes(v, n > 0 ? (size_t)n : 0, T0 + 1);
+}
+
+/* A Miss for this reason, with nothing of the entry served. */
+static int
+refused(int why)
+{
+	return T.hit.answer == PE_MISS && T.hit.status == CS_MISS && !T.hit.serve &&
+	    T.hit.reject == why && T.hit.note != NULL && strcmp(T.hit.note, entry_err_str(why)) == 0;
+}
+
+/* MISSION 5: a stored entry is checked before replay as strictly as an
+ * origin's response before store, and a failing one is a Miss that the
+ * response to it overwrites. */
+static void
+test_entry_refused_before_replay(void)
+{
+	struct sc_policy p = policy(), q = policy_cc();
+	static const struct { unsigned status; const char *hdrs, *body; int why; } bad[] = {
+		{ 100, "", "", ENTRY_ERR_STATUS },
+		{ 150, "", "", ENTRY_ERR_STATUS },
+		{ 199, CT_LINE, "x", ENTRY_ERR_STATUS },
+		{ 600, CT_LINE, "x", ENTRY_ERR_STATUS },
+		{ 200, "X-A\r\nB: v\r\n", "x", ENTRY_ERR_HDR_NAME },
+		{ 200, "X-A: v\r\nSet-Cookie: s=1\r\n", "x", ENTRY_ERR_FORBIDDEN },
+		{ 200, "X-A: v\nX-B: w\r\n", "x", ENTRY_ERR_HDR_VALUE },
+		{ 200, "X-A: v\r\n\r\nHTTP/1.1 200 OK\r\n", "x", ENTRY_ERR_HDR_NAME },
+		{ 200, "Transfer-Encoding: chunked\r\nContent-Length: 1\r\n", "x", ENTRY_ERR_FRAMING },
+		{ 200, "Content-Length: 1000\r\n", "x", ENTRY_ERR_FRAMING },
+		{ 200, "Connection: close\r\n", "x", ENTRY_ERR_HOP_BY_HOP },
+		{ 200, "Upgrade: websocket\r\n", "x", ENTRY_ERR_HOP_BY_HOP },
+		{ 200, "X-Cache-Status: Hit\r\n", "x", ENTRY_ERR_FORBIDDEN },
+		{ 204, "", "x", ENTRY_ERR_FRAMING },
+		{ 200, "X-A:v\r\n", "x", ENTRY_ERR_HDR_LINE },
+	};
+
+	CHECK(lookup(&p, ROOT) == PA_FETCH);
+	CHECK(fetch_forged(T.L.key, 200, CT_LINE, "x", NULL) == PE_HIT && T.hit.reject == 0 &&
+	    T.hit.note == NULL && hit_has("content-length: 1"));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK(lookup(&p, ROOT) == PA_FETCH);
+		CHECK(fetch_forged(T.L.key, bad[i].status, bad[i].hdrs, bad[i].body, NULL) == PE_MISS);
+		CHECK(refused(bad[i].why));
+	}
+	/* a value with a NUL, which strlen() above cannot carry */
+	{
+		static const char h[] = "X-A: a\0b\r\n";
+		struct entry e;
+		uint8_t v[512];
+		int n;
+
+		CHECK(lookup(&p, ROOT) == PA_FETCH);
+		memset(&e, 0, sizeof(e));
+		e.status = 200;
+		e.lifetime = 300;
+		e.stored_at = T0;
+		e.key = T.L.key;
+		e.klen = KEY_HEX_LEN;
+		e.hdrs = h;
+		e.hlen = sizeof(h) - 1;
+		n = entry_encode(&e, NULL, v, sizeof(v));
+		CHECK(n > 0 && fetch_bytes(v, (size_t)n, T0 + 1) == PE_MISS && refused(ENTRY_ERR_HDR_VALUE));
+	}
+	/* an entry stored for another key is not this one's */
+	{
+		char other[KEY_HEX_LEN + 1];
+
+		CHECK(lookup(&p, RQ(.url = "/other")) == PA_FETCH);
+		memcpy(other, T.L.key, sizeof(other));
+		CHECK(lookup(&p, ROOT) == PA_FETCH && strcmp(other, T.L.key) != 0);
+		CHECK(fetch_forged(other, 200, CT_LINE, "x", NULL) == PE_MISS && refused(ENTRY_ERR_KEY));
+	}
+	/* more header lines than a request may have */
+	{
+		char many[16 * 10 + 1] = "";
+
+		T.lim.max_headers = 15;
+		for (int i = 0; i < 16; i++)
+			strcat(many, "X-A: 012\r\n");
+		CHECK(lookup(&p, ROOT) == PA_FETCH);
+		CHECK(fetch_forged(T.L.key, 200, many, "x", NULL) == PE_MISS && refused(ENTRY_ERR_HDR_LINE));
+		many[10 * 15] = '\0';
+		CHECK(lookup(&p, ROOT) == PA_FETCH);
+		CHECK(fetch_forged(T.L.key, 200, many, "x", NULL) == PE_HIT);
+		T.lim.max_headers = 100;
+	}
+	/* only-if-cached: nothing usable is stored, so 504 with nothing of it */
+	CHECK(lookup(&q, RQ(.h = H(HOST, "Cache-Control", "only-if-cached"))) == PA_FETCH);
+	CHECK(fetch_forged(T.L.key, 101, "Upgrade: h2c\r\n", "", NULL) == PE_GATEWAY_TIMEOUT);
+	CHECK(T.hit.serve && T.hit.code == 504 && T.hit.reject == ENTRY_ERR_STATUS &&
+	    !hit_has("Upgrade: h2c") && T.hit.body == NULL);
+	/* the response to the miss overwrites it, and is served */
+	CHECK(lookup(&p, ROOT) == PA_FETCH);
+	CHECK(fetch_forged(T.L.key, 100, "", "", NULL) == PE_MISS);
+	CHECK(respond(&p, HELLO, T0 + 1) == PS_STORE && strcmp(T.st.label, "Miss") == 0);
+	CHECK(get(&p, ROOT, T0 + 2) == PE_HIT && T.hit.code == 200 && hit_body_is("hello", 5));
+}
+
+/* With an entry secret, entries are signed and only signed ones served. */
+static void
+test_entry_signed(void)
+{
+	struct entry_auth *a = entry_auth_new("0123456789abcdef", 16);
+	struct entry_auth *b = entry_auth_new("0123456789abcdeF", 16);
+	struct sc_policy p = policy();
+	uint8_t copy[sizeof(T.val)];
+	size_t n;
+
+	CHECK(a != NULL && b != NULL);
+	if (a == NULL || b == NULL)
+		return;
+	T.lim.auth = a;
+	CHECK(txn(&p, ROOT, HELLO, ROOT, T0 + 1) == PE_HIT && hit_body_is("hello", 5));
+	CHECK(T.val[4] == ENTRY_TAG_HMAC);
+	/* without the secret, a writer to memcached cannot make one */
+	CHECK(fetch_forged(T.L.key, 200, CT_LINE, "forged", NULL) == PE_MISS &&
+	    refused(ENTRY_ERR_UNSIGNED));
+	CHECK(fetch_forged(T.L.key, 200, CT_LINE, "forged", b) == PE_MISS &&
+	    refused(ENTRY_ERR_SIGNATURE));
+	CHECK(fetch_forged(T.L.key, 200, CT_LINE, "signed", a) == PE_HIT && hit_body_is("signed", 6));
+	/* a signed entry copied under another key is refused for it */
+	memcpy(copy, T.val, T.vlen);
+	n = T.vlen;
+	CHECK(lookup(&p, RQ(.url = "/elsewhere")) == PA_FETCH);
+	CHECK(fetch_bytes(copy, n, T0 + 1) == PE_MISS && refused(ENTRY_ERR_KEY));
+	/* one bit of the body */
+	CHECK(lookup(&p, ROOT) == PA_FETCH);
+	copy[n - ENTRY_HMAC_LEN - 1] ^= 1;
+	CHECK(fetch_bytes(copy, n, T0 + 1) == PE_MISS && refused(ENTRY_ERR_SIGNATURE));
+	/* an agent without the secret does not take it either */
+	T.lim.auth = NULL;
+	CHECK(fetch_bytes(T.val, T.vlen, T0 + 1) == PE_MISS && refused(ENTRY_ERR_SIGNATURE));
+	/* the signature counts against max_item */
+	T.lim.auth = a;
+	T.max_item = ENTRY_OVERHEAD - ENTRY_CRC_LEN + ENTRY_HMAC_LEN + KEY_HEX_LEN +
+	    strlen("Content-Type: text/plain\r\n") + 5;
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE);
+	T.max_item--;
+	CHECK(refusal(&p, ROOT, HELLO) == SR_TOO_BIG);
+	T.lim.auth = NULL;
+	entry_auth_free(a);
+	entry_auth_free(b);
 }
 
 /* A body with NUL bytes, and every byte value, round-trips exactly. */
@@ -1454,6 +1624,8 @@ main(void)
 	TEST(test_zero_ttl);
 	TEST(test_entry_unusable);
 	TEST(test_entry_extreme_fields);
+	TEST(test_entry_refused_before_replay);
+	TEST(test_entry_signed);
 	TEST(test_binary_body);
 	return T_EXIT();
 }

@@ -379,7 +379,7 @@ def test_check_listen_settings(procs):
         p = procs.write("open.conf", text)
         rc, out, err = check_config(p)
         assert rc == 0 and "configuration OK" in out, (addr, rc, out, err)
-        assert err.startswith("spoe-cache-agent: %s:%d: agent.listen: warning: " % (p, 2)), err
+        assert err.startswith("spoe-cache-agent: warning: %s:%d: agent.listen: " % (p, 2)), err
         assert "no authentication" in err, err
     for text in (conf('listen = "127.0.0.1";'), conf('listen = "unix:/run/x.sock";'),
                  conf('listen = "unix@/run/x.sock"; socket_mode = "0600";'), hosts):
