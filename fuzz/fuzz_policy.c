@@ -49,6 +49,7 @@ static char *types_params[] = { "text/html; charset=utf-8", "application/json" }
 static char *vary_hdrs[] = { "Accept-Language", "X-Tenant" };
 static char *json_fields[] = { "id", "user" };
 static char *query_params[] = { "a", "b" };
+static char *routing[] = { "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded" };
 static int codes_default[] = { 200, 301, 404 };
 static int codes_many[] = { 200, 203, 206, 301, 302, 404, 500 };
 static char long_name[POL_MAX_NAME + 1];
@@ -59,12 +60,13 @@ static struct sc_policy policies[4] = {
 	/* Kong's defaults */
 	{ .name = "default", .response_codes = codes_default, .n_response_codes = 3,
 	  .request_method = SL(methods_gh), .content_type = SL(types_default),
-	  .cache_ttl = 300, .storage_ttl = -1 },
-	/* RFC 9111, Vary on two headers, force header, storage_ttl */
+	  .cache_ttl = 300, .storage_ttl = -1, .key_routing_headers = SL(routing) },
+	/* RFC 9111, Vary on two headers, force header, storage_ttl, Bypass
+	 * on routing headers */
 	{ .name = "rfc", .response_codes = codes_many, .n_response_codes = 7,
 	  .request_method = SL(methods_gh), .content_type = SL(types_params),
 	  .cache_ttl = 60, .storage_ttl = 3600, .cache_control = 1, .allow_force_cache_header = 1,
-	  .vary_headers = SL(vary_hdrs) },
+	  .vary_headers = SL(vary_hdrs), .key_routing_headers = SL(routing), .routing_bypass = 1 },
 	/* JSON body fields, query params, any type */
 	{ .name = "json", .response_codes = codes_many, .n_response_codes = 7,
 	  .request_method = SL(methods_ghp), .content_type = SL(types_any),

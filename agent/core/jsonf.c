@@ -274,7 +274,7 @@ ws(const char *p, const char *end)
 #define K_NONE		0
 #define K_STRING	1	/* span includes the quotes */
 #define K_LITERAL	2
-#define K_NESTED	3
+#define K_NESTED	3	/* span of the whole object or array */
 
 static void
 record(const char *key, const char *end, const char *const *names, const size_t *name_lens,
@@ -297,7 +297,7 @@ static int
 validate(const char *buf, size_t len, const char *const *names, const size_t *name_lens,
     size_t n, struct key_kv *out)
 {
-	const char *p = buf, *end = buf + len, *key = NULL, *v;
+	const char *p = buf, *end = buf + len, *key = NULL, *nested = NULL, *v;
 	char stk[JSONF_MAX_DEPTH];
 	int depth = 0, kind;
 	enum jstate st;
@@ -343,7 +343,7 @@ validate(const char *buf, size_t len, const char *const *names, const size_t *na
 				if (depth == JSONF_MAX_DEPTH)
 					return JSONF_ERR_INVALID;
 				if (depth == 1)
-					record(key, end, names, name_lens, n, out, K_NESTED, NULL, 0);
+					nested = p;	/* recorded once it closes */
 				stk[depth++] = *p;
 				st = *p == '{' ? S_OBJ_OPEN : S_ARR_OPEN;
 				p++;
@@ -382,9 +382,89 @@ validate(const char *buf, size_t len, const char *const *names, const size_t *na
 		case S_CLOSE:
 			if (--depth == 0)
 				return ws(p, end) == end ? 0 : JSONF_ERR_INVALID;
+			if (depth == 1)
+				record(key, end, names, name_lens, n, out, K_NESTED, nested,
+				    (size_t)(p - nested));
 			st = S_AFTER;
 			break;
 		}
+	}
+}
+
+/* Scratch being filled; full once a byte did not fit. */
+struct sbuf {
+	char *p;
+	size_t cap, used;
+	int full;
+};
+
+static void
+sb_put(struct sbuf *b, int c)
+{
+	if (b->used >= b->cap)
+		b->full = 1;
+	else
+		b->p[b->used++] = (char)c;
+}
+
+/* One decoded byte of a string, escaped the canonical way (jsonf.h). */
+static void
+sb_escaped(struct sbuf *b, int c)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *sh = NULL;
+
+	switch (c) {
+	case '"': sh = "\\\""; break;
+	case '\\': sh = "\\\\"; break;
+	case '\b': sh = "\\b"; break;
+	case '\f': sh = "\\f"; break;
+	case '\n': sh = "\\n"; break;
+	case '\r': sh = "\\r"; break;
+	case '\t': sh = "\\t"; break;
+	}
+	if (sh != NULL) {
+		sb_put(b, sh[0]);
+		sb_put(b, sh[1]);
+	} else if (c < 0x20) {
+		sb_put(b, '\\');
+		sb_put(b, 'u');
+		sb_put(b, '0');
+		sb_put(b, '0');
+		sb_put(b, hex[c >> 4]);
+		sb_put(b, hex[c & 15]);
+	} else {
+		sb_put(b, c);
+	}
+}
+
+/* The canonical text of the already-validated object or array [p, end):
+ * whitespace outside strings dropped, strings re-escaped, every other byte
+ * (structure, numbers, true/false/null) copied. Each escape it writes is
+ * at most as long as the input that produced it, so it never grows. */
+static void
+canon_nested(const char *p, const char *end, struct sbuf *b)
+{
+	struct sit s;
+	int c;
+
+	while (p < end) {
+		c = (unsigned char)*p;
+		if (c == ' ' || c == '\t' || c == '\n' || c == '\r') {
+			p++;
+			continue;
+		}
+		if (c != '"') {
+			sb_put(b, c);
+			p++;
+			continue;
+		}
+		sb_put(b, '"');
+		sit_init(&s, p + 1, end);
+		while ((c = sit_next(&s)) >= 0)
+			sb_escaped(b, c);
+		sb_put(b, '"');
+		p = (const char *)s.p;
 	}
 }
 
@@ -404,6 +484,7 @@ jsonf_extract(const char *buf, size_t len, const char *const *names, const size_
 		out[i].val = "";
 		out[i].vlen = 0;
 		out[i].present = K_NONE;
+		out[i].cont = 0;
 	}
 	r = validate(buf, len, names, name_lens, n, out);
 	if (r != 0)
@@ -425,6 +506,18 @@ jsonf_extract(const char *buf, size_t len, const char *const *names, const size_
 		case K_LITERAL:
 			out[i].present = JSONF_LITERAL;
 			break;
+		case K_NESTED: {
+			struct sbuf sb = { scratch, scratch != NULL ? scratch_cap : 0, used, 0 };
+
+			canon_nested(out[i].val, out[i].val + out[i].vlen, &sb);
+			if (sb.full)
+				return JSONF_ERR_NOSPACE;
+			out[i].val = scratch + used;
+			out[i].vlen = sb.used - used;
+			out[i].present = JSONF_JSON;
+			used = sb.used;
+			break;
+		}
 		default:
 			out[i].val = "";
 			out[i].vlen = 0;

@@ -8,6 +8,8 @@
  * The query parameters are kept as spans of the raw query and normalised
  * on the fly while comparing and hashing, so no copy of the query is
  * needed; the span array is on the stack, bounded by KEY_MAX_PARAMS.
+ * There is one canonicaliser (canon_query): the key hashes what it
+ * yields and key_canon_query() writes the same thing out as text.
  */
 #include "key.h"
 
@@ -24,6 +26,7 @@
 struct kparam {
 	const char *n, *v;
 	uint32_t nlen, vlen;
+	uint32_t pos;		/* position in the query: ties keep the client's order */
 	uint8_t eq;
 };
 
@@ -200,6 +203,9 @@ norm_cmp(const char *a, size_t alen, const char *b, size_t blen)
 	}
 }
 
+/* Canonical order: by normalised name, then as the client sent them.
+ * Parameters with one name are not reordered: an origin may read the
+ * first, the last or all of them, so ?a=1&a=2 and ?a=2&a=1 differ. */
 static int
 param_cmp(const void *pa, const void *pb)
 {
@@ -208,9 +214,7 @@ param_cmp(const void *pa, const void *pb)
 
 	r = norm_cmp(a->n, a->nlen, b->n, b->nlen);
 	if (r == 0)
-		r = norm_cmp(a->v, a->vlen, b->v, b->vlen);
-	if (r == 0)
-		r = (int)a->eq - (int)b->eq;
+		r = a->pos < b->pos ? -1 : a->pos > b->pos;
 	return r;
 }
 
@@ -220,7 +224,7 @@ clamp_max(size_t max)
 	return (max == 0 || max > KEY_MAX_PARAMS) ? KEY_MAX_PARAMS : max;
 }
 
-/* Split, filter and sort; out must hold KEY_MAX_PARAMS entries. */
+/* Split, filter and order; out must hold KEY_MAX_PARAMS entries. */
 static int
 parse_query(const char *q, size_t qlen, const char *const *only, size_t n_only,
     size_t max, struct kparam *out, size_t *n)
@@ -258,58 +262,12 @@ parse_query(const char *q, size_t qlen, const char *const *only, size_t n_only,
 		out[kept].eq = eq < e;
 		out[kept].v = eq < e ? q + eq + 1 : q + e;
 		out[kept].vlen = eq < e ? (uint32_t)(e - eq - 1) : 0;
+		out[kept].pos = (uint32_t)kept;
 		kept++;
 	}
 	if (kept > 1)
 		qsort(out, kept, sizeof(out[0]), param_cmp);
 	*n = kept;
-	return 0;
-}
-
-static int
-put_norm(const char *p, size_t len, char *out, size_t cap, size_t *o)
-{
-	struct nrd r;
-	int c;
-
-	nrd_init(&r, p, len);
-	while ((c = nrd_next(&r)) >= 0) {
-		if (*o >= cap)
-			return -1;
-		out[(*o)++] = (char)c;
-	}
-	return 0;
-}
-
-int
-key_canon_query(const char *q, size_t qlen, const char *const *only, size_t n_only,
-    size_t max_params, char *out, size_t cap, size_t *outlen)
-{
-	struct kparam p[KEY_MAX_PARAMS];
-	size_t n, i, o = 0;
-	int r;
-
-	*outlen = 0;
-	r = parse_query(q, qlen, only, n_only, max_params, p, &n);
-	if (r != 0)
-		return r;
-	for (i = 0; i < n; i++) {
-		if (i > 0) {
-			if (o >= cap)
-				return KEY_ERR_NOSPACE;
-			out[o++] = '&';
-		}
-		if (put_norm(p[i].n, p[i].nlen, out, cap, &o) < 0)
-			return KEY_ERR_NOSPACE;
-		if (p[i].eq) {
-			if (o >= cap)
-				return KEY_ERR_NOSPACE;
-			out[o++] = '=';
-		}
-		if (put_norm(p[i].v, p[i].vlen, out, cap, &o) < 0)
-			return KEY_ERR_NOSPACE;
-	}
-	*outlen = o;
 	return 0;
 }
 
@@ -392,14 +350,104 @@ h_flag(struct hsh *h, char tag, int v)
 	h_byte(h, v <= 0 ? 0 : v > 255 ? 255 : v);
 }
 
+/*
+ * The one query canonicaliser: split, filter and order (parse_query), then
+ * each kept parameter's normalised name, '=' flag and normalised value go
+ * to one output, the digest (key_compute) or text (key_canon_query). Both
+ * read the same bytes through the same nrd reader, so the text form is
+ * exactly what is hashed.
+ */
+struct qout {
+	struct hsh *h;		/* non-NULL: hash as 'Q' 'E' 'R' components */
+	char *buf;		/* else: "name=value&..." into buf[0..cap) */
+	size_t cap, len;
+	int full;
+};
+
+static void
+qo_byte(struct qout *o, int c)
+{
+	if (o->len >= o->cap)
+		o->full = 1;
+	else
+		o->buf[o->len++] = (char)c;
+}
+
+static void
+qo_norm(struct qout *o, const char *p, size_t len)
+{
+	struct nrd r;
+	int c;
+
+	nrd_init(&r, p, len);
+	while ((c = nrd_next(&r)) >= 0)
+		qo_byte(o, c);
+}
+
+static void
+qo_param(struct qout *o, const struct kparam *k, int first)
+{
+	if (o->h != NULL) {
+		h_norm(o->h, 'Q', k->n, k->nlen);
+		h_flag(o->h, 'E', k->eq);
+		h_norm(o->h, 'R', k->v, k->vlen);
+		return;
+	}
+	if (!first)
+		qo_byte(o, '&');
+	qo_norm(o, k->n, k->nlen);
+	if (k->eq)
+		qo_byte(o, '=');
+	qo_norm(o, k->v, k->vlen);
+}
+
 static int
-kv_ok(const struct key_kv *kv, size_t n)
+canon_query(const char *q, size_t qlen, const char *const *only, size_t n_only,
+    size_t max_params, struct qout *o)
+{
+	struct kparam p[KEY_MAX_PARAMS];
+	size_t n, i;
+	int r;
+
+	r = parse_query(q, qlen, only, n_only, max_params, p, &n);
+	if (r != 0)
+		return r;
+	for (i = 0; i < n; i++)
+		qo_param(o, &p[i], i == 0);
+	return o->full ? KEY_ERR_NOSPACE : 0;
+}
+
+int
+key_canon_query(const char *q, size_t qlen, const char *const *only, size_t n_only,
+    size_t max_params, char *out, size_t cap, size_t *outlen)
+{
+	struct qout o = { NULL, out, out != NULL ? cap : 0, 0, 0 };
+	int r;
+
+	*outlen = 0;
+	r = canon_query(q, qlen, only, n_only, max_params, &o);
+	if (r == 0)
+		*outlen = o.len;
+	return r;
+}
+
+/* vary: 1 when entries may be further field lines (cont). A cont entry
+ * needs a present entry before it; the name of a cont entry is not read. */
+static int
+kv_ok(const struct key_kv *kv, size_t n, int vary)
 {
 	size_t i;
 
 	if (n && kv == NULL)
 		return 0;
 	for (i = 0; i < n; i++) {
+		if (kv[i].cont) {
+			if (!vary || i == 0 || (!kv[i - 1].cont && !kv[i - 1].present))
+				return 0;
+			if (!bytes_ok(kv[i].val, kv[i].vlen))
+				return 0;
+			continue;
+		}
 		if (!bytes_ok(kv[i].name, kv[i].nlen))
 			return 0;
 		if (kv[i].present && !bytes_ok(kv[i].val, kv[i].vlen))
@@ -414,6 +462,10 @@ h_kv(struct hsh *h, const struct key_kv *kv, size_t n, char tn, char tp, char tv
 	size_t i;
 
 	for (i = 0; i < n; i++) {
+		if (kv[i].cont) {
+			h_comp(h, tv, kv[i].val, kv[i].vlen);
+			continue;
+		}
 		if (lc_name)
 			h_lower(h, tn, kv[i].name, kv[i].nlen);
 		else
@@ -423,6 +475,18 @@ h_kv(struct hsh *h, const struct key_kv *kv, size_t n, char tn, char tp, char tv
 			h_comp(h, tv, kv[i].val, kv[i].vlen);
 		else
 			h_comp(h, tv, "", 0);
+	}
+}
+
+/* Routing headers: only the field lines the request carries. */
+static void
+h_route(struct hsh *h, const struct key_kv *kv, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		h_lower(h, 'O', kv[i].name, kv[i].nlen);
+		h_comp(h, 'Y', kv[i].val, kv[i].vlen);
 	}
 }
 
@@ -451,22 +515,19 @@ int
 key_compute(const struct key_input *in, char hex[KEY_HEX_LEN + 1])
 {
 	static const char digits[] = "0123456789abcdef";
-	struct kparam p[KEY_MAX_PARAMS];
 	struct hsh h;
+	struct qout qo;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	size_t n, i;
+	size_t i;
 	int r;
 
 	if (!bytes_ok(in->policy, in->policy_len) || !method_ok(in->method, in->method_len) ||
 	    !scheme_ok(in->scheme, in->scheme_len) || !url_ok(in->host, in->host_len) ||
 	    !url_ok(in->path, in->path_len) || !bytes_ok(in->consumer, in->consumer_len) ||
-	    !kv_ok(in->vary_hdrs, in->n_vary_hdrs) || !kv_ok(in->json, in->n_json))
+	    !kv_ok(in->vary_hdrs, in->n_vary_hdrs, 1) || !kv_ok(in->json, in->n_json, 0) ||
+	    !kv_ok(in->route_hdrs, in->n_route_hdrs, 0))
 		return KEY_ERR_BAD_INPUT;
-	r = parse_query(in->query, in->query_len, in->only_params, in->n_only_params,
-	    in->max_params, p, &n);
-	if (r != 0)
-		return r;
 
 	h.n = 0;
 	h.err = 0;
@@ -483,12 +544,14 @@ key_compute(const struct key_input *in, char hex[KEY_HEX_LEN + 1])
 	h_lower(&h, 'S', in->scheme, in->scheme_len);
 	h_lower(&h, 'H', in->host, in->host_len);
 	h_comp(&h, 'U', in->path, in->path_len);
-	for (i = 0; i < n; i++) {
-		h_norm(&h, 'Q', p[i].n, p[i].nlen);
-		h_flag(&h, 'E', p[i].eq);
-		h_norm(&h, 'R', p[i].v, p[i].vlen);
-	}
+	memset(&qo, 0, sizeof(qo));
+	qo.h = &h;
+	r = canon_query(in->query, in->query_len, in->only_params, in->n_only_params,
+	    in->max_params, &qo);
+	if (r != 0)
+		goto out;
 	h_kv(&h, in->vary_hdrs, in->n_vary_hdrs, 'V', 'F', 'W', 1);
+	h_route(&h, in->route_hdrs, in->n_route_hdrs);
 	h_kv(&h, in->json, in->n_json, 'J', 'G', 'X', 0);
 	h_comp(&h, 'C', in->consumer, in->consumer_len);
 	h_flush(&h);

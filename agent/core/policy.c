@@ -21,8 +21,12 @@
 #define CTX_F_REFRESH	0x04u	/* the lookup said Refresh (else Miss) */
 #define CTX_F_INVALIDATE 0x08u	/* unsafe method: delete the GET entry on success */
 
-#define VARY_SCRATCH	8192	/* vary header values of one request */
 #define JSON_SCRATCH	8192	/* decoded JSON field values */
+
+const char *const pol_routing_headers_default[] = {
+	"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Scheme", "X-Original-URL",
+	"X-Rewrite-URL", "X-HTTP-Method-Override", "Forwarded", NULL
+};
 
 const char *const cache_status_name[CS_MAX] = { "Hit", "Miss", "Refresh", "Bypass" };
 const char *const store_refusal_name[SR_MAX] = {
@@ -41,10 +45,13 @@ pol_keyerr_str(int e)
 	case PKE_KEY_INPUT: return "bad characters in the URL or Host";
 	case PKE_TOO_MANY: return "too many query parameters or headers";
 	case PKE_BODY: return "body is not a JSON object";
-	case PKE_TOO_LONG: return "vary header values too long";
+	case PKE_TOO_LONG: return "vary or routing header values too long";
+	case PKE_SCHEME: return "absolute URL's scheme is not the connection's";
 	}
 	return "unknown";
 }
+
+static int parse_delta(const char *s, size_t len, int64_t *out);
 
 static int
 str_in(const struct sc_strlist *l, const char *s, size_t len)
@@ -97,15 +104,16 @@ pragma_no_cache(const struct cachectl *cc, const struct hdr *h, size_t nh)
 
 /* ---- the key ---- */
 
-/* Split the request target into host (absolute-form only), path, query. */
+/* Split the request target into scheme and authority (absolute-form
+ * only), path, query. Only http and https are accepted as schemes. */
 static int
-split_url(const char *u, size_t len, const char **auth, size_t *alen, const char **path,
-    size_t *plen, const char **query, size_t *qlen)
+split_url(const char *u, size_t len, const char **scheme, size_t *slen, const char **auth,
+    size_t *alen, const char **path, size_t *plen, const char **query, size_t *qlen)
 {
 	const char *end = u + len, *p, *q;
 
-	*auth = NULL;
-	*alen = 0;
+	*scheme = *auth = NULL;
+	*slen = *alen = 0;
 	if (u == NULL || len == 0)
 		return PKE_URL;
 	if (u[0] != '/') {
@@ -114,6 +122,11 @@ split_url(const char *u, size_t len, const char **auth, size_t *alen, const char
 
 		if (s == NULL || end - s < 3 || s[1] != '/' || s[2] != '/')
 			return PKE_URL;
+		if (!(s - u == 4 && strncasecmp(u, "http", 4) == 0) &&
+		    !(s - u == 5 && strncasecmp(u, "https", 5) == 0))
+			return PKE_URL;
+		*scheme = u;
+		*slen = (size_t)(s - u);
 		*auth = s + 3;
 		p = *auth;
 		while (p < end && *p != '/' && *p != '?')
@@ -137,24 +150,104 @@ split_url(const char *u, size_t len, const char **auth, size_t *alen, const char
 	return 0;
 }
 
+/* Header lines one key takes (vary and routing headers), in kv[0..*n). */
+struct keylines {
+	struct key_kv kv[POL_KEY_LINES];
+	size_t n, bytes;
+};
+
+static int
+kl_add(struct keylines *kl, const char *name, size_t nlen, const char *val, size_t vlen,
+    int present, int cont)
+{
+	if (kl->n == POL_KEY_LINES)
+		return PKE_TOO_MANY;
+	if (vlen > POL_KEY_HDR_BYTES - kl->bytes)
+		return PKE_TOO_LONG;
+	kl->bytes += vlen;
+	kl->kv[kl->n++] = (struct key_kv){ name, nlen, val, vlen, present, cont };
+	return 0;
+}
+
+/* Every vary header, one entry per field line (an absent one: one entry,
+ * present 0): "X: a, b" and "X: a" + "X: b" are different requests to an
+ * origin that reads only one line. */
+static int
+key_vary(const struct sc_policy *p, const struct hdr *hdrs, size_t nh, struct keylines *kl)
+{
+	for (size_t i = 0; i < p->vary_headers.n; i++) {
+		const char *n = p->vary_headers.v[i];
+		size_t nlen = strlen(n), from = 0;
+		const struct hdr *f;
+		int lines = 0, rc;
+
+		while ((f = hdrs_find(hdrs, nh, n, nlen, &from)) != NULL)
+			if ((rc = kl_add(kl, n, nlen, f->val, f->vlen, 1, lines++ > 0)) < 0)
+				return rc;
+		if (lines == 0 && (rc = kl_add(kl, n, nlen, "", 0, 0, 0)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* Runs for every header of every lookup: the first byte rules out
+ * nearly all of them before a whole-name comparison (| 0x20 folds ASCII
+ * letters; a false match on other bytes only costs the full compare). */
+static int
+routing_header(const struct sc_policy *p, const struct hdr *h)
+{
+	if (h->nlen == 0)
+		return 0;
+	for (size_t i = 0; i < p->key_routing_headers.n; i++) {
+		const char *n = p->key_routing_headers.v[i];
+
+		if (((unsigned char)n[0] | 0x20) == ((unsigned char)h->name[0] | 0x20) &&
+		    name_eq(h->name, h->nlen, n))
+			return 1;
+	}
+	return 0;
+}
+
+/* The routing headers the request carries, field line by field line in
+ * message order; a request without any adds nothing to the key. */
+static int
+key_routing(const struct sc_policy *p, const struct hdr *hdrs, size_t nh, struct keylines *kl)
+{
+	int rc;
+
+	for (size_t i = 0; i < nh; i++)
+		if (routing_header(p, &hdrs[i]) &&
+		    (rc = kl_add(kl, hdrs[i].name, hdrs[i].nlen, hdrs[i].val, hdrs[i].vlen, 1, 0)) < 0)
+			return rc;
+	return 0;
+}
+
 int
 policy_key(const struct sc_policy *p, const struct pol_limits *lim,
     const struct pol_request *rq, const struct hdr *hdrs, size_t nh,
     char hex[KEY_HEX_LEN + 1])
 {
 	struct key_input in;
-	struct key_kv vary[POL_MAX_VARY], json[POL_MAX_VARY];
-	char vscratch[VARY_SCRATCH], jscratch[JSON_SCRATCH];
-	size_t voff = 0, from = 0;
+	struct key_kv json[POL_MAX_VARY];
+	struct keylines kl;
+	char jscratch[JSON_SCRATCH];
+	size_t from = 0, nvary;
 	const struct hdr *host;
-	const char *auth, *path, *query;
-	size_t alen, plen, qlen;
+	const char *scheme, *auth, *path, *query;
+	size_t slen, alen, plen, qlen;
 	int rc;
 
 	memset(&in, 0, sizeof(in));
-	rc = split_url(rq->url, rq->url_len, &auth, &alen, &path, &plen, &query, &qlen);
+	rc = split_url(rq->url, rq->url_len, &scheme, &slen, &auth, &alen, &path, &plen, &query,
+	    &qlen);
 	if (rc < 0)
 		return rc;
+	/* An absolute-form target is keyed on its own scheme, which must be
+	 * the connection's: "GET https://h/x" over plain HTTP keyed as https
+	 * would let a plain request's response (a redirect to https, say)
+	 * answer the TLS ones, and keyed as http would merge two targets. */
+	if (scheme != NULL && (slen == 5) != (rq->tls != 0))
+		return PKE_SCHEME;	/* split_url() took only "http" or "https" */
 	host = hdrs_find(hdrs, nh, "host", 4, &from);
 	if (host != NULL && hdrs_find(hdrs, nh, "host", 4, &from) != NULL)
 		return PKE_HOST;
@@ -177,8 +270,8 @@ policy_key(const struct sc_policy *p, const struct pol_limits *lim,
 		in.method = rq->method;
 		in.method_len = rq->method_len;
 	}
-	in.scheme = rq->tls ? "https" : "http";
-	in.scheme_len = strlen(in.scheme);
+	in.scheme = scheme != NULL ? scheme : rq->tls ? "https" : "http";
+	in.scheme_len = scheme != NULL ? slen : strlen(in.scheme);
 	in.path = path;
 	in.path_len = plen;
 	in.query = query;
@@ -192,28 +285,28 @@ policy_key(const struct sc_policy *p, const struct pol_limits *lim,
 	in.max_params = lim->max_query_params;
 	if (p->vary_headers.n > POL_MAX_VARY || p->vary_body_json_fields.n > POL_MAX_VARY)
 		return PKE_TOO_MANY;	/* config.c refuses these; never trust that here */
-	for (size_t i = 0; i < p->vary_headers.n; i++) {
-		const char *n = p->vary_headers.v[i];
-		size_t outlen = 0;
-
-		rc = hdrs_join(hdrs, nh, n, strlen(n), vscratch + voff, sizeof(vscratch) - voff,
-		    &outlen);
-		if (rc < 0)
-			return PKE_TOO_LONG;
-		vary[i].name = n;
-		vary[i].nlen = strlen(n);
-		vary[i].present = rc;
-		vary[i].val = vscratch + voff;
-		vary[i].vlen = outlen;
-		voff += outlen;
-	}
-	in.vary_hdrs = vary;
-	in.n_vary_hdrs = p->vary_headers.n;
+	kl.n = kl.bytes = 0;
+	if ((rc = key_vary(p, hdrs, nh, &kl)) < 0)
+		return rc;
+	nvary = kl.n;
+	if (!p->routing_bypass && (rc = key_routing(p, hdrs, nh, &kl)) < 0)
+		return rc;
+	in.vary_hdrs = kl.kv;
+	in.n_vary_hdrs = nvary;
+	in.route_hdrs = kl.kv + nvary;
+	in.n_route_hdrs = kl.n - nvary;
 	if (p->vary_body_json_fields.n > 0) {
 		size_t lens[POL_MAX_VARY];
+		const struct hdr *cl;
+		int64_t clen;
 
 		if (rq->body == NULL)
 			return PKE_BODY;
+		/* HAProxy cuts req.body at its buffer: only a whole body is keyed */
+		from = 0;
+		while ((cl = hdrs_find(hdrs, nh, "content-length", 14, &from)) != NULL)
+			if (parse_delta(cl->val, cl->vlen, &clen) < 0 || clen != (int64_t)rq->body_len)
+				return PKE_BODY;
 		for (size_t i = 0; i < p->vary_body_json_fields.n; i++)
 			lens[i] = strlen(p->vary_body_json_fields.v[i]);
 		if (jsonf_extract(rq->body, rq->body_len,
@@ -325,6 +418,32 @@ bypass(struct pol_lookup *out, const char *why, int bad)
 	out->bad = bad;
 }
 
+/* Does the request have a body? Any Transfer-Encoding, or a
+ * Content-Length that is not plainly 0, or body bytes sent. */
+static int
+has_body(const struct pol_request *rq, const struct hdr *hdrs, size_t nh)
+{
+	const struct hdr *cl;
+	size_t from = 0;
+	int64_t n;
+
+	if (first(hdrs, nh, "transfer-encoding") != NULL)
+		return 1;
+	while ((cl = hdrs_find(hdrs, nh, "content-length", 14, &from)) != NULL)
+		if (parse_delta(cl->val, cl->vlen, &n) < 0 || n > 0)
+			return 1;
+	return rq->body != NULL && rq->body_len > 0;
+}
+
+static int
+has_routing_header(const struct sc_policy *p, const struct hdr *hdrs, size_t nh)
+{
+	for (size_t i = 0; i < nh; i++)
+		if (routing_header(p, &hdrs[i]))
+			return 1;
+	return 0;
+}
+
 void
 policy_request(const struct sc_policy *p, const struct pol_limits *lim,
     const struct pol_request *rq, struct pol_lookup *out)
@@ -389,6 +508,17 @@ policy_request(const struct sc_policy *p, const struct pol_limits *lim,
 		out->rcc.flags |= CC_NO_CACHE;
 	if ((out->flags & PL_CC) && (out->rcc.flags & (CC_NO_STORE | CC_NO_CACHE))) {
 		bypass(out, "request no-store/no-cache", 0);
+		return;
+	}
+	/* What the key does not hold must not shape what it stores: a body
+	 * (unless the policy keys on its fields), and routing headers when
+	 * the policy bypasses on them rather than keying them. */
+	if (p->vary_body_json_fields.n == 0 && has_body(rq, hdrs, nh)) {
+		bypass(out, "request body not in the key", 0);
+		return;
+	}
+	if (p->routing_bypass && has_routing_header(p, hdrs, nh)) {
+		bypass(out, "routing header", 0);
 		return;
 	}
 	rc = policy_key(p, lim, rq, hdrs, nh, out->key);
@@ -921,19 +1051,21 @@ policy_response(const struct sc_policy *p, const struct pol_limits *lim,
 		return;
 	}
 	cc_of(hdrs, nh, &cc);
-	if (p->cache_control) {
-		if (cc.flags & (CC_NO_STORE | CC_NO_CACHE)) {
-			refuse(out, SR_NO_STORE);
-			return;
-		}
-		if (cc.flags & CC_PRIVATE) {
-			refuse(out, SR_PRIVATE);
-			return;
-		}
-		if (pragma_no_cache(&cc, hdrs, nh)) {
-			refuse(out, SR_NO_STORE);
-			return;
-		}
+	/* Whatever cache_control says, a shared cache never stores what the
+	 * origin marked no-store or private (Kong ignores both when its
+	 * cache_control is off; serving one user's private answer to the
+	 * next is worse than a miss). */
+	if (cc.flags & CC_NO_STORE) {
+		refuse(out, SR_NO_STORE);
+		return;
+	}
+	if (cc.flags & CC_PRIVATE) {
+		refuse(out, SR_PRIVATE);
+		return;
+	}
+	if (p->cache_control && ((cc.flags & CC_NO_CACHE) || pragma_no_cache(&cc, hdrs, nh))) {
+		refuse(out, SR_NO_STORE);
+		return;
 	}
 	/* RFC 9111 3.5: a shared cache stores an answer to a request with
 	 * Authorization only when the response explicitly allows it. */

@@ -34,7 +34,7 @@
 
 /* Limits the runtime works within; config.c refuses settings beyond them. */
 #define POL_MAX_HEADERS		1000	/* header lines of one message */
-#define POL_MAX_VARY		64	/* vary_headers and vary_body_json_fields each */
+#define POL_MAX_VARY		64	/* vary_headers, vary_body_json_fields, key_routing_headers each */
 #define POL_MAX_NAME		255	/* a policy name, as the ctx carries it */
 #define POL_CTX_HDRS_MAX	4096	/* request headers the ctx carries for Vary */
 #define POL_CTX_MAX		(1 + 1 + KEY_HEX_LEN + 1 + POL_MAX_NAME + 2 + POL_CTX_HDRS_MAX)
@@ -42,6 +42,8 @@
 #define POL_INM_MAX		1024	/* If-None-Match kept for a conditional hit */
 #define POL_HIT_EXTRA		256	/* header bytes a hit adds to the stored ones */
 #define POL_ACK_SLACK		512	/* an ACK's variables besides headers and body */
+#define POL_KEY_LINES		256	/* vary and routing header field lines one key takes */
+#define POL_KEY_HDR_BYTES	8192	/* their values, in all */
 
 /* A comma-free list of strings, as configured. */
 struct sc_strlist {
@@ -64,8 +66,15 @@ struct sc_policy {
 	struct sc_strlist vary_query_params;	/* empty = every parameter */
 	struct sc_strlist vary_body_json_fields;
 	int l1_ttl;			/* seconds a node-local tier may keep a hit, 0 = never; default 1 */
+	struct sc_strlist key_routing_headers;	/* default pol_routing_headers_default */
+	int routing_bypass;		/* routing_headers = "bypass": Bypass, don't key */
 	int line;
 };
+
+/* Headers origins honour for routing or URL building, keyed by default
+ * (key_routing_headers): a response one of them shaped then only reaches
+ * requests that carry the same values. NULL-terminated. */
+extern const char *const pol_routing_headers_default[];
 
 /* The agent-wide bounds a decision works within, and the entry secret. */
 struct pol_limits {
@@ -116,12 +125,17 @@ enum pol_keyerr {
 	PKE_KEY_INPUT = -3,	/* control characters, bad %-escapes, ... */
 	PKE_TOO_MANY = -4,	/* too many query parameters or headers */
 	PKE_BODY = -5,		/* vary_body_json_fields and no JSON object body */
-	PKE_TOO_LONG = -6,	/* vary header values too long */
+	PKE_TOO_LONG = -6,	/* vary and routing header values too long */
+	PKE_SCHEME = -7,	/* absolute URL's scheme is not the connection's */
 };
 const char *pol_keyerr_str(int e);
 
 /* The key of rq under p (HEAD shares GET's key), over headers already
- * parsed. 0 or a PKE_* code. spoe-cache-ctl computes keys with this too. */
+ * parsed. 0 or a PKE_* code. spoe-cache-ctl computes keys with this too.
+ * An absolute-form target is keyed on its own scheme and authority; it
+ * must name the connection's scheme and the Host header (when there is
+ * one), else PKE_SCHEME / PKE_HOST. Routing headers are keyed unless the
+ * policy bypasses on them (policy_request() does that, before the key). */
 int policy_key(const struct sc_policy *p, const struct pol_limits *lim,
     const struct pol_request *rq, const struct hdr *hdrs, size_t nh,
     char hex[KEY_HEX_LEN + 1]);

@@ -401,6 +401,8 @@ static const struct field policy_fields[] = {
 	{ "vary_query_params", K_STRLIST, PO(vary_query_params), 0, 0, 0 },
 	{ "vary_body_json_fields", K_STRLIST, PO(vary_body_json_fields), 0, POL_MAX_VARY, 0 },
 	{ "l1_ttl", K_INT, PO(l1_ttl), 0, 3600, 0 },
+	{ "key_routing_headers", K_STRLIST, PO(key_routing_headers), 0, POL_MAX_VARY, 0 },
+	/* "routing_headers" ("key" | "bypass") is read by parse_policy() */
 	{ NULL, K_INT, 0, 0, 0, 0 }
 };
 #undef PO
@@ -436,7 +438,8 @@ policy_defaults(struct sc_policy *p)
 	p->cache_ttl = 300;
 	p->storage_ttl = -1;
 	p->l1_ttl = 1;
-	if (strlist_set(&p->request_method, methods) < 0 || strlist_set(&p->content_type, types) < 0)
+	if (strlist_set(&p->request_method, methods) < 0 || strlist_set(&p->content_type, types) < 0 ||
+	    strlist_set(&p->key_routing_headers, pol_routing_headers_default) < 0)
 		return -1;
 	return 0;
 }
@@ -451,6 +454,7 @@ policy_free(struct sc_policy *p)
 	strlist_free(&p->vary_headers);
 	strlist_free(&p->vary_query_params);
 	strlist_free(&p->vary_body_json_fields);
+	strlist_free(&p->key_routing_headers);
 }
 
 /* RFC 9110: a method and a field name are both tokens. */
@@ -500,6 +504,8 @@ parse_hosts(struct ctx *c, const config_setting_t *s, struct sc_pool_conf *pc)
 static int
 parse_policy(struct ctx *c, const config_setting_t *s, struct sc_policy *p)
 {
+	static const char *const own[] = { "routing_headers", NULL };
+	const config_setting_t *rh;
 	char path[256];
 
 	setting_path(s, path, sizeof(path));
@@ -516,8 +522,23 @@ parse_policy(struct ctx *c, const config_setting_t *s, struct sc_policy *p)
 		    p->name, strlen(p->name), POL_MAX_NAME);
 	if (config_setting_type(s) != CONFIG_TYPE_GROUP)
 		return fail(c, s, "%s: a policy is a group { cache_ttl = 60; ... }", path);
-	if (apply_table(c, s, policy_fields, p, NULL) < 0)
+	if (apply_table(c, s, policy_fields, p, own) < 0)
 		return -1;
+	if ((rh = config_setting_get_member(s, "routing_headers")) != NULL) {
+		const char *v = config_setting_get_string(rh);
+
+		if (v != NULL && strcmp(v, "key") == 0)
+			p->routing_bypass = 0;
+		else if (v != NULL && strcmp(v, "bypass") == 0)
+			p->routing_bypass = 1;
+		else
+			return fail(c, rh, "%s.routing_headers: expected \"key\" or \"bypass\"", path);
+	}
+	for (size_t i = 0; i < p->key_routing_headers.n; i++)
+		if (!is_token(p->key_routing_headers.v[i]))
+			return fail(c, config_setting_get_member(s, "key_routing_headers"),
+			    "%s.key_routing_headers: \"%s\" is not a header name", path,
+			    p->key_routing_headers.v[i]);
 	for (size_t i = 0; i < p->request_method.n; i++)
 		if (!is_token(p->request_method.v[i]))
 			return fail(c, config_setting_get_member(s, "request_method"),

@@ -60,6 +60,12 @@ def test_check_accepts_good_configs(procs):
     vary_headers = ["Accept-Language"];
     vary_query_params = ["page"];
     vary_body_json_fields = ["query"];
+    key_routing_headers = ["Forwarded", "X-Forwarded-Host"];
+    routing_headers = "bypass";
+  };
+  trusted: {
+    key_routing_headers = [];
+    routing_headers = "key";
   };
 };
 """)
@@ -82,7 +88,7 @@ memcached: {
 @include "%s"
 """ % (tls["ca"], tls["client_cert"], tls["client_key"], inc))
     rc, out, err = check(p)
-    assert rc == 0 and "(2 memcached hosts, 1 policies)" in out, (rc, out, err)
+    assert rc == 0 and "(2 memcached hosts, 2 policies)" in out, (rc, out, err)
     # -t reads the TLS files start-up would read
     for k in ("ca", "client_cert", "client_key"):
         q = procs.write("tls-%s.conf" % k, open(p).read().replace(tls[k], procs.path("gone.pem")))
@@ -109,9 +115,10 @@ def test_check_accepts_the_runtime_limits(procs):
   %s: {
     vary_headers = [%s];
     vary_body_json_fields = [%s];
+    key_routing_headers = [%s];
   };
 };
-""" % (HOSTS, "p" * 255, VARY(64, "X-H"), VARY(64, "f")))
+""" % (HOSTS, "p" * 255, VARY(64, "X-H"), VARY(64, "f"), VARY(64, "X-R")))
     rc, out, err = check(p)
     assert rc == 0 and "(1 memcached hosts, 1 policies)" in out, (rc, out, err)
 
@@ -193,6 +200,17 @@ ERRORS = [
     ("too_many_vary_json", HOSTS + 'policies: {\n  p: {\n    cache_ttl = 1;\n'
      '    vary_body_json_fields = [%s];\n  };\n};\n' % VARY(65, "f"),
      5, "policies.p.vary_body_json_fields: 65 entries, at most 64"),
+    ("too_many_routing_headers", HOSTS + 'policies: {\n  p: {\n    key_routing_headers = [%s];\n'
+     '  };\n};\n' % VARY(65, "X-R"),
+     4, "policies.p.key_routing_headers: 65 entries, at most 64"),
+    ("routing_header_not_a_name", HOSTS + 'policies: {\n  p: {\n'
+     '    key_routing_headers = ["X-Forwarded-Host", "X Forwarded"];\n  };\n};\n',
+     4, 'policies.p.key_routing_headers: "X Forwarded" is not a header name'),
+    ("routing_headers_value", HOSTS + 'policies: {\n  p: {\n    cache_ttl = 1;\n'
+     '    routing_headers = "drop";\n  };\n};\n',
+     5, 'policies.p.routing_headers: expected "key" or "bypass"'),
+    ("routing_headers_type", HOSTS + 'policies: {\n  p: {\n    routing_headers = true;\n  };\n};\n',
+     4, 'policies.p.routing_headers: expected "key" or "bypass"'),
     ("policy_name_too_long", HOSTS + 'policies: {\n  %s: {\n    cache_ttl = 1;\n  };\n};\n'
      % ("p" * 256),
      3, "policies.%s...: a policy name of 256 bytes, at most 255" % ("p" * 32)),

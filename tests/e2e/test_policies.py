@@ -45,8 +45,10 @@ def test_response_code(procs):
 @test
 def test_request_method(procs):
     s = Stack(procs, policies=policy(request_method=["GET", "POST"]))
-    assert twice(s, "/gen?body=p", method="POST", body=b"x") == ("Miss", "Hit")
+    assert twice(s, "/gen?body=p", method="POST", body=b"") == ("Miss", "Hit")
     assert s.origin_count("/gen?body=p", "POST") == 1
+    # a body the key does not hold is a Bypass (issue 15)
+    assert twice(s, "/gen?body=pb", method="POST", body=b"x") == ("Bypass", "Bypass")
     s2 = Stack(procs, policies=policy(request_method=["GET"]))
     assert twice(s2, "/gen?body=h", method="HEAD") == ("Bypass", "Bypass")
     assert twice(s2, "/gen?body=p2", method="POST", body=b"x") == ("Bypass", "Bypass")
@@ -103,7 +105,10 @@ def test_cache_control_setting(procs):
     assert twice(s, path) == ("Bypass", "Bypass")
     assert twice(s, "/gen?body=r", {"Cache-Control": "no-cache"}) == ("Bypass", "Bypass")
     s2 = Stack(procs, policies=policy(cache_control=False))
-    assert twice(s2, path) == ("Miss", "Hit")
+    # no-store and private are never stored, whatever cache_control says...
+    assert twice(s2, path) == ("Bypass", "Bypass")
+    # ...but the rest of Cache-Control is ignored without it
+    assert twice(s2, "/gen?body=cc2&h=Cache-Control:no-cache") == ("Miss", "Hit")
     assert twice(s2, "/gen?body=r2", {"Cache-Control": "no-cache"}) == ("Miss", "Hit")
 
 
@@ -112,14 +117,14 @@ def test_allow_force_cache_header(procs):
     force = {"X-Proxy-Cache-Memcached-Force": "true"}
     s = Stack(procs, policies=policy(request_method=["GET"], allow_force_cache_header=True,
                                      cache_control=True))
-    assert twice(s, "/gen?body=f", force, "POST", b"x") == ("Miss", "Hit")
+    assert twice(s, "/gen?body=f", force, "POST", b"") == ("Miss", "Hit")
     # The force header also skips request no-cache...
     h = dict(force, **{"Cache-Control": "no-cache"})
     assert status(s.get("/gen?body=f2", h)) == "Miss"
     # ...but not the response checks.
     assert twice(s, "/gen?ct=text/html&body=f3", force) == ("Bypass", "Bypass")
     s2 = Stack(procs, policies=policy(request_method=["GET"], allow_force_cache_header=False))
-    assert twice(s2, "/gen?body=f", force, "POST", b"x") == ("Bypass", "Bypass")
+    assert twice(s2, "/gen?body=f", force, "POST", b"") == ("Bypass", "Bypass")
 
 
 @test
@@ -162,10 +167,11 @@ def test_vary_body_json_fields(procs):
     assert status(c) == "Miss"
     d = s.request("POST", "/gen?echo=1&ct=application/json", ct, b'not json')
     assert status(d) == "Bypass"
-    # Arrays and objects are not scalars: they do not make keys differ.
+    # Arrays and objects are keyed too, canonically encoded (issue 15).
     e = s.request("POST", "/gen?echo=1&ct=application/json", ct, b'{"q": [1]}')
     f = s.request("POST", "/gen?echo=1&ct=application/json", ct, b'{"q": [2]}')
-    assert status(e) == "Miss" and status(f) == "Hit"
+    g = s.request("POST", "/gen?echo=1&ct=application/json", ct, b'{"q":[ 1 ]}')
+    assert status(e) == "Miss" and status(f) == "Miss" and status(g) == "Hit", (e, f, g)
 
 
 @test

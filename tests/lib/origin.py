@@ -2,7 +2,8 @@
 """origin.py PORT - the demo and test origin, HTTP/1.1 on 127.0.0.1.
 
 Fixed endpoints show the representative cases; /gen lets a test describe the
-response it wants in the query string. Every request is counted by
+response it wants in the query string; /reflect builds its page from what
+a request carries, as a reflecting origin would (for the poisoning tests). Every request is counted by
 "METHOD path?query"; GET /__count?u=/path%3Fq returns that count, GET
 /__counts all of them, POST /__reset clears them. Counting lives in the
 origin so a test can prove a Hit never reached it.
@@ -91,7 +92,47 @@ class Origin(BaseHTTPRequestHandler):
             return self.send(200, "slow response %d\n" % n)
         if u.path.startswith("/gen"):
             return self.gen(q, n, reqbody)
+        if u.path == "/reflect":
+            return self.reflect(u, q, n, reqbody)
         return self.send(404, "not found %d\n" % n)
+
+    def read_chunked(self):
+        body = b""
+        while True:
+            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+            if size == 0:
+                while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                return body
+            body += self.rfile.read(size)
+            self.rfile.readline()
+
+    def reflect(self, u, q, n, reqbody):
+        """A page built the way origins build links and pick routes: from the
+        routing headers (X-Forwarded-Host over Host, ...), the request target
+        as sent, the first of a repeated parameter a, the last X-Tenant line
+        and the body (Content-Length or chunked). text/plain, cacheable;
+        cc=VALUE (repeatable) adds a Cache-Control line."""
+        h = self.headers
+        if "chunked" in (h.get("Transfer-Encoding") or "").lower():
+            reqbody = self.read_chunked()
+        first = {}
+        for k, v in q:
+            first.setdefault(k, v)
+        lines = [
+            "host=%s" % (h.get("X-Forwarded-Host") or h.get("Host") or ""),
+            "proto=%s" % (h.get("X-Forwarded-Proto") or h.get("X-Forwarded-Scheme") or "http"),
+            "url=%s" % (h.get("X-Original-URL") or h.get("X-Rewrite-URL") or u.path),
+            "method=%s" % (h.get("X-HTTP-Method-Override") or self.command),
+            "forwarded=%s" % (h.get("Forwarded") or ""),
+            "target=%s" % self.path,
+            "a=%s" % first.get("a", ""),
+            "tenant=%s" % (h.get_all("X-Tenant") or [""])[-1],
+            "body=%s" % reqbody.decode("utf-8", "replace"),
+            "serial=%d" % n,
+        ]
+        return self.send(200, "\n".join(lines) + "\n", "text/plain",
+                         [("Cache-Control", v) for k, v in q if k == "cc"])
 
     def gen(self, q, n, reqbody):
         """status=, ct=, h=Name:Value (repeatable), body=, size=N (bytes,

@@ -1,6 +1,7 @@
 /*
  * test_jsonf.c - the JSON field extractor: strict validation of the whole
- * body, decoding of the chosen top-level scalars, and hostile bodies.
+ * body, decoding of the chosen top-level values (scalars decoded, objects
+ * and arrays as canonical text), and hostile bodies.
  * Bodies are placed against a guard page so an over-read crashes.
  */
 #include "jsonf.h"
@@ -60,7 +61,9 @@ test_scalars(void)
 	struct key_kv out[4];
 	char vals[4][64];
 
+	memset(out, 0x5a, sizeof(out));	/* every field is written */
 	CHECK(ext(body, sizeof(body) - 1, out, vals) == 0);
+	CHECK(out[0].cont == 0 && out[1].cont == 0 && out[2].cont == 0 && out[3].cont == 0);
 	CHECK(is(&out[0], JSONF_STRING, "x y", 3));
 	CHECK(is(&out[1], JSONF_LITERAL, "-1.5e+3", 7));
 	CHECK(is(&out[2], JSONF_LITERAL, "true", 4));
@@ -76,11 +79,45 @@ test_nested_and_missing(void)
 	char vals[4][64];
 
 	CHECK(ext(body, sizeof(body) - 1, out, vals) == 0);
-	CHECK(out[0].present == JSONF_ABSENT && out[0].vlen == 0);	/* object */
-	CHECK(out[1].present == JSONF_ABSENT);			/* array */
-	CHECK(out[2].present == JSONF_ABSENT);			/* only nested */
+	CHECK(is(&out[0], JSONF_JSON, "{\"b\":1}", 7));	/* object */
+	CHECK(is(&out[1], JSONF_JSON, "[1,2]", 5));		/* array */
+	CHECK(out[2].present == JSONF_ABSENT && out[2].vlen == 0);	/* only nested */
 	CHECK(is(&out[3], JSONF_LITERAL, "false", 5));
 	CHECK(ext("{}", 2, out, vals) == 0 && out[0].present == JSONF_ABSENT);
+	CHECK(ext("{\"a\":{},\"b\":[]}", 15, out, vals) == 0);
+	CHECK(is(&out[0], JSONF_JSON, "{}", 2) && is(&out[1], JSONF_JSON, "[]", 2));
+}
+
+/* The canonical text of an object or array value: two values share it
+ * only when a JSON parser reads them alike. */
+static int
+canon_is(const char *body, const char *want)
+{
+	struct key_kv out[4];
+	char vals[4][64];
+
+	return ext(body, strlen(body), out, vals) == 0 && is(&out[0], JSONF_JSON, want, strlen(want));
+}
+
+static void
+test_nested_canonical(void)
+{
+	/* insignificant whitespace goes, strings are re-escaped one way */
+	CHECK(canon_is("{\"a\" : [ 1 , { \"k\" : \"v\" } ] }", "[1,{\"k\":\"v\"}]"));
+	CHECK(canon_is("{\"a\":[\"\\u0041\\/\\u00e9\"]}", "[\"A/\xc3\xa9\"]"));
+	CHECK(canon_is("{\"a\":[\"\xc3\xa9\"]}", "[\"\xc3\xa9\"]"));
+	CHECK(canon_is("{\"a\":[\"\\u0022\\u005c\\u000a\\u0001\\u001F\\u007f\"]}",
+	    "[\"\\\"\\\\\\n\\u0001\\u001f\x7f\"]"));
+	CHECK(canon_is("{\"a\":[\"\\b\\f\\r\\t\\u0000\"]}", "[\"\\b\\f\\r\\t\\u0000\"]"));
+	CHECK(canon_is("{\"a\":{\"\\u006b\" :1}}", "{\"k\":1}"));	/* names too */
+	CHECK(canon_is("{\"a\":[\" x \"]}", "[\" x \"]"));		/* spaces inside kept */
+	/* what a parser can tell apart stays apart */
+	CHECK(canon_is("{\"a\":[1.0,1e0,-0]}", "[1.0,1e0,-0]"));	/* numbers as written */
+	CHECK(canon_is("{\"a\":{\"y\":1,\"x\":2}}", "{\"y\":1,\"x\":2}"));	/* member order */
+	CHECK(canon_is("{\"a\":{\"x\":1,\"x\":2}}", "{\"x\":1,\"x\":2}"));	/* repeated names */
+	CHECK(canon_is("{\"a\":[[],{},null,true,false]}", "[[],{},null,true,false]"));
+	/* deep nesting, within the limit */
+	CHECK(canon_is("{\"a\":[[[[{\"b\":[ ]}]]]]}", "[[[[{\"b\":[]}]]]]"));
 }
 
 static void
@@ -233,7 +270,7 @@ test_duplicates_last_wins(void)
 	char vals[4][64];
 
 	CHECK(ext(b1, sizeof(b1) - 1, out, vals) == 0 && is(&out[0], JSONF_STRING, "two", 3));
-	CHECK(ext(b2, sizeof(b2) - 1, out, vals) == 0 && out[0].present == JSONF_ABSENT);
+	CHECK(ext(b2, sizeof(b2) - 1, out, vals) == 0 && is(&out[0], JSONF_JSON, "{}", 2));
 	CHECK(ext(b3, sizeof(b3) - 1, out, vals) == 0 && is(&out[0], JSONF_LITERAL, "3", 1));
 }
 
@@ -280,6 +317,12 @@ test_scratch_space(void)
 	/* an empty string needs no scratch */
 	CHECK(jsonf_extract("{\"a\":\"\"}", 8, NAMES, NLENS, 4, out, NULL, 0) == 0);
 	CHECK(out[0].present == JSONF_STRING && out[0].vlen == 0);
+	/* canonical objects and arrays take scratch too, after the strings */
+	CHECK(jsonf_extract("{\"b\":[1, 2],\"a\":\"xy\"}", 21, NAMES, NLENS, 4, out, scratch, 7) == 0);
+	CHECK(is(&out[0], JSONF_STRING, "xy", 2) && is(&out[1], JSONF_JSON, "[1,2]", 5));
+	CHECK(jsonf_extract("{\"b\":[1, 2],\"a\":\"xy\"}", 21, NAMES, NLENS, 4, out, scratch, 6) ==
+	    JSONF_ERR_NOSPACE);
+	CHECK(jsonf_extract("{\"a\":[]}", 8, NAMES, NLENS, 4, out, NULL, 0) == JSONF_ERR_NOSPACE);
 }
 
 static void
@@ -302,6 +345,18 @@ test_big_body(void)
 	CHECK(jsonf_extract(guard_put(&g, b, o), o, NAMES, NLENS, 4, out, scratch, 70000) == 0);
 	CHECK(out[0].present == JSONF_STRING && out[0].vlen == 65536);
 	CHECK(out[1].present == JSONF_ABSENT);
+	/* a large nested value: canonical text no longer than as written */
+	b[0] = '{';
+	memcpy(b + 1, "\"b\":[", 5);
+	o = 6;
+	for (i = 0; i < 15000; i++)
+		o += (size_t)sprintf(b + o, "%s \"\\u0041\" ", i ? "," : "");
+	memcpy(b + o, "]}", 2);
+	o += 2;
+	guard_free(&g);
+	CHECK(jsonf_extract(guard_put(&g, b, o), o, NAMES, NLENS, 4, out, scratch, 70000) == 0);
+	CHECK(out[1].present == JSONF_JSON && out[1].vlen == 2 + 15000 * 3 + 14999);
+	CHECK(out[1].vlen < o && out[1].val[0] == '[' && memcmp(out[1].val + 1, "\"A\",", 4) == 0);
 	guard_free(&g);
 	free(b);
 	free(scratch);
@@ -336,6 +391,7 @@ main(void)
 {
 	RUN(test_scalars);
 	RUN(test_nested_and_missing);
+	RUN(test_nested_canonical);
 	RUN(test_escapes);
 	RUN(test_bad_strings);
 	RUN(test_not_an_object);

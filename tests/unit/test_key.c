@@ -104,11 +104,53 @@ test_order_and_empty_segments(void)
 {
 	CHECK(same_q("b=2&a=1", "a=1&b=2") == 1);
 	CHECK(same_q("&&a=1&&b=2&", "a=1&b=2") == 1);
-	CHECK(same_q("a=2&a=1", "a=1&a=2") == 1);
 	CHECK(same_q("a=1&a=1", "a=1") == 0);	/* duplicates are kept */
 	CHECK(same_q("", "&") == 1);
-	CHECK(canon_is("b=2&a=1&a&a=&a=0", "a&a=&a=0&a=1&b=2"));
+	CHECK(canon_is("b=2&a=1&a&a=&a=0", "a=1&a&a=&a=0&b=2"));
 	CHECK(canon_is("x=a=b", "x=a=b"));
+}
+
+/* Parameters that share a name keep the client's order: origins read
+ * the first, the last or all of them, so these are different requests. */
+static void
+test_repeated_params_keep_order(void)
+{
+	CHECK(same_q("a=EVIL&a=1", "a=1&a=EVIL") == 0);
+	CHECK(same_q("a=2&a=1", "a=1&a=2") == 0);
+	CHECK(same_q("a&a=", "a=&a") == 0);
+	CHECK(same_q("%61=1&a=2", "a=2&%61=1") == 0);	/* one name once normalised */
+	CHECK(same_q("a=1&b=2&a=3", "b=2&a=1&a=3") == 1);	/* other names still sort */
+	CHECK(same_q("a=1&b=2&a=3", "a=3&b=2&a=1") == 0);
+	CHECK(canon_is("z=9&a=EVIL&m&a=1", "a=EVIL&a=1&m&z=9"));
+	CHECK(canon_is("%61=1&a=2", "a=1&a=2"));
+}
+
+/* key_canon_query() is the canonicaliser key_compute() hashes: a query
+ * and its canonical text share a key, with and without a filter. */
+static void
+test_one_canonicaliser(void)
+{
+	static const char *const qs[] = { "b=2&a=1", "a=EVIL&a=1", "&x=%2f&%61=%7e&x=1&",
+		"q=a+b&z=&x=%41%2f", "a=1%3Ab%3D2&a", "", "m=1&m&m=&M=2", NULL };
+	static const char *const only[] = { "a", "x" };
+	struct key_input a = base(), b = base();
+	char ha[65], hb[65], out[256];
+	size_t i, ol;
+
+	for (i = 0; qs[i] != NULL; i++) {
+		for (size_t f = 0; f < 2; f++) {
+			a.query = qs[i];
+			a.query_len = strlen(qs[i]);
+			a.only_params = b.only_params = only;
+			a.n_only_params = b.n_only_params = f ? 2 : 0;
+			CHECK(key_canon_query(a.query, a.query_len, only, a.n_only_params, 100, out,
+			    sizeof(out), &ol) == 0);
+			b.query = out;
+			b.query_len = ol;
+			CHECK(key_compute(&a, ha) == 0 && key_compute(&b, hb) == 0);
+			CHECK(strcmp(ha, hb) == 0);
+		}
+	}
 }
 
 static void
@@ -191,8 +233,8 @@ static void
 test_vary_headers(void)
 {
 	struct key_kv va[2] = {
-		{ "Accept-Language", 15, "en", 2, 1 },
-		{ "X-Tenant", 8, "", 0, 0 },
+		{ "Accept-Language", 15, "en", 2, 1, 0 },
+		{ "X-Tenant", 8, "", 0, 0, 0 },
 	};
 	struct key_kv vb[2];
 	struct key_input a = base(), b = base();
@@ -221,8 +263,8 @@ test_vary_headers(void)
 
 	/* value/name boundaries cannot move: ("ab","") vs ("a","b") */
 	vb[0].val = "en";
-	vb[1] = (struct key_kv){ "X-Tenant", 8, "x", 1, 1 };
-	va[1] = (struct key_kv){ "X-Tenan", 7, "tx", 2, 1 };
+	vb[1] = (struct key_kv){ "X-Tenant", 8, "x", 1, 1, 0 };
+	va[1] = (struct key_kv){ "X-Tenan", 7, "tx", 2, 1, 0 };
 	CHECK(key_compute(&a, ha) == 0 && key_compute(&b, hb) == 0 && strcmp(ha, hb) != 0);
 
 	/* no vary header at all differs from one absent vary header */
@@ -232,11 +274,106 @@ test_vary_headers(void)
 	CHECK(key_compute(&a, ha) == 0 && key_compute(&b, hb) == 0 && strcmp(ha, hb) != 0);
 }
 
+/* Field lines are framed one by one: "X-Tenant: a, EVIL" on one line is
+ * not the two lines "a" and "EVIL". One line keys as it always did. */
+static void
+test_vary_field_lines(void)
+{
+	struct key_kv one[1] = { { "X-Tenant", 8, "a, EVIL", 7, 1, 0 } };
+	struct key_kv two[2] = { { "X-Tenant", 8, "a", 1, 1, 0 }, { NULL, 0, "EVIL", 4, 1, 1 } };
+	struct key_kv dup[2] = { { "X-Tenant", 8, "a", 1, 1, 0 }, { "X-Tenant", 8, "EVIL", 4, 1, 0 } };
+	struct key_kv gold[2] = { { "Accept-Language", 15, "en", 2, 1, 0 }, { "X-Tenant", 8, "", 0, 0, 0 } };
+	struct key_input a = base(), b = base();
+	char ha[65], hb[65];
+
+	a.vary_hdrs = one;
+	a.n_vary_hdrs = 1;
+	b.vary_hdrs = two;
+	b.n_vary_hdrs = 2;
+	CHECK(key_compute(&a, ha) == 0 && key_compute(&b, hb) == 0 && strcmp(ha, hb) != 0);
+	/* two lines of one header differ from one line each of two headers */
+	b.vary_hdrs = dup;
+	CHECK(key_compute(&b, ha) == 0 && strcmp(ha, hb) != 0);
+	/* the encoding of key.h, recomputed with Python's hashlib */
+	b.vary_hdrs = two;
+	CHECK(strcmp(hb, "4b9d3d9dee6eb9c8535d420e3090c4cd8a45a4d870bf03b646bb7b62f63fc9ee") == 0);
+	/* one line: the key of before field lines were framed (same digest
+	 * from the previous key.c and from hashlib) */
+	a.vary_hdrs = gold;
+	a.n_vary_hdrs = 2;
+	CHECK(key_compute(&a, ha) == 0);
+	CHECK(strcmp(ha, "43d5282f997e0327c8528d04a7c0fde4080eee8f239f1d255c2e9bc47b11317b") == 0);
+	/* a further line needs a present header before it, and only vary
+	 * headers have further lines */
+	two[1].cont = 1;
+	b.vary_hdrs = two + 1;
+	b.n_vary_hdrs = 1;
+	CHECK(key_compute(&b, hb) == KEY_ERR_BAD_INPUT);
+	a.vary_hdrs = (struct key_kv[]){ { "X-A", 3, "", 0, 0, 0 }, { NULL, 0, "x", 1, 1, 1 } };
+	CHECK(key_compute(&a, ha) == KEY_ERR_BAD_INPUT);
+	a = base();
+	a.json = two;
+	a.n_json = 2;
+	CHECK(key_compute(&a, ha) == KEY_ERR_BAD_INPUT);
+	a = base();
+	a.route_hdrs = two;
+	a.n_route_hdrs = 2;
+	CHECK(key_compute(&a, ha) == KEY_ERR_BAD_INPUT);
+	two[1].val = "a\0b";	/* a further line is checked like the first */
+	two[1].vlen = 3;
+	b.vary_hdrs = two;
+	b.n_vary_hdrs = 2;
+	CHECK(key_compute(&b, hb) == KEY_ERR_BAD_INPUT);
+}
+
+/* Routing headers: only those the request carries, one by one, so a
+ * request without any keys exactly as before. */
+static void
+test_routing_headers(void)
+{
+	struct key_kv evil[1] = { { "X-Forwarded-Host", 16, "evil.example", 12, 1, 0 } };
+	struct key_kv lc[1] = { { "x-forwarded-host", 16, "evil.example", 12, 1, 0 } };
+	struct key_kv joined[1] = { { "Forwarded", 9, "host=a, host=b", 14, 1, 0 } };
+	struct key_kv lines[2] = { { "Forwarded", 9, "host=a", 6, 1, 0 },
+		{ "Forwarded", 9, "host=b", 6, 1, 0 } };
+	struct key_kv vary[1] = { { "X-Forwarded-Host", 16, "evil.example", 12, 1, 0 } };
+	struct key_input a = base(), b = base();
+	char ha[65], hb[65];
+
+	CHECK(key_compute(&a, ha) == 0);
+	b.route_hdrs = evil;
+	b.n_route_hdrs = 0;
+	CHECK(key_compute(&b, hb) == 0 && strcmp(ha, hb) == 0);
+	b.n_route_hdrs = 1;
+	CHECK(key_compute(&b, hb) == 0 && strcmp(ha, hb) != 0);
+	CHECK(strcmp(hb, "f2cd1ccc07aa88cbcc26b7d6f4332c8778619d4da261e6055356c1eb8e490c0c") == 0);
+	a.route_hdrs = lc;	/* names case-insensitive */
+	a.n_route_hdrs = 1;
+	CHECK(key_compute(&a, ha) == 0 && strcmp(ha, hb) == 0);
+	evil[0].val = "EVIL.example";	/* values byte-exact */
+	CHECK(key_compute(&b, hb) == 0 && strcmp(ha, hb) != 0);
+	a.route_hdrs = joined;
+	b.route_hdrs = lines;
+	b.n_route_hdrs = 2;
+	CHECK(key_compute(&a, ha) == 0 && key_compute(&b, hb) == 0 && strcmp(ha, hb) != 0);
+	/* a routing header never collides with a vary header of one shape */
+	a = base();
+	b = base();
+	a.route_hdrs = vary;
+	a.n_route_hdrs = 1;
+	b.vary_hdrs = vary;
+	b.n_vary_hdrs = 1;
+	CHECK(key_compute(&a, ha) == 0 && key_compute(&b, hb) == 0 && strcmp(ha, hb) != 0);
+	vary[0].val = "a\0b";
+	vary[0].vlen = 3;
+	CHECK(key_compute(&a, ha) == KEY_ERR_BAD_INPUT);
+}
+
 static void
 test_json_fields(void)
 {
-	struct key_kv ja[1] = { { "id", 2, "1", 1, 1 } };
-	struct key_kv jb[1] = { { "id", 2, "1", 1, 2 } };
+	struct key_kv ja[1] = { { "id", 2, "1", 1, 1, 0 } };
+	struct key_kv jb[1] = { { "id", 2, "1", 1, 2, 0 } };
 	struct key_input a = base(), b = base();
 	char ha[65], hb[65];
 
@@ -250,6 +387,14 @@ test_json_fields(void)
 	CHECK(key_compute(&b, hb) == 0 && strcmp(ha, hb) == 0);
 	jb[0].present = 0;
 	CHECK(key_compute(&b, hb) == 0 && strcmp(ha, hb) != 0);
+	/* an array "[1]" (JSONF_JSON, 3) is not the string "[1]" */
+	ja[0] = (struct key_kv){ "id", 2, "[1]", 3, 1, 0 };
+	jb[0] = (struct key_kv){ "id", 2, "[1]", 3, 3, 0 };
+	CHECK(key_compute(&a, ha) == 0 && key_compute(&b, hb) == 0 && strcmp(ha, hb) != 0);
+	jb[0] = (struct key_kv){ "q", 1, "{\"a\":[1,\"x\"]}", 13, 3, 0 };
+	CHECK(key_compute(&b, hb) == 0);
+	CHECK(strcmp(hb, "010f8feb8c254cb4d3e01b9d05447a19635126c6d414abafc13faad159a4083e") == 0);
+	ja[0] = (struct key_kv){ "id", 2, "1", 1, 1, 0 };
 	/* a json field never collides with a vary header of the same shape */
 	b = base();
 	b.vary_hdrs = ja;
@@ -400,7 +545,7 @@ test_bad_input(void)
 	CHECK(key_compute(&in, hex) == KEY_ERR_BAD_INPUT);
 
 	{
-		struct key_kv v = { "X-A", 3, "a\0b", 3, 1 };
+		struct key_kv v = { "X-A", 3, "a\0b", 3, 1, 0 };
 		in = base();
 		in.vary_hdrs = &v;
 		in.n_vary_hdrs = 1;
@@ -448,10 +593,14 @@ main(void)
 	RUN(test_golden);
 	RUN(test_encoded_separators_differ);
 	RUN(test_order_and_empty_segments);
+	RUN(test_repeated_params_keep_order);
+	RUN(test_one_canonicaliser);
 	RUN(test_percent_normalisation);
 	RUN(test_path_and_host);
 	RUN(test_method_policy_consumer);
 	RUN(test_vary_headers);
+	RUN(test_vary_field_lines);
+	RUN(test_routing_headers);
 	RUN(test_json_fields);
 	RUN(test_only_params);
 	RUN(test_too_many);

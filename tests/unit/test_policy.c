@@ -119,6 +119,17 @@ static int default_codes[] = { 200, 301, 404 };
 static char *default_methods[] = { "GET", "HEAD" };
 static char *default_types[] = { "text/plain", "application/json" };
 
+/* key_routing_headers as config.c defaults it. */
+static struct sc_strlist
+routing_default(void)
+{
+	size_t n = 0;
+
+	while (pol_routing_headers_default[n] != NULL)
+		n++;
+	return (struct sc_strlist){ (char **)pol_routing_headers_default, n };
+}
+
 static struct sc_policy
 policy(void)
 {
@@ -132,6 +143,7 @@ policy(void)
 	p.content_type = (struct sc_strlist){ default_types, 2 };
 	p.cache_ttl = 300;
 	p.storage_ttl = -1;
+	p.key_routing_headers = routing_default();
 	return p;
 }
 
@@ -470,7 +482,10 @@ test_key_query(void)
 	CHECK(same_key(&p, RQ(.url = "/?a"), RQ(.url = "/?a=")) == 0);
 	CHECK(same_key(&p, RQ(.url = "/?a=1"), ROOT) == 0);
 	CHECK(same_key(&p, RQ(.url = "/?a=1"), RQ(.url = "/?a=2")) == 0);
-	CHECK(same_key(&p, RQ(.url = "/?a=1&a=2"), RQ(.url = "/?a=2&a=1")) == 1);
+	/* repeated parameters keep their order: origins read first or last */
+	CHECK(same_key(&p, RQ(.url = "/?a=1&a=2"), RQ(.url = "/?a=2&a=1")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/?a=EVIL&a=1"), RQ(.url = "/?a=1&a=EVIL")) == 0);
+	CHECK(same_key(&p, RQ(.url = "/?a=1&b=2&a=3"), RQ(.url = "/?b=2&a=1&a=3")) == 1);
 	CHECK(same_key(&p, RQ(.url = "/?a=%2F"), RQ(.url = "/?a=/")) == 0);
 	CHECK(same_key(&p, RQ(.url = "/?a=+"), RQ(.url = "/?a=%20")) == 0);
 }
@@ -517,8 +532,18 @@ test_key_vary_headers(void)
 	CHECK(same_key(&p, RQ(.h = H(HOST, "Accept-Language", "en")),
 	    RQ(.h = H(HOST, "accept-language", "en"))) == 1);
 	CHECK(same_key(&p, ROOT, RQ(.h = H(HOST, "Accept-Language", ""))) == 0);
+	/* framed per field line: an origin may read only one of them */
 	CHECK(same_key(&p, RQ(.h = H(HOST, "Accept-Language", "en", "Accept-Language", "fr")),
-	    RQ(.h = H(HOST, "Accept-Language", "en, fr"))) == 1);
+	    RQ(.h = H(HOST, "Accept-Language", "en, fr"))) == 0);
+	CHECK(same_key(&p, RQ(.h = H(HOST, "X-Tenant", "a, EVIL")),
+	    RQ(.h = H(HOST, "X-Tenant", "a", "X-Tenant", "EVIL"))) == 0);
+	CHECK(same_key(&p, RQ(.h = H(HOST, "X-Tenant", "a", "X-Tenant", "EVIL")),
+	    RQ(.h = H(HOST, "X-Tenant", "EVIL", "X-Tenant", "a"))) == 0);
+	CHECK(same_key(&p, RQ(.h = H(HOST, "X-Tenant", "a", "Accept", "*/*", "X-Tenant", "b")),
+	    RQ(.h = H(HOST, "X-Tenant", "a", "X-Tenant", "b"))) == 1);
+	/* two lines of one header are not one line each of two */
+	CHECK(same_key(&p, RQ(.h = H(HOST, "Accept-Language", "en", "Accept-Language", "fr")),
+	    RQ(.h = H(HOST, "Accept-Language", "en", "X-Tenant", "fr"))) == 0);
 	CHECK(same_key(&p, RQ(.h = H(HOST, "X-Tenant", "a")), RQ(.h = H(HOST, "X-Tenant", "b"))) == 0);
 	CHECK(same_key(&p, RQ(.h = H(HOST, "X-Tenant", "a")), RQ(.h = H("X-Tenant", "a", HOST))) == 1);
 }
@@ -550,8 +575,19 @@ test_key_json_fields(void)
 	CHECK(same_key(&p, id1, RQ(.method = "POST", .body = "{\"id\":1.0}")) == 0);
 	CHECK(same_key(&p, RQ(.method = "POST", .body = "{}"),
 	    RQ(.method = "POST", .body = "{\"id\":null}")) == 0);
+	/* objects and arrays are part of the key, canonically encoded */
 	CHECK(same_key(&p, RQ(.method = "POST", .body = "{}"),
-	    RQ(.method = "POST", .body = "{\"id\":{\"a\":1}}")) == 1);
+	    RQ(.method = "POST", .body = "{\"id\":{\"a\":1}}")) == 0);
+	CHECK(same_key(&p, RQ(.method = "POST", .body = "{\"id\":[1]}"),
+	    RQ(.method = "POST", .body = "{\"id\":[2]}")) == 0);
+	CHECK(same_key(&p, RQ(.method = "POST", .body = "{\"id\":{\"a\":1}}"),
+	    RQ(.method = "POST", .body = "{\"id\":{\"a\":\"EVIL\"}}")) == 0);
+	CHECK(same_key(&p, RQ(.method = "POST", .body = "{\"id\":[1]}"),
+	    RQ(.method = "POST", .body = "{\"id\":\"[1]\"}")) == 0);
+	CHECK(same_key(&p, RQ(.method = "POST", .body = "{\"id\":{\"a\":1,\"b\":[\"x\"]}}"),
+	    RQ(.method = "POST", .body = "{ \"id\" : { \"a\" : 1 , \"b\" : [ \"\\u0078\" ] } }")) == 1);
+	CHECK(same_key(&p, RQ(.method = "POST", .body = "{\"id\":{\"a\":1,\"b\":2}}"),
+	    RQ(.method = "POST", .body = "{\"id\":{\"b\":2,\"a\":1}}")) == 0);
 	CHECK(keyerr(&p, RQ(.method = "POST")) == PKE_BODY);
 	CHECK(keyerr(&p, RQ(.method = "POST", .body = "id=1")) == PKE_BODY);
 	CHECK(keyerr(&p, RQ(.method = "POST", .body = "[1]")) == PKE_BODY);
@@ -642,6 +678,207 @@ test_too_many(void)
 	/* and a response with too many headers is not stored */
 	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "A", "1", "B", "2"))) == SR_HEADERS);
 	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "A", "1"))) == PS_STORE);
+}
+
+/* Keys of requests without routing headers, bodies or absolute-form
+ * targets, as the key code before issue 15 computed them: the entries
+ * already stored stay valid. */
+static void
+test_key_unchanged(void)
+{
+	struct sc_policy p = policy(), v = policy(), j = policy();
+
+	p.name = v.name = j.name = "default";
+	CHECK(strcmp(key(&p, RQ(.url = "/api/items?b=2&a=1&c",
+	    .h = H("Host", "example.com", "Accept", "*/*"))),
+	    "ffdb24cb9aa869dba3dbd0bfe8f87b60e67c6c589251c32ce6dfe6384842691d") == 0);
+	CHECK(strcmp(key(&p, RQ(.url = "/x", .tls = 1, .h = H("Host", "Example.COM"))),
+	    "3d8fe60a8ac83874b88d14b4618a8760cf360a1d579f475e9beb3c3adcc03710") == 0);
+	CHECK(strcmp(key(&p, RQ(.method = "HEAD", .url = "/x?q=%7e")),
+	    "31d3f8b723b4ef902bfbdc9ef086a0a3838b205a57deeb76e48a684400f55c21") == 0);
+	/* HTTP/2 as HAProxy gives it: absolute-form, same key as origin-form */
+	CHECK(strcmp(key(&p, RQ(.url = "https://example.com/x", .tls = 1)),
+	    "3d8fe60a8ac83874b88d14b4618a8760cf360a1d579f475e9beb3c3adcc03710") == 0);
+	v.vary_headers = SL("Accept-Language", "X-Tenant");
+	CHECK(strcmp(key(&v, RQ(.url = "/v", .h = H(HOST, "Accept-Language", "en, fr"))),
+	    "5ed7c0a23c63b11bbd51a2693abbc25c46eec12f0eefd634ad8359486af804c0") == 0);
+	CHECK(strcmp(key(&v, RQ(.url = "/v")),
+	    "6437e93e5076539cd4c117065779704d424e5a075292d5eebd1b34b4964c3f8c") == 0);
+	j.request_method = SL("GET", "HEAD", "POST");
+	j.vary_body_json_fields = SL("id", "name");
+	CHECK(strcmp(key(&j, RQ(.method = "POST", .url = "/j",
+	    .body = "{\"id\":1,\"name\":\"x\\u0041\"}")),
+	    "d18453a644aeb508f42cb38d01909f56dedabd9aeb2bf653a8aabb6733b596db") == 0);
+	CHECK(strcmp(key(&j, RQ(.method = "POST", .url = "/j", .body = "{\"id\":true}")),
+	    "b0fe1701cf837d7fe2893a8dce7ebaf07d200b5b37c7a5fde6f7cbda0e607572") == 0);
+}
+
+/* An absolute-form target is keyed on its own scheme and authority, and
+ * only when they are the connection's and the Host header's. */
+static void
+test_key_absolute_form(void)
+{
+	struct sc_policy p = policy();
+	const struct rq *x = RQ(.url = "/x"), *xs = RQ(.url = "/x", .tls = 1);
+
+	CHECK(same_key(&p, x, RQ(.url = "http://example.com/x")) == 1);
+	CHECK(same_key(&p, xs, RQ(.url = "https://example.com/x", .tls = 1)) == 1);
+	CHECK(same_key(&p, xs, RQ(.url = "HTTPS://Example.com/x", .tls = 1)) == 1);
+	CHECK(same_key(&p, x, RQ(.url = "http://example.com/x", .h = H("Accept", "*/*"))) == 1);
+	/* another authority: its own key without Host, a Bypass against Host */
+	CHECK(same_key(&p, x, RQ(.url = "http://other.example/x", .h = H("Accept", "*/*"))) == 0);
+	CHECK(keyerr(&p, RQ(.url = "http://evil.example/x")) == PKE_HOST);
+	CHECK(keyerr(&p, RQ(.url = "http://example.com:80/x")) == PKE_HOST);
+	/* a scheme that is not the connection's: never the other scheme's entry */
+	CHECK(keyerr(&p, RQ(.url = "https://example.com/x")) == PKE_SCHEME);
+	CHECK(strcmp(T.L.why, "absolute URL's scheme is not the connection's") == 0);
+	CHECK(keyerr(&p, RQ(.url = "http://example.com/x", .tls = 1)) == PKE_SCHEME);
+	CHECK(keyerr(&p, RQ(.url = "ftp://example.com/x")) == PKE_URL);
+	CHECK(keyerr(&p, RQ(.url = "httpx://example.com/x")) == PKE_URL);
+	CHECK(keyerr(&p, RQ(.url = "://example.com/x")) == PKE_URL);
+}
+
+/* The routing headers of issue 15 are keyed by default: a response one of
+ * them shaped only reaches requests carrying the same values, and a
+ * request without them keeps its key. */
+static void
+test_key_routing_headers(void)
+{
+	struct sc_policy p = policy(), none = policy();
+	char plain[KEY_HEX_LEN + 1], name[64];
+
+	memcpy(plain, key(&p, RQ(.url = "/r")), sizeof(plain));
+
+	for (size_t i = 0; pol_routing_headers_default[i] != NULL; i++) {
+		const char *h = pol_routing_headers_default[i];
+
+		CHECK(same_key(&p, RQ(.url = "/r"), RQ(.url = "/r", .h = H(HOST, h, "evil"))) == 0);
+		CHECK(same_key(&p, RQ(.url = "/r", .h = H(HOST, h, "evil")),
+		    RQ(.url = "/r", .h = H(HOST, h, "evil"))) == 1);
+		CHECK(same_key(&p, RQ(.url = "/r", .h = H(HOST, h, "a")),
+		    RQ(.url = "/r", .h = H(HOST, h, "b"))) == 0);
+		for (size_t k = 0; h[k] != '\0' && k < sizeof(name) - 1; k++)
+			name[k] = (char)(h[k] >= 'A' && h[k] <= 'Z' ? h[k] + 32 : h[k]);
+		name[strlen(h)] = '\0';
+		CHECK(same_key(&p, RQ(.url = "/r", .h = H(HOST, h, "v")),
+		    RQ(.url = "/r", .h = H(HOST, name, "v"))) == 1);
+	}
+	CHECK(strcmp(key(&p, RQ(.url = "/r")), plain) == 0);
+	CHECK(same_key(&p, RQ(.url = "/r"), RQ(.url = "/r", .h = H(HOST, "X-Forwarded-For", "1.2.3.4"))) == 1);
+	/* framed per field line, in message order */
+	CHECK(same_key(&p, RQ(.h = H(HOST, "Forwarded", "host=a, host=b")),
+	    RQ(.h = H(HOST, "Forwarded", "host=a", "Forwarded", "host=b"))) == 0);
+	CHECK(same_key(&p, RQ(.h = H(HOST, "X-Forwarded-Host", "a", "X-Forwarded-Proto", "https")),
+	    RQ(.h = H(HOST, "X-Forwarded-Proto", "https", "X-Forwarded-Host", "a"))) == 0);
+	/* a routing header is not a vary header of the same value */
+	none.key_routing_headers = SL("X-Forwarded-Host");
+	none.vary_headers = SL("X-Forwarded-Host");
+	p.vary_headers = SL("X-Forwarded-Host");
+	p.key_routing_headers = (struct sc_strlist){ NULL, 0 };
+	CHECK(strcmp(key(&p, RQ(.h = H(HOST, "X-Forwarded-Host", "a"))),
+	    key(&none, RQ(.h = H(HOST, "X-Forwarded-Host", "a")))) != 0);
+	/* an empty list drops them (a trusted load balancer sets them) */
+	p = policy();
+	p.key_routing_headers = (struct sc_strlist){ NULL, 0 };
+	CHECK(strcmp(key(&p, RQ(.url = "/r", .h = H(HOST, "X-Forwarded-Host", "evil"))), plain) == 0);
+	/* a list of one keeps only that one */
+	p.key_routing_headers = SL("Forwarded");
+	CHECK(strcmp(key(&p, RQ(.url = "/r", .h = H(HOST, "X-Forwarded-Host", "evil"))), plain) == 0);
+	CHECK(strcmp(key(&p, RQ(.url = "/r", .h = H(HOST, "forwarded", "for=x"))), plain) != 0);
+}
+
+/* routing_headers = "bypass": a request carrying one is not cached. */
+static void
+test_routing_headers_bypass(void)
+{
+	struct sc_policy p = policy(), k = policy();
+
+	p.routing_bypass = 1;
+	CHECK(lookup(&p, RQ(.url = "/r", .h = H(HOST, "X-Forwarded-Host", "evil"))) == PA_BYPASS);
+	CHECK(bypassed("routing header", 0));
+	CHECK(lookup(&p, RQ(.url = "/r", .h = H(HOST, "x-http-method-override", "DELETE"))) == PA_BYPASS);
+	CHECK(lookup(&p, RQ(.url = "/r", .h = H(HOST, "X-Forwarded-For", "1.2.3.4"))) == PA_FETCH);
+	/* without one: the same key as a policy that keys them */
+	CHECK(same_key(&p, RQ(.url = "/r"), RQ(.url = "/r")) == 1);
+	CHECK(strcmp(key(&p, RQ(.url = "/r")), key(&k, RQ(.url = "/r"))) == 0);
+	/* the store half of a request that carried one never runs: no ctx */
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Forwarded", "host=x"))) == PA_BYPASS && T.L.ctx_len == 0);
+	p.key_routing_headers = SL("X-Custom-Route");
+	CHECK(lookup(&p, RQ(.h = H(HOST, "X-Forwarded-Host", "x"))) == PA_FETCH);
+	CHECK(lookup(&p, RQ(.h = H(HOST, "x-custom-route", "x"))) == PA_BYPASS);
+}
+
+/* A body the key does not hold must not shape what it stores. */
+static void
+test_request_body_bypass(void)
+{
+	struct sc_policy p = policy(), j = policy();
+	const char *why = "request body not in the key";
+
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Content-Length", "5"))) == PA_BYPASS && bypassed(why, 0));
+	CHECK(lookup(&p, RQ(.method = "HEAD", .h = H(HOST, "Content-Length", "1"))) == PA_BYPASS);
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Transfer-Encoding", "chunked"))) == PA_BYPASS);
+	CHECK(bypassed(why, 0));
+	CHECK(lookup(&p, RQ(.h = H(HOST, "transfer-encoding", "identity"))) == PA_BYPASS);
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Content-Length", "x"))) == PA_BYPASS);
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Content-Length", "0", "Content-Length", "3"))) == PA_BYPASS);
+	CHECK(lookup(&p, RQ(.body = "EVIL")) == PA_BYPASS && bypassed(why, 0));
+	/* no body: cached as before, with the same key */
+	CHECK(same_key(&p, ROOT, RQ(.h = H(HOST, "Content-Length", "0"))) == 1);
+	CHECK(same_key(&p, ROOT, RQ(.h = H(HOST, "Content-Length", "00"))) == 1);
+	CHECK(same_key(&p, ROOT, RQ(.body = "", .blen = 0)) == 1);
+	/* a policy that caches POST: the same rule */
+	p.request_method = SL("GET", "POST");
+	CHECK(lookup(&p, RQ(.method = "POST", .body = "x", .h = H(HOST, "Content-Length", "1"))) ==
+	    PA_BYPASS && bypassed(why, 0));
+	CHECK(lookup(&p, RQ(.method = "POST", .h = H(HOST, "Content-Length", "0"))) == PA_FETCH);
+	/* the force header does not lift it */
+	p = policy();
+	p.allow_force_cache_header = 1;
+	CHECK(lookup(&p, RQ(.method = "POST", .h = H(HOST, "X-Proxy-Cache-Memcached-Force", "true",
+	    "Content-Length", "4"))) == PA_BYPASS && bypassed(why, 0));
+	/* an unsafe method with a body still invalidates */
+	p = policy();
+	CHECK(lookup(&p, RQ(.method = "POST", .body = "x")) == PA_INVALIDATE);
+	/* a policy keyed on body fields keys it, whole bodies only */
+	j.request_method = SL("GET", "POST");
+	j.vary_body_json_fields = SL("q");
+	CHECK(lookup(&j, RQ(.method = "POST", .body = "{\"q\":1}",
+	    .h = H(HOST, "Content-Length", "7"))) == PA_FETCH);
+	CHECK(lookup(&j, RQ(.body = "{\"q\":1}", .h = H(HOST, "Transfer-Encoding", "chunked"))) ==
+	    PA_FETCH);
+	CHECK(keyerr(&j, RQ(.method = "POST", .body = "{\"q\":1}",
+	    .h = H(HOST, "Content-Length", "70"))) == PKE_BODY);
+	CHECK(keyerr(&j, RQ(.method = "POST", .body = "{\"q\":1}",
+	    .h = H(HOST, "Content-Length", "7", "Content-Length", "8"))) == PKE_BODY);
+}
+
+/* Vary and routing header lines are bounded; beyond that, a Bypass. */
+static void
+test_key_lines_bounded(void)
+{
+	struct sc_policy p = policy();
+	const char *h[2 * (POL_KEY_LINES + 2) + 1];
+	size_t n = 0, i;
+
+	T.lim.max_headers = POL_MAX_HEADERS;
+	h[n++] = "Host";
+	h[n++] = "example.com";
+	for (i = 0; i < POL_KEY_LINES; i++) {
+		h[n++] = "X-Forwarded-Host";
+		h[n++] = "x";
+	}
+	h[n] = NULL;
+	CHECK(lookup(&p, RQ(.h = h)) == PA_FETCH);
+	h[n++] = "Forwarded";
+	h[n++] = "y";
+	h[n] = NULL;
+	CHECK(keyerr(&p, RQ(.h = h)) == PKE_TOO_MANY);
+	p.vary_headers = SL("X-Forwarded-Host");
+	h[n - 2] = "X-Other";
+	CHECK(keyerr(&p, RQ(.h = h)) == PKE_TOO_MANY);	/* 256 vary + 256 routing lines */
+	p.key_routing_headers = (struct sc_strlist){ NULL, 0 };
+	CHECK(lookup(&p, RQ(.h = h)) == PA_FETCH);
 }
 
 /* ==== 4.3 policies ==== */
@@ -1133,6 +1370,34 @@ test_response_cache_control(void)
 	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Pragma", "no-cache"))) == PS_STORE);
 }
 
+/* Whatever cache_control says, private and no-store are never stored
+ * (unlike Kong, which ignores them with cache_control off). */
+static void
+test_private_no_store_always(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(p.cache_control == 0);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "private"))) == SR_PRIVATE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "no-store"))) == SR_NO_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60, Private"))) ==
+	    SR_PRIVATE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "private=\"Set-Cookie\""))) ==
+	    SR_PRIVATE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "public",
+	    "cache-control", "NO-STORE"))) == SR_NO_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "no-store, s-maxage=60"))) ==
+	    SR_NO_STORE);
+	CHECK(!T.stored);
+	/* and nothing is served from what was refused */
+	CHECK(get(&p, ROOT, T0 + 1) == PE_MISS);
+	/* the force header does not lift response checks */
+	p.allow_force_cache_header = 1;
+	CHECK(refusal(&p, RQ(.h = H(HOST, "X-Proxy-Cache-Memcached-Force", "true")),
+	    RS(.h = H(CT_TEXT, "Cache-Control", "private"))) == SR_PRIVATE);
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "public, max-age=5"))) == PS_STORE);
+}
+
 /* RFC 9111 4.1: a response with Vary is stored with what the request sent. */
 static void
 test_vary(void)
@@ -1594,6 +1859,12 @@ main(void)
 	TEST(test_key_head_is_get);
 	TEST(test_key_offline);
 	TEST(test_too_many);
+	TEST(test_key_unchanged);
+	TEST(test_key_absolute_form);
+	TEST(test_key_routing_headers);
+	TEST(test_routing_headers_bypass);
+	TEST(test_request_body_bypass);
+	TEST(test_key_lines_bounded);
 	TEST(test_unknown_policy);
 	TEST(test_method_not_allowed);
 	TEST(test_unsafe_methods_invalidate);
@@ -1614,6 +1885,7 @@ main(void)
 	TEST(test_authorization);
 	TEST(test_set_cookie);
 	TEST(test_response_cache_control);
+	TEST(test_private_no_store_always);
 	TEST(test_vary);
 	TEST(test_vary_big_request);
 	TEST(test_stripped_headers);

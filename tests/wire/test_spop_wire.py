@@ -810,7 +810,7 @@ def test_mutated_frames(procs):
                         ("accept-encoding", "gzip")]
     seeds = [
         sc.notify_payload([sc.lookup_message("default", "GET", "/mut?a=1&b=2", hdrs)]),
-        sc.notify_payload([sc.lookup_message("default", "HEAD", "http://wire.example/mut", hdrs,
+        sc.notify_payload([sc.lookup_message("default", "HEAD", "https://wire.example/mut", hdrs,
                                              tls=True, consumer="c1")]),
         sc.notify_payload([sc.store_message(ctx, 200, std_response_headers(b"mutant body") +
                                             [("vary", "accept-encoding"), ("etag", '"x"')],
