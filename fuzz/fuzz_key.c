@@ -14,22 +14,29 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* GET http://h/ under policy p: what each probe below varies from. */
+static void
+base_input(struct key_input *in)
+{
+	memset(in, 0, sizeof(*in));
+	in->policy = "p";
+	in->policy_len = 1;
+	in->method = "GET";
+	in->method_len = 3;
+	in->scheme = "http";
+	in->scheme_len = 4;
+	in->host = "h";
+	in->host_len = 1;
+	in->path = "/";
+	in->path_len = 1;
+}
+
 static int
 key_of(const char *q, size_t qlen, const char *const *only, size_t n_only, char hex[65])
 {
 	struct key_input in;
 
-	memset(&in, 0, sizeof(in));
-	in.policy = "p";
-	in.policy_len = 1;
-	in.method = "GET";
-	in.method_len = 3;
-	in.scheme = "http";
-	in.scheme_len = 4;
-	in.host = "h";
-	in.host_len = 1;
-	in.path = "/";
-	in.path_len = 1;
+	base_input(&in);
 	in.query = q;
 	in.query_len = qlen;
 	in.only_params = only;
@@ -46,17 +53,7 @@ key_hdrs(const struct key_kv *vary, size_t nv, const struct key_kv *route, size_
 {
 	struct key_input in;
 
-	memset(&in, 0, sizeof(in));
-	in.policy = "p";
-	in.policy_len = 1;
-	in.method = "GET";
-	in.method_len = 3;
-	in.scheme = "http";
-	in.scheme_len = 4;
-	in.host = "h";
-	in.host_len = 1;
-	in.path = "/";
-	in.path_len = 1;
+	base_input(&in);
 	in.vary_hdrs = vary;
 	in.n_vary_hdrs = nv;
 	in.route_hdrs = route;

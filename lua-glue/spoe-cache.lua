@@ -109,27 +109,14 @@ local function l1_lookup(txn, mib)
     txn:set_var("txn.cache_l1s", key)
 end
 
--- Keep the agent's answer for ttl ms under key: its headers split once.
-local function l1_store(key, ttl, code, hdrs, body)
-    local size = #hdrs + #body + 256
-    if not budget or size > budget then
-        return
-    end
-    local names, vals, ai, age = {}, {}, nil, 0
-    local pos, i = 1, 0
-    while true do
-        local colon = find(hdrs, ": ", pos, true)
-        local eol = colon and find(hdrs, "\r\n", colon + 2, true)
-        if not eol then
-            break
-        end
-        i = i + 1
-        names[i] = sub(hdrs, pos, colon - 1)
-        vals[i] = sub(hdrs, colon + 2, eol - 1)
+-- Keep the agent's answer for ttl ms under key: its header lines, already
+-- split by replay() (names, vals, n), with the index of its Age line.
+local function l1_store(key, ttl, code, names, vals, n, size, body)
+    local ai
+    for i = 1, n do
         if names[i] == "age" then
-            ai, age = i, tonumber(vals[i]) or 0
+            ai = i
         end
-        pos = eol + 2
     end
     if ai == nil then
         return
@@ -139,7 +126,7 @@ local function l1_store(key, ttl, code, hdrs, body)
     if cur_bytes > budget then
         old, cur, cur_bytes = cur, {}, size
     end
-    cur[key] = { exp = ms + ttl, sec = sec, age = age, code = code, n = i,
+    cur[key] = { exp = ms + ttl, sec = sec, age = tonumber(vals[ai]) or 0, code = code, n = n,
                  names = names, vals = vals, ai = ai, body = body }
 end
 
@@ -201,6 +188,14 @@ local function replay(applet)
     if not replayable(code) then
         return refuse(applet)
     end
+    -- The L1 keeps this answer when the agent allows it (txn.cache.l1, in
+    -- ms) for the key the action chose (txn.cache_l1s) and it fits.
+    local ttl, key = tonumber(applet:get_var("txn.cache.l1")), nil
+    local size = #hdrs + #body + 256
+    if ttl ~= nil and ttl > 0 and applet.method == "GET" and budget and size <= budget then
+        key = applet:get_var("txn.cache_l1s")
+    end
+    local names, vals, n = key and {}, key and {}, 0
     applet:set_status(code)
     -- The agent hands over only entries whose every line is a token name,
     -- ": ", a value without CR, LF or NUL, and CRLF (entry_check_replay),
@@ -213,7 +208,12 @@ local function replay(applet)
         if not eol then
             break
         end
-        applet:add_header(sub(hdrs, pos, colon - 1), sub(hdrs, colon + 2, eol - 1))
+        local name, val = sub(hdrs, pos, colon - 1), sub(hdrs, colon + 2, eol - 1)
+        applet:add_header(name, val)
+        if key then
+            n = n + 1
+            names[n], vals[n] = name, val
+        end
         pos = eol + 2
     end
     applet:add_header("x-cache-tier", "L2")
@@ -221,14 +221,8 @@ local function replay(applet)
     if #body > 0 and applet.method ~= "HEAD" then
         applet:send(body)
     end
-
-    local ttl = applet:get_var("txn.cache.l1")
-    if ttl ~= nil and applet.method == "GET" then
-        local key = applet:get_var("txn.cache_l1s")
-        ttl = tonumber(ttl)
-        if key ~= nil and ttl ~= nil and ttl > 0 then
-            l1_store(key, ttl, code, hdrs, body)
-        end
+    if key then
+        l1_store(key, ttl, code, names, vals, n, size, body)
     end
 end
 

@@ -21,73 +21,22 @@ import socket
 import sys
 import threading
 import time
-import urllib.request
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import AGENT_ASAN, HOST, free_port, main, test, wait_for, wait_port  # noqa: E402
-from stack import DEFAULT_POLICIES, agent_config  # noqa: E402
+from harness import main, test, wait_for  # noqa: E402
 import spopclient as sc  # noqa: E402
+import wireagent  # noqa: E402
 
-# The sanitizer build; SPOE_CACHE_AGENT_BIN points the tests at another
-# binary (a deliberately broken one, to check that a test notices).
-AGENT_BIN = os.environ.get("SPOE_CACHE_AGENT_BIN", AGENT_ASAN)
 HOSTHDR = "wire.example"
 BASE_HDRS = [("host", HOSTHDR), ("user-agent", "spopclient"), ("accept", "*/*")]
 
 
-class Agent:
-    """The agent under test with its memcached shards, all owned by procs."""
+class Agent(wireagent.Agent):
+    """The agent under test (the sanitizer build) with its memcached shards,
+    all owned by procs; one worker thread unless a test asks for more."""
 
-    def __init__(self, procs, nshards=1, threads=1, agent_extra="", pool_extra="",
-                 timeout_ms=500, log_level="info", policies=DEFAULT_POLICIES):
-        self.procs = procs
-        self.shards = [procs.memcached() for _ in range(nshards)]
-        self.port = free_port()
-        self.admin_port = free_port()
-        text = agent_config([(s.port, 100) for s in self.shards], self.port, self.admin_port,
-                            threads=threads, agent_extra=agent_extra, pool_extra=pool_extra,
-                            log_level=log_level, policies=policies)
-        assert "timeout = 500;" in text
-        text = text.replace("timeout = 500;", "timeout = %d;" % timeout_ms)
-        self.conf = procs.write("agent.conf", text)
-        self.proc = procs.spawn([AGENT_BIN, "-c", self.conf], name="agent")
-        wait_port(self.port, proc=self.proc)
-        wait_port(self.admin_port, proc=self.proc)
-        self.clients = []
-
-    def client(self, **kw):
-        c = sc.Client(self.port, **kw)
-        self.clients.append(c)
-        return c
-
-    def ready(self, max_frame=16380, **kw):
-        c = self.client()
-        c.hello(max_frame_size=max_frame, **kw)
-        return c
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def log(self):
-        return self.procs.log_text(self.proc)
-
-    def metric(self, name):
-        with urllib.request.urlopen("http://%s:%d/metrics" % (HOST, self.admin_port),
-                                    timeout=10) as r:
-            for line in r.read().decode().splitlines():
-                if line.startswith(name + " "):
-                    return float(line.split()[-1])
-        return None
-
-    def finish(self):
-        """The agent is alive, then exits 0 on SIGTERM (leak check included)."""
-        assert self.alive(), "agent died: rc=%r\n%s" % (self.proc.returncode,
-                                                       self.procs.log_text(self.proc)[-3000:])
-        for c in self.clients:
-            c.close()
-        rc = self.procs.stop(self.proc, timeout=20)
-        assert rc == 0, "agent exit status %r on SIGTERM\n%s" % (
-            rc, self.procs.log_text(self.proc)[-3000:])
+    def __init__(self, procs, threads=1, **kw):
+        super().__init__(procs, threads=threads, **kw)
 
 
 _ids = [1000]
