@@ -279,13 +279,13 @@ on_hello(struct spoe_conn *c, const struct spop_frame *f)
 			clen += (size_t)snprintf(caps + clen, sizeof(caps) - clen, "%s,",
 			    shared_caps[i]);
 	snprintf(caps + clen, sizeof(caps) - clen, "fragmentation");
-	/* HAProxy 3.1+ (the multiplexer, which offers no async) never
-	 * fragments: a message larger than our frames fails there. */
-	if (!h.healthcheck && offered > c->max_frame &&
-	    !spop_has_cap((const char *)h.caps.p, h.caps.len, "async"))
-		log_every(60, LOG_WARNING, "spop conn %llu: HAProxy frames up to %u bytes and does "
-		    "not fragment, ours are %u: larger messages fail (raise agent.max_frame_size to "
-		    "tune.bufsize - 4)", c->id, offered, c->max_frame);
+	/* HAProxy 3.1+ never fragments: a message larger than our frames
+	 * fails there. Its HELLO cannot be told from 2.x's without async (the
+	 * templates' choice on 2.x), so the warning names the version. */
+	if (!h.healthcheck && offered > c->max_frame)
+		log_every(60, LOG_WARNING, "spop conn %llu: HAProxy frames up to %u bytes, ours are "
+		    "%u: HAProxy 3.1+ never fragments, so a larger message fails there (raise "
+		    "agent.max_frame_size to tune.bufsize - 4)", c->id, offered, c->max_frame);
 	n = spop_enc_agent_hello(buf, sizeof(buf), c->max_frame, caps);
 	if (n < 0)
 		return fail(c, SPOP_ST_UNKNOWN, "cannot encode AGENT-HELLO");

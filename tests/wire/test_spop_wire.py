@@ -100,12 +100,12 @@ def test_handshake(procs):
     check_served(c2)
     # pipelining and async only when HAProxy offered them (3.1+ offers
     # pipelining alone, and never fragments: a frame size below HAProxy's is
-    # worth a warning there); fragmentation is what the agent can receive
+    # worth a warning); fragmentation is what the agent can receive
     c4 = ag.client()
     h4 = c4.hello(max_frame_size=65536, capabilities="pipelining")
     assert h4["capabilities"] == "pipelining,fragmentation", h4
     check_served(c4)
-    wait_for(lambda: "does not fragment" in ag.log(), what="the frame-size warning")
+    wait_for(lambda: "never fragments" in ag.log(), what="the frame-size warning")
     c5 = ag.client()
     h5 = c5.hello(capabilities="")
     assert h5["capabilities"] == "fragmentation", h5
