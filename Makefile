@@ -55,6 +55,7 @@ FUZZ_BIN  := $(FUZZ_SRC:fuzz/%.c=build/fuzz/%)
 
 BINS := spoe-cache-agent spoe-cache-ctl
 DEPS_STAMP := build/.deps-ok
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: all test run bench fuzz fuzz-run install deps check-deps clean asan unit tools haproxy34 deb
 all: $(BINS)
@@ -169,7 +170,7 @@ deps:
 	@scripts/deps.sh install
 
 test: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory all asan tools haproxy34 $(if $(shell command -v $(FUZZ_CC)),fuzz)
+	@$(MAKE) --no-print-directory -j$(NPROC) all asan tools haproxy34 $(if $(shell command -v $(FUZZ_CC)),fuzz)
 	@python3 tests/run.py
 
 run: $(DEPS_STAMP)
