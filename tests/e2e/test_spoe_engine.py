@@ -37,9 +37,12 @@ def test_every_request_gets_its_variables_under_load(procs):
     lookups = sum(m.get('spoe_cache_lookups_total{status="%s"}' % x, 0)
                   for x in ("Hit", "Miss", "Refresh", "Bypass"))
     assert lookups == 600, lookups
-    # Pipelined: HAProxy multiplexes many frames over few connections.
     assert m["spoe_cache_spop_frames_total{direction=\"in\"}"] >= 600
-    assert m["spoe_cache_spop_connections_total"] < 100, m["spoe_cache_spop_connections_total"]
+    # Connections are reused, not one per lookup: 2.x pipelines many frames
+    # over few; 3.1+ (no pipelining in the templates) opens at most one per
+    # lookup in flight, here at most the 200 clients.
+    conns = m["spoe_cache_spop_connections_total"]
+    assert conns < (220 if haproxy_is_mux() else 100), conns
     assert m["spoe_cache_spop_disconnects_total"] == 0
 
 
