@@ -190,10 +190,15 @@ local function replay(applet)
     end
     -- The L1 keeps this answer when the agent allows it (txn.cache.l1, in
     -- ms) for the key the action chose (txn.cache_l1s) and it fits.
-    local ttl, key = tonumber(applet:get_var("txn.cache.l1")), nil
-    local size = #hdrs + #body + 256
-    if ttl ~= nil and ttl > 0 and applet.method == "GET" and budget and size <= budget then
+    -- The key (scheme, Host, the whole URL) is the client's and may be as
+    -- long as HAProxy's buffer: it counts against the budget too.
+    local ttl, key, size = tonumber(applet:get_var("txn.cache.l1")), nil, 0
+    if ttl ~= nil and ttl > 0 and applet.method == "GET" and budget then
         key = applet:get_var("txn.cache_l1s")
+        size = #hdrs + #body + (key and #key or 0) + 256
+        if size > budget then
+            key = nil
+        end
     end
     local names, vals, n = key and {}, key and {}, 0
     applet:set_status(code)
