@@ -5,7 +5,7 @@
  * where it looks are exactly what the agent does.
  *
  *   spoe-cache-ctl [-c FILE] [--json] get KEY [--body FILE]
- *   spoe-cache-ctl [-c FILE] [--json] purge KEY
+ *   spoe-cache-ctl [-c FILE] [--json] purge [--soft] KEY
  *   spoe-cache-ctl [-c FILE] [--json] flush
  *   spoe-cache-ctl [-c FILE] [--json] stats
  *   spoe-cache-ctl [-c FILE] [--json] key METHOD URL [-H 'Name: value']... [--policy P]
@@ -16,7 +16,10 @@
  * as refused, with the reason, and exits 1 like an absent one.
  *
  * Exit: 0 done; 1 absent or refused (get), absent (purge), a shard failed (flush, stats) or
- * the request would be a Bypass (key); 2 usage or configuration error, or
+ * the request would be a Bypass (key);
+ * purge --soft marks the entry stale instead of deleting it: the next
+ * request revalidates it while the ones arriving meanwhile are still
+ * served from it, for at most POL_SOFT_PURGE_TTL seconds. 2 usage or configuration error, or
  * the shard that owns KEY failed (get, purge: an error is not "absent", so
  * a script can tell them apart).
  * --json prints one JSON object per line: one for get, purge and key, one
@@ -51,6 +54,7 @@ struct ctl {
 	int rc;
 	const char *key;
 	const char *body_file;
+	int soft;
 	int shard;
 	struct evbuffer *out;
 };
@@ -61,7 +65,8 @@ usage(FILE *f)
 	fprintf(f,
 	    "usage: spoe-cache-ctl [-c FILE] [--json] COMMAND ...\n"
 	    "  get KEY [--body FILE]   show an entry (exit 1 when absent)\n"
-	    "  purge KEY               delete an entry on its shard (exit 1 when absent)\n"
+	    "  purge [--soft] KEY      delete an entry on its shard (exit 1 when absent);\n"
+	    "                          --soft: mark it stale, the next request revalidates\n"
 	    "  flush                   flush_all on every shard\n"
 	    "  stats                   per-shard items, memory, hit ratio, up/down\n"
 	    "  key METHOD URL [-H 'Name: value']... [--policy P] [--https]\n"
@@ -148,10 +153,12 @@ on_purge(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 	if (c->json)
 		evbuffer_add_printf(c->out, "{\"key\":\"%s\",\"shard\":\"%s\",\"result\":\"%s\"}\n",
 		    c->key, pool_shard_name(c->pool, c->shard),
-		    st == MC_OK ? "purged" : st == MC_NOTFOUND ? "absent" : mc_status_name(st));
+		    st == MC_OK ? (c->soft ? "marked stale" : "purged") : st == MC_NOTFOUND ? "absent" :
+		    mc_status_name(st));
 	else
 		evbuffer_add_printf(c->out, "%s: %s (shard %s)\n", c->key,
-		    st == MC_OK ? "purged" : st == MC_NOTFOUND ? "not in the cache" : mc_status_name(st),
+		    st == MC_OK ? (c->soft ? "marked stale" : "purged") : st == MC_NOTFOUND ?
+		    "not in the cache" : mc_status_name(st),
 		    pool_shard_name(c->pool, c->shard));
 	c->rc = st == MC_OK ? 0 : st == MC_NOTFOUND ? 1 : 2;
 	done(c);
@@ -412,11 +419,13 @@ main(int argc, char **argv)
 	if (keycmd) {
 		if (nargs == 4 && cmd[0] == 'g' && strcmp(argv[optind + 2], "--body") == 0)
 			c.body_file = argv[optind + 3];
+		else if (nargs == 3 && cmd[0] == 'p' && strcmp(argv[optind + 1], "--soft") == 0)
+			c.soft = 1;
 		else if (nargs != 2) {
 			usage(stderr);
 			return 2;
 		}
-		c.key = argv[optind + 1];
+		c.key = argv[optind + 1 + c.soft];
 		if (!valid_key(c.key)) {
 			fprintf(stderr, "spoe-cache-ctl: a key is 64 lowercase hex digits\n");
 			return 2;
@@ -457,6 +466,7 @@ main(int argc, char **argv)
 		c.shard = pool_shard_of(c.pool, c.key, KEY_HEX_LEN);
 		c.pending = 1;
 		if ((cmd[0] == 'g' ? pool_get(c.pool, c.key, KEY_HEX_LEN, on_get, &c) :
+		    c.soft ? pool_invalidate(c.pool, c.key, KEY_HEX_LEN, POL_SOFT_PURGE_TTL, on_purge, &c) :
 		    pool_delete(c.pool, c.key, KEY_HEX_LEN, on_purge, &c)) < 0) {
 			fprintf(stderr, "spoe-cache-ctl: cannot send the request\n");
 			c.pending = 0;

@@ -14,6 +14,7 @@ cachectl_init(struct cachectl *cc)
 {
 	cc->flags = 0;
 	cc->max_age = cc->s_maxage = cc->max_stale = cc->min_fresh = -1;
+	cc->swr = cc->sie = -1;
 }
 
 static int
@@ -152,6 +153,17 @@ apply(struct cachectl *cc, const char *n, size_t nlen, const char *a, size_t ale
 	if (name_is(n, nlen, "min-fresh")) {
 		if (cc->min_fresh < 0 && d >= 0)
 			cc->min_fresh = d;
+		return d < 0;
+	}
+	/* RFC 5861: permissive, so one without a valid number is ignored */
+	if (name_is(n, nlen, "stale-while-revalidate")) {
+		if (cc->swr < 0 && d >= 0)
+			cc->swr = d;
+		return d < 0;
+	}
+	if (name_is(n, nlen, "stale-if-error")) {
+		if (cc->sie < 0 && d >= 0)
+			cc->sie = d;
 		return d < 0;
 	}
 	return bad;

@@ -32,6 +32,7 @@
 struct cachectl {
 	unsigned flags;
 	int64_t max_age, s_maxage, max_stale, min_fresh;	/* seconds, -1 absent */
+	int64_t swr, sie;	/* stale-while-revalidate, stale-if-error (RFC 5861), -1 absent */
 };
 
 void cachectl_init(struct cachectl *cc);

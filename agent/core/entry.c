@@ -25,7 +25,9 @@
 #define OFF_AGE0	21
 #define OFF_STATUS	29
 #define OFF_FLAGS	31
-#define OFF_KEY		35
+#define OFF_SWR		35
+#define OFF_SIE		39
+#define OFF_KEY		43
 #define FIXED_LEN	(ENTRY_OVERHEAD - ENTRY_CRC_LEN)	/* everything but the tag */
 
 static const struct { const char *name, *str; } errs[ENTRY_NERR] = {
@@ -293,6 +295,8 @@ entry_encode(const struct entry *e, const struct entry_auth *auth, uint8_t *buf,
 	put_be(buf + OFF_AGE0, (uint64_t)e->age0, 8);
 	put_be(buf + OFF_STATUS, e->status, 2);
 	put_be(buf + OFF_FLAGS, e->flags, 4);
+	put_be(buf + OFF_SWR, e->swr, 4);
+	put_be(buf + OFF_SIE, e->sie, 4);
 	p = buf + OFF_KEY;
 	*p++ = (uint8_t)e->klen;
 	if (e->klen)
@@ -378,6 +382,8 @@ entry_decode(const uint8_t *buf, size_t len, const char *key, size_t klen,
 	e->age0 = (int64_t)get_be(buf + OFF_AGE0, 8);
 	e->status = (uint16_t)get_be(buf + OFF_STATUS, 2);
 	e->flags = (uint32_t)get_be(buf + OFF_FLAGS, 4);
+	e->swr = (uint32_t)get_be(buf + OFF_SWR, 4);
+	e->sie = (uint32_t)get_be(buf + OFF_SIE, 4);
 	if (!fields_ok(e->lifetime, e->age0, e->status))
 		return ENTRY_ERR_CORRUPT;
 	/* Lengths are checked even though the tag matched: a truncation must

@@ -13,7 +13,11 @@
  *    21     8  age0        int64 BE, upstream Age at store time (>= 0)
  *    29     2  status      uint16 BE, 100..999
  *    31     4  flags       uint32 BE, opaque to this module
- *    35   1+k  key         u8 length + the key the entry is stored under
+ *    35     4  swr         uint32 BE, seconds past freshness it may be served
+ *                          while one request refreshes it (RFC 5861)
+ *    39     4  sie         uint32 BE, seconds past freshness it may stand
+ *                          in for an origin error (RFC 5861)
+ *    43   1+k  key         u8 length + the key the entry is stored under
  *       4+h  headers     uint32 BE length + replay text "Name: value\r\n"...
  *       4+v  vary        uint32 BE length + opaque blob built by the caller
  *       4+b  body        uint32 BE length + any bytes
@@ -35,14 +39,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ENTRY_VERSION		2
+#define ENTRY_VERSION		3
 #define ENTRY_TAG_CRC32C	0
 #define ENTRY_TAG_HMAC		1
 #define ENTRY_CRC_LEN		4
 #define ENTRY_HMAC_LEN		32
 #define ENTRY_KEY_MAX		255
 /* Fixed fields, the key's and three block lengths, a CRC-32C. */
-#define ENTRY_OVERHEAD		(35 + 1 + 12 + ENTRY_CRC_LEN)
+#define ENTRY_OVERHEAD		(43 + 1 + 12 + ENTRY_CRC_LEN)
 #define ENTRY_SECRET_MIN	16	/* bytes of a usable entry secret */
 
 /* What entry_decode() and entry_check_replay() refuse an entry for. */
@@ -70,6 +74,7 @@ struct entry {
 	int64_t stored_at, lifetime, age0;
 	uint16_t status;
 	uint32_t flags;
+	uint32_t swr, sie;		/* stale windows, seconds */
 	const char *key;		/* the key it is stored under, bound into it */
 	size_t klen;			/* 0..ENTRY_KEY_MAX */
 	const char *hdrs;		/* NULL allowed when hlen == 0 */

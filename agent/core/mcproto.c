@@ -126,6 +126,62 @@ int mc_enc_delete(char *buf, size_t cap, const char *key, size_t klen, uint32_t 
 	return wr_end(&w);
 }
 
+int mc_enc_get_meta(char *buf, size_t cap, const char *key, size_t klen, uint32_t vivify,
+		    uint32_t opaque)
+{
+	int n = enc_keyed(buf, cap, "mg ", key, klen);
+	struct wr w = { buf, cap, 0, 0 };
+
+	if (n < 0)
+		return -1;
+	w.n = (size_t)n;
+	wr_str(&w, " v f t c");
+	if (vivify > 0) {
+		wr_str(&w, " N");
+		wr_u64(&w, vivify);
+	}
+	wr_str(&w, " O");
+	wr_u64(&w, opaque);
+	wr_str(&w, "\r\n");
+	return wr_end(&w);
+}
+
+int mc_enc_add(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,
+	       uint32_t ttl, uint32_t opaque)
+{
+	int n = enc_keyed(buf, cap, "ms ", key, klen);
+	struct wr w = { buf, cap, 0, 0 };
+
+	if (n < 0)
+		return -1;
+	w.n = (size_t)n;
+	wr_str(&w, " ");
+	wr_u64(&w, vlen);
+	wr_str(&w, " T");
+	wr_u64(&w, ttl);
+	wr_str(&w, " ME O");
+	wr_u64(&w, opaque);
+	wr_str(&w, "\r\n");
+	return wr_end(&w);
+}
+
+int mc_enc_invalidate(char *buf, size_t cap, const char *key, size_t klen, uint32_t ttl,
+		      uint32_t opaque)
+{
+	int n = enc_keyed(buf, cap, "md ", key, klen);
+	struct wr w = { buf, cap, 0, 0 };
+
+	if (n < 0)
+		return -1;
+	w.n = (size_t)n;
+	wr_str(&w, " I T");
+	wr_u64(&w, ttl);
+	wr_str(&w, " O");
+	wr_u64(&w, opaque);
+	wr_str(&w, "\r\n");
+	return wr_end(&w);
+}
+
 static int enc_lit(char *buf, size_t cap, const char *s)
 {
 	struct wr w = { buf, cap, 0, 0 };
@@ -288,8 +344,28 @@ static int parse_meta_flags(const uint8_t *s, size_t n, struct mc_reply *r)
 			}
 			r->has_ttl = 1;
 			break;
+		case 'c': {
+			uint64_t v = 0;
+
+			if (e - b < 2 || e - b > 21)
+				return fail(r, "bad cas flag");
+			for (size_t k = b + 1; k < e; k++) {
+				if (s[k] < '0' || s[k] > '9' ||
+				    v > (UINT64_MAX - (uint64_t)(s[k] - '0')) / 10)
+					return fail(r, "bad cas flag");
+				v = v * 10 + (uint64_t)(s[k] - '0');
+			}
+			r->cas = v;
+			r->has_cas = 1;
+			break;
+		}
+		case 'W': case 'Z': case 'X':
+			if (e - b != 1)
+				return fail(r, "W, Z and X take no token");
+			r->mflags |= s[b] == 'W' ? MC_MF_WON : s[b] == 'Z' ? MC_MF_LOST : MC_MF_STALE;
+			break;
 		default:
-			/* c (cas), s (size), k (key), W/X/Z ... are not ours to judge */
+			/* s (size), k (key), ... are not ours to judge */
 			if ((s[b] < 'a' || s[b] > 'z') && (s[b] < 'A' || s[b] > 'Z'))
 				return fail(r, "meta flag is not a letter");
 			break;

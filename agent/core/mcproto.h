@@ -36,6 +36,25 @@ int mc_enc_set(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,
 	       uint32_t ttl, uint32_t opaque);
 /* "md <key> O<opaque>\r\n" */
 int mc_enc_delete(char *buf, size_t cap, const char *key, size_t klen, uint32_t opaque);
+/*
+ * The meta flags the fleet coordinates with (collapsed forwarding and
+ * stale serving, see cacheio.c):
+ * "mg <key> v f t c [N<vivify>] O<opaque>\r\n": as mc_enc_get, plus the
+ * CAS, and with vivify > 0 a miss creates an empty item living vivify
+ * seconds and answers it with W (won) to this client alone; later readers
+ * of that item get Z. An item marked stale (mc_enc_invalidate) is answered
+ * with X, and W to its first reader.
+ */
+int mc_enc_get_meta(char *buf, size_t cap, const char *key, size_t klen, uint32_t vivify,
+		    uint32_t opaque);
+/* "ms <key> <vlen> T<ttl> ME O<opaque>\r\n": store only when absent (NS
+ * otherwise); the caller sends the value as for mc_enc_set. */
+int mc_enc_add(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,
+	       uint32_t ttl, uint32_t opaque);
+/* "md <key> I T<ttl> O<opaque>\r\n": mark stale instead of deleting, and
+ * let the item live ttl more seconds. */
+int mc_enc_invalidate(char *buf, size_t cap, const char *key, size_t klen, uint32_t ttl,
+		      uint32_t opaque);
 /* "mn\r\n": answered by "MN\r\n" after everything sent before it. */
 int mc_enc_noop(char *buf, size_t cap);
 /* "flush_all\r\n": answered by "OK\r\n". */
@@ -61,6 +80,10 @@ enum mc_rtype {
 	MC_R_ERROR,		/* unknown command */
 };
 
+#define MC_MF_WON	0x1u	/* W: this client is to recache the item */
+#define MC_MF_LOST	0x2u	/* Z: another client already was told W */
+#define MC_MF_STALE	0x4u	/* X: the item was marked stale */
+
 /*
  * One parsed reply. Every pointer points into the buffer given to
  * mc_parse_reply() and is valid only while that buffer is.
@@ -78,6 +101,9 @@ struct mc_reply {
 	uint32_t cflags;
 	int has_ttl;		/* t<n>: seconds left, -1 = never expires */
 	int64_t ttl;
+	int has_cas;		/* c<n> */
+	uint64_t cas;
+	unsigned mflags;	/* MC_MF_*: the W, Z and X flags of a meta reply */
 	size_t need;		/* on "need more": total bytes the reply needs when
 				 * already known (VA header seen), else 0 */
 	const char *err;	/* on error: static text saying why */

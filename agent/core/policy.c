@@ -20,6 +20,9 @@
 #define CTX_F_AUTH	0x02u	/* the request had Authorization */
 #define CTX_F_REFRESH	0x04u	/* the lookup said Refresh (else Miss) */
 #define CTX_F_INVALIDATE 0x08u	/* unsafe method: delete the GET entry on success */
+#define CTX_F_WON	0x10u	/* won the fetch others wait for: leave an entry or the pass marker */
+#define CTX_F_LOCKED	0x20u	/* holds the refresh lock of a stale entry: release it */
+#define CTX_F_SIE	0x40u	/* a stale entry may stand in for an origin error */
 
 #define JSON_SCRATCH	8192	/* decoded JSON field values */
 
@@ -29,6 +32,14 @@ const char *const pol_routing_headers_default[] = {
 };
 
 const char *const cache_status_name[CS_MAX] = { "Hit", "Miss", "Refresh", "Bypass" };
+const char *const pol_stale_name[PST_MAX] = { "none", "while_revalidate", "soft_purge", "if_error" };
+
+void
+policy_lock_key(const char *key, char out[POL_LOCK_KEY_LEN + 1])
+{
+	memcpy(out, key, KEY_HEX_LEN);
+	memcpy(out + KEY_HEX_LEN, ":r", 3);
+}
 const char *const store_refusal_name[SR_MAX] = {
 	"status", "content_type", "no_store", "private", "set_cookie",
 	"authorization", "length", "too_big", "vary", "zero_ttl", "headers",
@@ -538,6 +549,19 @@ policy_request(const struct sc_policy *p, const struct pol_limits *lim,
 		cflags |= CTX_F_HEAD;
 	if (out->flags & PL_AUTH)
 		cflags |= CTX_F_AUTH;
+	/* Collapsed forwarding: a miss leaves an empty item living a little
+	 * longer than anyone waits for it, so a fetch that never stores
+	 * (its client gone, HAProxy killed) holds its key back only that
+	 * long. A request whose response cannot be stored never claims a
+	 * fetch (it would leave the pass marker and stop the collapsing). */
+	if ((out->flags & (PL_HEAD | PL_IMS)) || out->inm_len > 0 ||
+	    ((out->flags & PL_CC) && (out->rcc.flags & CC_ONLY_IF_CACHED)))
+		out->flags |= PL_NO_CLAIM;
+	out->collapse_ms = p->collapse_wait;
+	out->lock_ttl = p->collapse_wait > 0 ? (uint32_t)(p->collapse_wait + 999) / 1000 + 1 :
+	    POL_LOCK_TTL;
+	if (p->collapse_wait > 0 && !(out->flags & PL_NO_CLAIM))
+		out->vivify = out->lock_ttl;
 	out->action = PA_FETCH;
 	out->ctx_len = ctx_encode(out->ctx, cflags, out->key, p->name, rq->hdrs, rq->hdrs_len);
 }
@@ -757,6 +781,97 @@ max_lines(const struct pol_limits *lim)
 	    lim->max_headers;
 }
 
+/* Seconds e has been stale at age (<= 0: fresh), saturating. */
+static int64_t
+staleness(const struct entry *e, int64_t age)
+{
+	int64_t d;
+
+	return __builtin_sub_overflow(age, e->lifetime, &d) ? INT64_MAX : d;
+}
+
+/* May a stale e be served while one request refreshes it (RFC 5861
+ * stale-while-revalidate, or a soft purge), and why? Never an entry that
+ * must be revalidated (must-revalidate, proxy-revalidate, s-maxage), nor
+ * to a client that asked for freshness itself. */
+static enum pol_stale
+stale_servable(const struct pol_lookup *L, const struct entry *e, int64_t age)
+{
+	if (e->flags & EF_MUST_REVALIDATE)
+		return PST_NONE;
+	if ((L->flags & PL_CC) && (L->rcc.max_age >= 0 || L->rcc.min_fresh >= 0))
+		return PST_NONE;
+	if (L->mc & MC_MF_STALE)
+		return PST_PURGE;
+	return e->swr > 0 && staleness(e, age) <= (int64_t)e->swr ? PST_SWR : PST_NONE;
+}
+
+/* Another lookup is fetching what this one needs: wait for its store,
+ * unless this policy does not wait or the wait is over. */
+static void
+wait_or(struct pol_lookup *L, enum cache_status st, char *buf, size_t cap, struct pol_hit *out)
+{
+	if (L->collapse_ms > 0 && !(L->flags & PL_WAIT_OVER)) {
+		out->answer = PE_WAIT;
+		out->status = st;
+		return;
+	}
+	miss(L, st, buf, cap, out);
+}
+
+/* A stale entry: served (while one request refreshes it), refreshed by
+ * this request, or waited for. Exactly one lookup across the fleet
+ * refreshes: the one memcached told W of an entry marked stale, or the
+ * one that took the refresh lock of an entry stale by its own clock. */
+static void
+stale(struct pol_lookup *L, const struct entry *e, int64_t age, char *buf, size_t cap,
+    struct pol_hit *out)
+{
+	enum pol_stale why = stale_servable(L, e, age);
+	int refresh = 0;
+
+	if (!(e->flags & EF_MUST_REVALIDATE) && e->sie > 0 && staleness(e, age) <= (int64_t)e->sie)
+		L->ctx[1] |= CTX_F_SIE;
+	if (L->flags & PL_NO_CLAIM) {
+		refresh = why == PST_NONE;
+	} else if (L->mc & MC_MF_STALE) {
+		if (L->mc & MC_MF_WON) {
+			L->ctx[1] |= CTX_F_WON;
+			refresh = 1;
+		} else if (why == PST_NONE) {
+			wait_or(L, CS_REFRESH, buf, cap, out);
+			return;
+		}
+	} else if (L->lock == PLK_NONE) {
+		if (L->flags & PL_POLL) {
+			/* the lock's holder has not stored yet */
+			wait_or(L, CS_REFRESH, buf, cap, out);
+			return;
+		}
+		if (why == PST_NONE && L->collapse_ms == 0) {
+			refresh = 1;	/* no one to serve stale to, nor to wait */
+		} else {
+			out->answer = PE_LOCK;
+			out->status = CS_REFRESH;
+			return;
+		}
+	} else if (L->lock == PLK_WON) {
+		L->ctx[1] |= CTX_F_LOCKED;
+		refresh = 1;
+	} else if (why == PST_NONE) {
+		wait_or(L, CS_REFRESH, buf, cap, out);
+		return;
+	}
+	if (refresh) {
+		miss(L, CS_REFRESH, buf, cap, out);
+		return;
+	}
+	out->answer = PE_HIT;
+	out->age = age;
+	out->stale = why;
+	serve(L, e, e->status, age, CS_HIT, buf, cap, out);
+}
+
 void
 policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *val,
     size_t vlen, int64_t now, char *buf, size_t cap, struct pol_hit *out)
@@ -773,7 +888,24 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
 		return;
 	}
 	if (val == NULL) {
+		/* absent (when polling: the fetch it waited for left nothing),
+		 * or the shard failed */
 		miss(L, CS_MISS, buf, cap, out);
+		return;
+	}
+	if (vlen == 0) {
+		/* a fetch in progress: ours (memcached created it for us), or
+		 * another's to wait for */
+		if ((L->mc & MC_MF_WON) && !(L->flags & PL_NO_CLAIM)) {
+			L->ctx[1] |= CTX_F_WON;
+			miss(L, CS_MISS, buf, cap, out);
+		} else {
+			wait_or(L, CS_MISS, buf, cap, out);
+		}
+		return;
+	}
+	if (vlen == POL_PASS_LEN && memcmp(val, POL_PASS_MARK, POL_PASS_LEN) == 0) {
+		miss(L, CS_MISS, buf, cap, out);	/* known not storable: no wait */
 		return;
 	}
 	/* As untrusted as the network (MISSION 5): bound to this key, signed
@@ -793,14 +925,21 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
 		miss(L, CS_MISS, buf, cap, out);
 		return;
 	}
-	if (!fresh_enough(L, &e, age)) {
-		miss(L, CS_REFRESH, buf, cap, out);
-		return;
+	if (!(L->mc & MC_MF_STALE)) {
+		if (fresh_enough(L, &e, age)) {
+			rc = not_modified(L, &e);
+			out->answer = rc ? PE_NOT_MODIFIED : PE_HIT;
+			out->age = age;
+			serve(L, &e, rc ? 304 : e.status, age, CS_HIT, buf, cap, out);
+			return;
+		}
+		if (staleness(&e, age) < 0) {
+			/* fresh, but not enough for what the client asked */
+			miss(L, CS_REFRESH, buf, cap, out);
+			return;
+		}
 	}
-	rc = not_modified(L, &e);
-	out->answer = rc ? PE_NOT_MODIFIED : PE_HIT;
-	out->age = age;
-	serve(L, &e, rc ? 304 : e.status, age, CS_HIT, buf, cap, out);
+	stale(L, &e, age, buf, cap, out);
 }
 
 /* ---- the response decision ---- */
@@ -997,8 +1136,39 @@ refuse(struct pol_store *out, enum store_refusal why)
 	out->label = "Bypass";
 }
 
+/* A stale window: the response's directive where Cache-Control is
+ * honoured, else (or when it gives none) the policy's. */
+static uint32_t
+window(int64_t directive, int honoured, int policy)
+{
+	int64_t w = honoured && directive >= 0 ? directive : policy;
+
+	return w > 30 * 86400 ? 30 * 86400 : (uint32_t)w;
+}
+
+static void decide_response(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_response *rs, int64_t now, size_t max_ack, size_t max_item,
+    char *hbuf, size_t hcap, struct pol_store *out);
+
 void
 policy_response(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_response *rs, int64_t now, size_t max_ack, size_t max_item,
+    char *hbuf, size_t hcap, struct pol_store *out)
+{
+	struct ctx c;
+
+	decide_response(p, lim, rs, now, max_ack, max_item, hbuf, hcap, out);
+	if (out->action == PS_BAD || ctx_decode(rs->ctx, rs->ctx_len, &c) < 0)
+		return;
+	/* The lookup that claimed the fetch others wait for answers them:
+	 * with the entry, or with the pass marker, so that they (and the
+	 * lookups after them) go to the origin now instead of waiting. */
+	out->unlock = (c.flags & CTX_F_LOCKED) != 0;
+	out->pass = out->action == PS_REFUSE && (c.flags & (CTX_F_WON | CTX_F_LOCKED));
+}
+
+static void
+decide_response(const struct sc_policy *p, const struct pol_limits *lim,
     const struct pol_response *rs, int64_t now, size_t max_ack, size_t max_item,
     char *hbuf, size_t hcap, struct pol_store *out)
 {
@@ -1126,7 +1296,14 @@ policy_response(const struct sc_policy *p, const struct pol_limits *lim,
 		refuse(out, SR_TOO_BIG);
 		return;
 	}
-	ttl = p->storage_ttl > 0 ? p->storage_ttl : e->lifetime;
+	/* Kept past its freshness for as long as it may still be served:
+	 * storage_ttl when set, else its stale windows (RFC 5861). */
+	if (!(e->flags & EF_MUST_REVALIDATE)) {
+		e->swr = window(cc.swr, p->cache_control, p->stale_while_revalidate);
+		e->sie = window(cc.sie, p->cache_control, p->stale_if_error);
+	}
+	ttl = p->storage_ttl > 0 ? p->storage_ttl :
+	    e->lifetime + (int64_t)(e->swr > e->sie ? e->swr : e->sie);
 	if (ttl > 30 * 86400)
 		ttl = now + ttl;	/* memcached reads larger values as a Unix time */
 	out->mc_ttl = (uint32_t)ttl;

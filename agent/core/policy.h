@@ -31,6 +31,7 @@
 #include "entry.h"
 #include "hdrs.h"
 #include "key.h"
+#include "mcproto.h"
 
 /* Limits the runtime works within; config.c refuses settings beyond them. */
 #define POL_MAX_HEADERS		1000	/* header lines of one message */
@@ -44,6 +45,11 @@
 #define POL_ACK_SLACK		512	/* an ACK's variables besides headers and body */
 #define POL_KEY_LINES		256	/* vary and routing header field lines one key takes */
 #define POL_KEY_HDR_BYTES	8192	/* their values, in all */
+
+/* Collapsed forwarding (see policy_entry): how long a lookup waits by
+ * default for the fetch another lookup of its key won, in ms. It must stay
+ * below HAProxy's "timeout processing" (the templates: 1500 ms). */
+#define POL_COLLAPSE_WAIT_DEFAULT	1000
 
 /* A comma-free list of strings, as configured. */
 struct sc_strlist {
@@ -66,6 +72,9 @@ struct sc_policy {
 	struct sc_strlist vary_query_params;	/* empty = every parameter */
 	struct sc_strlist vary_body_json_fields;
 	int l1_ttl;			/* seconds a node-local tier may keep a hit, 0 = never; default 1 */
+	int collapse_wait;		/* ms a lookup waits for another's fetch of its key, 0 = never */
+	int stale_while_revalidate;	/* s past freshness served while one request refreshes (RFC 5861) */
+	int stale_if_error;		/* s past freshness served instead of an origin error */
 	struct sc_strlist key_routing_headers;	/* default pol_routing_headers_default */
 	int routing_bypass;		/* routing_headers = "bypass": Bypass, don't key */
 	int line;
@@ -151,6 +160,30 @@ enum pol_action {
 #define PL_AUTH		0x2u	/* the request carries Authorization */
 #define PL_CC		0x4u	/* request Cache-Control is honoured */
 #define PL_IMS		0x8u	/* ims is set */
+#define PL_POLL		0x10u	/* set by the caller: a waiting lookup reads the key again */
+#define PL_WAIT_OVER	0x20u	/* set by the caller: it waited collapse_wait already */
+#define PL_NO_CLAIM	0x40u	/* its response cannot make an entry (HEAD, conditional,
+				 * only-if-cached): it never claims a fetch others wait for */
+
+/* The refresh lock of a stale entry (policy_entry's PE_LOCK). */
+enum pol_lock { PLK_NONE, PLK_WON, PLK_LOST };
+
+/* What memcached keeps besides entries: a fetch in progress is an empty
+ * item (mc_enc_get_meta's vivify, or the refresh lock under the key
+ * policy_lock_key() names), and a response known not to be storable is
+ * the pass marker, kept POL_PASS_TTL seconds, so that lookups of its key
+ * go to the origin at once instead of waiting for a store that will not
+ * come. A forged marker can only cause misses. */
+#define POL_PASS_MARK		"SCP1"
+#define POL_PASS_LEN		4
+#define POL_PASS_TTL		10
+#define POL_LOCK_TTL		5	/* a refresh lock without collapse_wait */
+/* A soft purge (spoe-cache-ctl purge --soft, the admin endpoint's
+ * ?soft=1) marks an entry stale: the next lookup refreshes it, the ones
+ * meanwhile are served from it, and it lives this long more at most. */
+#define POL_SOFT_PURGE_TTL	30
+#define POL_LOCK_KEY_LEN	(KEY_HEX_LEN + 2)
+void policy_lock_key(const char *key, char out[POL_LOCK_KEY_LEN + 1]);
 
 /* The request decision, and everything the later ones need of the request. */
 struct pol_lookup {
@@ -166,6 +199,12 @@ struct pol_lookup {
 	char inm[POL_INM_MAX];
 	uint8_t ctx[POL_CTX_MAX];	/* PA_FETCH, PA_INVALIDATE: txn.cache.ctx */
 	size_t ctx_len;
+	/* Collapsed forwarding and stale serving (PA_FETCH). */
+	int collapse_ms;		/* the policy's collapse_wait */
+	uint32_t vivify;		/* N<ttl> of the first fetch, 0: none */
+	uint32_t lock_ttl;		/* seconds a refresh lock (PE_LOCK) lives */
+	unsigned mc;			/* set by the caller: MC_MF_* of the fetch's reply */
+	enum pol_lock lock;		/* set by the caller after PE_LOCK */
 };
 
 /* p NULL: the message named no known policy (Bypass, bad). Nothing in
@@ -181,7 +220,17 @@ enum pol_answer {
 	PE_GATEWAY_TIMEOUT,	/* only-if-cached and nothing usable: 504 */
 	PE_REFRESH,		/* stored, not fresh enough: fetch and store */
 	PE_MISS,		/* nothing usable: fetch and store */
+	PE_WAIT,		/* another lookup is fetching it: read the key again
+				 * later (PL_POLL), or set PL_WAIT_OVER once
+				 * collapse_ms has passed */
+	PE_LOCK,		/* stale: take the refresh lock (pool_add under
+				 * policy_lock_key(), ttl L->lock_ttl), set L->lock,
+				 * and decide again on the same value */
 };
+
+/* Why a stale entry is served (pol_hit.stale). */
+enum pol_stale { PST_NONE, PST_SWR, PST_PURGE, PST_ERROR, PST_MAX };
+extern const char *const pol_stale_name[PST_MAX];
 
 struct pol_hit {
 	enum pol_answer answer;
@@ -196,6 +245,7 @@ struct pol_hit {
 	int64_t fresh_left;		/* serve of an entry: seconds of freshness left (<= 0: stale) */
 	int vary;			/* serve of an entry: it was stored with a Vary record */
 	int reject;			/* 0, or the ENTRY_ERR_* that made the value a Miss */
+	enum pol_stale stale;		/* PE_HIT of a stale entry: why it may be served */
 	const char *note;		/* an entry refused or that did not decode: why, for a log */
 };
 
@@ -245,6 +295,9 @@ struct pol_store {
 	char key[KEY_HEX_LEN + 1];
 	struct entry e;			/* PS_STORE: hdrs in the caller's buffer, vary here, body in the input */
 	uint32_t mc_ttl;		/* memcached exptime */
+	int pass;			/* PS_REFUSE: store the pass marker under key (the
+					 * lookup won the fetch others may wait for) */
+	int unlock;			/* delete the refresh lock of key */
 	uint8_t vary[POL_VARY_MAX];
 };
 

@@ -284,6 +284,50 @@ config_generations(struct admin *a, struct evbuffer *b)
 	    taken, a->newest->n, held);
 }
 
+/* Collapsed forwarding and stale serving (cacheio.c). */
+static void
+coordination_metrics(struct admin *a, struct evbuffer *b)
+{
+	static const char *const outcome[3] = { "hit", "origin", "timeout" };
+	uint64_t waits = 0, out[3] = { 0 }, locks[2] = { 0 }, stale[PST_MAX] = { 0 }, pass = 0;
+
+	for (int i = 0; i < a->nworkers; i++) {
+		struct metrics *m = &a->workers[i].m;
+
+		waits += M_GET(m, collapse_waits);
+		for (int k = 0; k < 3; k++)
+			out[k] += M_GET(m, collapse_outcomes[k]);
+		for (int k = 0; k < 2; k++)
+			locks[k] += M_GET(m, refresh_locks[k]);
+		for (int k = 0; k < PST_MAX; k++)
+			stale[k] += M_GET(m, stale_served[k]);
+		pass += M_GET(m, pass_marks);
+	}
+	evbuffer_add_printf(b, "# HELP spoe_cache_collapsed_waits_total Lookups that waited for "
+	    "another lookup's fetch of their key (collapsed forwarding).\n"
+	    "# TYPE spoe_cache_collapsed_waits_total counter\nspoe_cache_collapsed_waits_total %llu\n"
+	    "# HELP spoe_cache_collapsed_outcomes_total What waiting lookups ended with: a hit, the "
+	    "origin (nothing stored for them), or the origin after collapse_wait.\n"
+	    "# TYPE spoe_cache_collapsed_outcomes_total counter\n", (unsigned long long)waits);
+	for (int k = 0; k < 3; k++)
+		evbuffer_add_printf(b, "spoe_cache_collapsed_outcomes_total{outcome=\"%s\"} %llu\n",
+		    outcome[k], (unsigned long long)out[k]);
+	evbuffer_add_printf(b, "# HELP spoe_cache_refresh_locks_total Refresh locks of stale "
+	    "entries tried: won (this lookup refreshed) or lost (another did).\n"
+	    "# TYPE spoe_cache_refresh_locks_total counter\n"
+	    "spoe_cache_refresh_locks_total{result=\"won\"} %llu\n"
+	    "spoe_cache_refresh_locks_total{result=\"lost\"} %llu\n"
+	    "# HELP spoe_cache_pass_markers_total Responses not storable that lookups waited for: "
+	    "their key is passed to the origin for a while.\n"
+	    "# TYPE spoe_cache_pass_markers_total counter\nspoe_cache_pass_markers_total %llu\n"
+	    "# HELP spoe_cache_stale_served_total Stale entries served, by reason.\n"
+	    "# TYPE spoe_cache_stale_served_total counter\n",
+	    (unsigned long long)locks[0], (unsigned long long)locks[1], (unsigned long long)pass);
+	for (int k = PST_NONE + 1; k < PST_MAX; k++)
+		evbuffer_add_printf(b, "spoe_cache_stale_served_total{reason=\"%s\"} %llu\n",
+		    pol_stale_name[k], (unsigned long long)stale[k]);
+}
+
 static void
 metrics(struct admin *a, struct evhttp_request *req)
 {
@@ -352,6 +396,7 @@ metrics(struct admin *a, struct evhttp_request *req)
 	for (int r = 0; r < ENTRY_NERR; r++)
 		evbuffer_add_printf(b, "spoe_cache_entries_rejected_total{reason=\"%s\"} %llu\n",
 		    entry_err_name(-(r + 1)), (unsigned long long)rej[r]);
+	coordination_metrics(a, b);
 	evbuffer_add_printf(b, "# TYPE spoe_cache_memcached_up gauge\n"
 	    "# TYPE spoe_cache_memcached_requests_total counter\n"
 	    "# TYPE spoe_cache_memcached_errors_total counter\n"
@@ -541,6 +586,15 @@ valid_key(const char *k)
 	return 1;
 }
 
+/* DELETE /cache/KEY?soft=1: mark stale instead of deleting. */
+static int
+soft_purge(struct evhttp_request *req)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+
+	return q != NULL && strcmp(q, "soft=1") == 0;
+}
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -586,7 +640,8 @@ on_request(struct evhttp_request *req, void *arg)
 			return;
 		}
 		rc = cmd == EVHTTP_REQ_GET ? pool_get(a->pool, p->key, KEY_HEX_LEN, on_get, p) :
-		    pool_delete(a->pool, p->key, KEY_HEX_LEN, on_delete, p);
+		    soft_purge(req) ? pool_invalidate(a->pool, p->key, KEY_HEX_LEN, POL_SOFT_PURGE_TTL,
+		    on_delete, p) : pool_delete(a->pool, p->key, KEY_HEX_LEN, on_delete, p);
 		if (rc < 0) {
 			free(p);
 			reply_text(req, 500, "Internal Server Error", "cannot send to memcached");

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <event2/event.h>
+
 #include "cacheio.h"
 #include "l1.h"
 #include "log.h"
@@ -109,7 +111,16 @@ struct lookup {
 	int l1_ttl;		/* l1_policy_ttl(): the config may be gone when the fetch returns */
 	struct pol_lookup L;
 	struct pol_limits lim;
+	/* Collapsed forwarding: waiting for another lookup's fetch. */
+	struct event *timer;	/* the next read of the key */
+	uint64_t deadline_ms;	/* CLOCK_MONOTONIC: when the wait is over */
+	int poll_ms;		/* the pause before the next read, doubling */
+	uint8_t *stale_copy;	/* PE_LOCK: the value, while the lock is taken */
+	size_t stale_len;
 };
+
+#define POLL_FIRST_MS	5
+#define POLL_MAX_MS	50
 
 static void
 finish(struct cache_env *env, struct spoe_req *r, enum cache_status st)
@@ -144,30 +155,147 @@ set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h)
 }
 
 static void
-lookup_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+lookup_free(struct lookup *lk)
+{
+	if (lk->timer != NULL)
+		event_free(lk->timer);
+	free(lk);
+}
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void fetch(struct lookup *lk);
+static void decide(struct lookup *lk, const uint8_t *val, size_t vlen);
+
+static void
+ignore_cb(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	(void)arg;
+	(void)st;
+	(void)val;
+	(void)vlen;
+}
+
+/* Another lookup is fetching this key: read it again a little later. */
+static void
+poll_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct lookup *lk = arg;
+
+	(void)fd;
+	(void)what;
+	lk->L.flags |= PL_POLL;
+	if (mono_ms() >= lk->deadline_ms)
+		lk->L.flags |= PL_WAIT_OVER;
+	fetch(lk);
+}
+
+static void
+wait_more(struct lookup *lk)
+{
+	struct timeval tv;
+
+	if (lk->timer == NULL) {
+		lk->timer = evtimer_new(lk->env->base, poll_timer, lk);
+		if (lk->timer == NULL) {
+			lk->L.flags |= PL_POLL | PL_WAIT_OVER;
+			fetch(lk);
+			return;
+		}
+		M_INC(lk->env->m, collapse_waits);
+		lk->deadline_ms = mono_ms() + (uint64_t)lk->L.collapse_ms;
+		lk->poll_ms = POLL_FIRST_MS;
+	} else if (lk->poll_ms < POLL_MAX_MS) {
+		lk->poll_ms = lk->poll_ms * 2 > POLL_MAX_MS ? POLL_MAX_MS : lk->poll_ms * 2;
+	}
+	{
+		uint64_t now = mono_ms(), left = lk->deadline_ms > now ? lk->deadline_ms - now : 0;
+		uint64_t ms = (uint64_t)lk->poll_ms < left ? (uint64_t)lk->poll_ms : left;
+
+		tv.tv_sec = (time_t)(ms / 1000u);
+		tv.tv_usec = (suseconds_t)(ms % 1000u) * 1000;
+	}
+	evtimer_add(lk->timer, &tv);
+}
+
+static void
+lock_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct lookup *lk = arg;
+	uint8_t *copy = lk->stale_copy;
+
+	(void)val;
+	(void)vlen;
+	/* A lock that cannot be taken (its shard failing) is this lookup's:
+	 * better one refresh too many than a stale entry nobody refreshes. */
+	lk->L.lock = st == MC_NOTSTORED ? PLK_LOST : PLK_WON;
+	M_INC(lk->env->m, refresh_locks[lk->L.lock == PLK_WON ? 0 : 1]);
+	lk->stale_copy = NULL;
+	decide(lk, copy, lk->stale_len);
+	free(copy);
+}
+
+/* What policy_entry() makes of the value read (NULL: nothing). */
+static void
+decide(struct lookup *lk, const uint8_t *val, size_t vlen)
+{
 	struct spoe_req *r = lk->r;
 	struct pol_hit h;
-	size_t cap = POL_HIT_BUF(st == MC_OK ? vlen : 0);
+	size_t cap = POL_HIT_BUF(val != NULL ? vlen : 0);
 	char *buf = malloc(cap);
 
 	if (buf == NULL) {
 		spoe_req_set_str(r, "status", "Bypass", 6);
 		finish(lk->env, r, CS_BYPASS);
-		free(lk);
+		lookup_free(lk);
 		return;
 	}
-	spoe_req_hold(r, buf);	/* the headers live in buf until the ACK is sent */
 	/* The secret of the config in use now: lk keeps nothing of a config
 	 * across the fetch, and a reload may have freed the one it began with. */
 	lk->lim.auth = lk->env->cf->pool.entry_auth;
-	policy_entry(&lk->L, &lk->lim, st == MC_OK ? val : NULL, vlen, lk->now, buf, cap, &h);
+	policy_entry(&lk->L, &lk->lim, val, vlen, lk->now, buf, cap, &h);
 	if (h.reject != 0) {
 		M_INC(lk->env->m, entries_rejected[ENTRY_ERR_INDEX(h.reject)]);
 		log_every(1, LOG_NOTICE, "entry %s refused (%s: %s), treated as a miss", lk->L.key,
 		    entry_err_name(h.reject), h.note);
 	}
+	if (h.answer == PE_WAIT) {
+		free(buf);
+		wait_more(lk);
+		return;
+	}
+	if (h.answer == PE_LOCK) {
+		char lkey[POL_LOCK_KEY_LEN + 1];
+
+		free(buf);
+		policy_lock_key(lk->L.key, lkey);
+		lk->stale_copy = malloc(vlen);
+		lk->stale_len = vlen;
+		if (lk->stale_copy != NULL)
+			memcpy(lk->stale_copy, val, vlen);
+		if (lk->stale_copy == NULL ||
+		    pool_add(lk->env->pool, lkey, POL_LOCK_KEY_LEN, "", 0, lk->L.lock_ttl,
+		    lock_done, lk) < 0) {
+			free(lk->stale_copy);
+			lk->stale_copy = NULL;
+			lk->L.lock = PLK_WON;
+			decide(lk, val, vlen);
+		}
+		return;
+	}
+	if (lk->timer != NULL)
+		M_INC(lk->env->m, collapse_outcomes[h.answer == PE_HIT || h.answer == PE_NOT_MODIFIED ?
+		    0 : (lk->L.flags & PL_WAIT_OVER) ? 2 : 1]);
+	if (h.stale != PST_NONE)
+		M_INC(lk->env->m, stale_served[h.stale]);
+	spoe_req_hold(r, buf);	/* the headers live in buf until the ACK is sent */
 	set_answer(r, lk, &h);
 	if (h.answer == PE_HIT || h.answer == PE_NOT_MODIFIED) {
 		if (spoe_req_ack_size(r) > spoe_req_max_ack(r)) {
@@ -179,7 +307,27 @@ lookup_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 		}
 	}
 	finish(lk->env, r, h.status);
-	free(lk);
+	lookup_free(lk);
+}
+
+static void
+fetched(void *arg, enum mc_status st, const struct pool_meta *m, const uint8_t *val, size_t vlen)
+{
+	struct lookup *lk = arg;
+
+	lk->L.mc = st == MC_OK ? m->flags : 0;
+	decide(lk, st == MC_OK ? val : NULL, vlen);
+}
+
+/* Read the key: the first time with vivify (a miss then claims the fetch),
+ * later as a waiting lookup. */
+static void
+fetch(struct lookup *lk)
+{
+	uint32_t vivify = (lk->L.flags & PL_POLL) ? 0 : lk->L.vivify;
+
+	if (pool_get_meta(lk->env->pool, lk->L.key, KEY_HEX_LEN, vivify, fetched, lk) < 0)
+		decide(lk, NULL, 0);
 }
 
 static void
@@ -226,7 +374,7 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		return;
 	}
 	/* The ctx and, for a fetch, the request facts outlive this call. */
-	lk = malloc(sizeof(*lk));
+	lk = calloc(1, sizeof(*lk));
 	if (lk == NULL) {
 		bypass(env, r, "out of memory");
 		return;
@@ -250,8 +398,7 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		finish(env, r, CS_BYPASS);
 		return;
 	}
-	if (pool_get(env->pool, lk->L.key, KEY_HEX_LEN, lookup_done, lk) < 0)
-		lookup_done(lk, MC_ERROR, NULL, 0);
+	fetch(lk);
 }
 
 /* ---- store ---- */
@@ -262,8 +409,30 @@ struct store {
 	const char *label;	/* what the client is told: Miss or Refresh */
 	char key[KEY_HEX_LEN];
 	int invalidate;
+	int unlock;		/* release the refresh lock once stored */
 	uint8_t *entry;
 };
+
+static void
+unlock(struct cache_env *env, const char *key)
+{
+	char lkey[POL_LOCK_KEY_LEN + 1];
+
+	policy_lock_key(key, lkey);
+	(void)pool_delete(env->pool, lkey, POL_LOCK_KEY_LEN, ignore_cb, NULL);
+}
+
+/* Not storable, and lookups may be waiting for it: the pass marker sends
+ * them (and the next ones, for a while) to the origin at once. */
+static void
+pass(struct cache_env *env, const struct pol_store *ps)
+{
+	if (pool_set(env->pool, ps->key, KEY_HEX_LEN, POL_PASS_MARK, POL_PASS_LEN, POL_PASS_TTL,
+	    ignore_cb, NULL) == 0)
+		M_INC(env->m, pass_marks);
+	if (ps->unlock)
+		unlock(env, ps->key);
+}
 
 static void
 refuse(struct cache_env *env, struct spoe_req *r, enum store_refusal why)
@@ -286,6 +455,8 @@ store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 		M_INC(env->m, invalidations);
 		spoe_req_set_str(r, "status", "Bypass", 6);
 	} else {
+		if (S->unlock)
+			unlock(env, S->key);
 		if (st == MC_OK) {
 			M_INC(env->m, stores);
 			log_debug("stored %.*s", KEY_HEX_LEN, S->key);
@@ -347,6 +518,8 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		answer(r, ps->label);
 		goto out;
 	case PS_REFUSE:
+		if (ps->pass)
+			pass(env, ps);
 		refuse(env, r, ps->why);
 		goto out;
 	case PS_INVALIDATE:
@@ -359,6 +532,7 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	S->env = env;
 	S->r = r;
 	S->label = ps->label;
+	S->unlock = ps->unlock;
 	memcpy(S->key, ps->key, KEY_HEX_LEN);
 	if (ps->action == PS_INVALIDATE) {
 		S->invalidate = 1;

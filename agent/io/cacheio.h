@@ -26,10 +26,12 @@
 #include "metrics.h"
 #include "pool.h"
 
+struct event_base;
 struct spoe_req;
 
 /* Owned by the worker, which sets cf again on reload; read here. */
 struct cache_env {
+	struct event_base *base;	/* the worker's: timers of waiting lookups */
 	const struct sc_config *cf;
 	struct pool *pool;
 	struct metrics *m;

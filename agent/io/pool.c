@@ -106,6 +106,8 @@ struct req {
 	enum req_kind kind;
 	uint32_t opaque;
 	pool_cb cb;
+	pool_meta_cb mcb;		/* instead of cb: pool_get_meta() */
+	struct pool_meta meta;		/* what mcb gets */
 	void *arg;
 	uint64_t t0_us;
 	uint64_t deadline_us;
@@ -290,10 +292,13 @@ static void req_fail_async(struct req *r, enum fail_why why)
 static void call_cb(struct pool *p, struct req *r, enum mc_status st,
 		    const uint8_t *val, size_t vlen)
 {
-	if (r->cb == NULL)
+	if (r->cb == NULL && r->mcb == NULL)
 		return;
 	p->in_cb++;
-	r->cb(r->arg, st, val, vlen);
+	if (r->mcb != NULL)
+		r->mcb(r->arg, st, &r->meta, val, vlen);
+	else
+		r->cb(r->arg, st, val, vlen);
 	p->in_cb--;
 }
 
@@ -716,6 +721,9 @@ static int conn_reply(struct conn *c, const struct mc_reply *m, const uint8_t *r
 			val = m->val;
 			vlen = m->vlen;
 			s->st.hits++;
+			r->meta.flags = m->mflags;
+			r->meta.cas = m->cas;
+			r->meta.ttl = m->has_ttl ? m->ttl : -1;
 		} else if (m->type == MC_R_EN) {
 			st = MC_NOTFOUND;
 			s->st.misses++;
@@ -1092,6 +1100,71 @@ int pool_delete(struct pool *p, const char *key, size_t klen, pool_cb cb, void *
 	if (r == NULL)
 		return -1;
 	n = mc_enc_delete(hdr, sizeof(hdr), key, klen, r->opaque);
+	if (n < 0) {
+		free(r);
+		return -1;
+	}
+	submit(r, hdr, (size_t)n, NULL, 0);
+	return 0;
+}
+
+int pool_get_meta(struct pool *p, const char *key, size_t klen, uint32_t vivify,
+		  pool_meta_cb cb, void *arg)
+{
+	char hdr[MC_MAX_HDR];
+	struct req *r;
+	int shard, n;
+
+	if (p == NULL || cb == NULL || p->closing || (shard = pool_shard_of(p, key, klen)) < 0)
+		return -1;
+	r = req_new(p, &p->shards[shard], RQ_GET, NULL, arg);
+	if (r == NULL)
+		return -1;
+	r->mcb = cb;
+	n = mc_enc_get_meta(hdr, sizeof(hdr), key, klen, vivify, r->opaque);
+	if (n < 0) {
+		free(r);
+		return -1;
+	}
+	submit(r, hdr, (size_t)n, NULL, 0);
+	return 0;
+}
+
+int pool_add(struct pool *p, const char *key, size_t klen, const void *val, size_t vlen,
+	     uint32_t ttl, pool_cb cb, void *arg)
+{
+	char hdr[MC_MAX_HDR];
+	struct req *r;
+	int shard, n;
+
+	if (!request_ok(p, cb) || (shard = pool_shard_of(p, key, klen)) < 0 ||
+	    (val == NULL && vlen) || vlen > p->conf->max_item_size)
+		return -1;
+	r = req_new(p, &p->shards[shard], RQ_SET, cb, arg);
+	if (r == NULL)
+		return -1;
+	n = mc_enc_add(hdr, sizeof(hdr), key, klen, vlen, ttl, r->opaque);
+	if (n < 0) {
+		free(r);
+		return -1;
+	}
+	submit(r, hdr, (size_t)n, val ? val : "", vlen);
+	return 0;
+}
+
+int pool_invalidate(struct pool *p, const char *key, size_t klen, uint32_t ttl,
+		    pool_cb cb, void *arg)
+{
+	char hdr[MC_MAX_HDR];
+	struct req *r;
+	int shard, n;
+
+	if (!request_ok(p, cb) || (shard = pool_shard_of(p, key, klen)) < 0)
+		return -1;
+	r = req_new(p, &p->shards[shard], RQ_DELETE, cb, arg);
+	if (r == NULL)
+		return -1;
+	n = mc_enc_invalidate(hdr, sizeof(hdr), key, klen, ttl, r->opaque);
 	if (n < 0) {
 		free(r);
 		return -1;

@@ -124,6 +124,33 @@ int pool_get(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg
 int pool_set(struct pool *p, const char *key, size_t klen, const void *val, size_t vlen,
 	     uint32_t ttl, pool_cb cb, void *arg);
 int pool_delete(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg);
+
+/*
+ * The meta protocol's coordination (memcached is the fleet's only shared
+ * state, see cacheio.c). Same contract as the requests above.
+ *
+ * pool_get_meta: a get that also reports the reply's W/Z/X flags (MC_MF_*
+ * of mcproto.h) and CAS in *m (zeroed when the get failed); vivify > 0
+ * makes a miss create an empty item living vivify seconds, answered MC_OK
+ * with vlen 0 and MC_MF_WON to this caller alone.
+ * pool_add: store only when the key is absent: MC_OK, or MC_NOTSTORED.
+ * pool_invalidate: mark the item stale (its readers see MC_MF_STALE, the
+ * first of them MC_MF_WON) and let it live ttl more seconds: MC_OK, or
+ * MC_NOTFOUND.
+ */
+struct pool_meta {
+	unsigned flags;		/* MC_MF_* */
+	uint64_t cas;
+	int64_t ttl;		/* seconds left, -1 = never expires */
+};
+typedef void (*pool_meta_cb)(void *arg, enum mc_status st, const struct pool_meta *m,
+			     const uint8_t *val, size_t vlen);
+int pool_get_meta(struct pool *p, const char *key, size_t klen, uint32_t vivify,
+		  pool_meta_cb cb, void *arg);
+int pool_add(struct pool *p, const char *key, size_t klen, const void *val, size_t vlen,
+	     uint32_t ttl, pool_cb cb, void *arg);
+int pool_invalidate(struct pool *p, const char *key, size_t klen, uint32_t ttl,
+		    pool_cb cb, void *arg);
 /* flush_all on one shard (the CLI and admin fan it out). */
 int pool_flush_shard(struct pool *p, int shard, pool_cb cb, void *arg);
 /* stats on one shard: val = the STAT lines as sent, without the END line. */

@@ -197,6 +197,7 @@ worker_start(struct worker *w, int id, const struct generation *g, SSL_CTX *tls,
 	w->cache.cf = cf;
 	w->cache.pool = w->pool;
 	w->cache.m = &w->m;
+	w->cache.base = w->base;
 	w->spoe.base = w->base;
 	w->spoe.conf = &cf->agent;
 	w->spoe.m = &w->m;

@@ -401,6 +401,9 @@ static const struct field policy_fields[] = {
 	{ "vary_query_params", K_STRLIST, PO(vary_query_params), 0, 0, 0 },
 	{ "vary_body_json_fields", K_STRLIST, PO(vary_body_json_fields), 0, POL_MAX_VARY, 0 },
 	{ "l1_ttl", K_INT, PO(l1_ttl), 0, 3600, 0 },
+	{ "collapse_wait", K_INT, PO(collapse_wait), 0, 60000, 0 },
+	{ "stale_while_revalidate", K_INT, PO(stale_while_revalidate), 0, 30 * 86400, 0 },
+	{ "stale_if_error", K_INT, PO(stale_if_error), 0, 30 * 86400, 0 },
 	{ "key_routing_headers", K_STRLIST, PO(key_routing_headers), 0, POL_MAX_VARY, 0 },
 	/* "routing_headers" ("key" | "bypass") is read by parse_policy() */
 	{ NULL, K_INT, 0, 0, 0, 0 }
@@ -438,6 +441,7 @@ policy_defaults(struct sc_policy *p)
 	p->cache_ttl = 300;
 	p->storage_ttl = -1;
 	p->l1_ttl = 1;
+	p->collapse_wait = POL_COLLAPSE_WAIT_DEFAULT;
 	if (strlist_set(&p->request_method, methods) < 0 || strlist_set(&p->content_type, types) < 0 ||
 	    strlist_set(&p->key_routing_headers, pol_routing_headers_default) < 0)
 		return -1;

@@ -32,6 +32,12 @@ struct metrics {
 	atomic_uint_fast64_t conns_refused;	/* closed at accept: agent.max_connections open */
 	atomic_uint_fast64_t accept_pauses;	/* accepting paused: out of file descriptors */
 	atomic_uint_fast64_t entries_rejected[ENTRY_NERR];	/* by ENTRY_ERR_INDEX() */
+	/* Collapsed forwarding and stale serving (cacheio.c) */
+	atomic_uint_fast64_t collapse_waits;	/* lookups that waited for another's fetch */
+	atomic_uint_fast64_t collapse_outcomes[3];	/* ... and then: hit, origin, timeout */
+	atomic_uint_fast64_t refresh_locks[2];	/* refresh locks taken: won, lost */
+	atomic_uint_fast64_t stale_served[PST_MAX];	/* stale entries served, by pol_stale */
+	atomic_uint_fast64_t pass_marks;	/* pass markers stored: not storable, don't wait */
 };
 
 #define M_INC(m, f)	atomic_fetch_add_explicit(&(m)->f, 1, memory_order_relaxed)

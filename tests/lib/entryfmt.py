@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import struct
 
-VERSION = 2
+VERSION = 3
 TAG_CRC32C = 0
 TAG_HMAC = 1
 
@@ -35,7 +35,7 @@ def crc32c(data):
 
 
 def encode(key, status=200, headers=b"", body=b"", stored_at=None, lifetime=300, age0=0,
-           flags=0, vary=b"", secret=None, version=VERSION, tag_kind=None):
+           flags=0, vary=b"", secret=None, version=VERSION, tag_kind=None, swr=0, sie=0):
     """The bytes of one entry. key, headers, body, vary: bytes (str is
     encoded as latin-1); headers is the replay text "Name: value\\r\\n"...
     secret: sign with HMAC-SHA-256 (else a CRC-32C). stored_at defaults
@@ -48,7 +48,7 @@ def encode(key, status=200, headers=b"", body=b"", stored_at=None, lifetime=300,
     if tag_kind is None:
         tag_kind = TAG_HMAC if secret is not None else TAG_CRC32C
     out = b"SCE" + bytes([version, tag_kind])
-    out += struct.pack(">qqqHI", stored_at, lifetime, age0, status, flags)
+    out += struct.pack(">qqqHIII", stored_at, lifetime, age0, status, flags, swr, sie)
     out += bytes([len(key)]) + key
     for blk in (headers, vary, body):
         out += struct.pack(">I", len(blk)) + blk

@@ -77,6 +77,12 @@ test_numbers(void)
 	CHECK(cc_of("MAX-AGE=0", &cc) == 0 && cc.max_age == 0);
 	CHECK(cc_of("max-age=007", &cc) == 0 && cc.max_age == 7);
 	CHECK(cc_of("max-age = 9", &cc) == 0 && cc.max_age == 9);
+	/* RFC 5861: the first valid one counts, an invalid one is ignored */
+	CHECK(cc_of("max-age=1, stale-while-revalidate=30, stale-if-error=\"600\"", &cc) == 0);
+	CHECK(cc.swr == 30 && cc.sie == 600);
+	CHECK(cc_of("stale-while-revalidate=5, stale-while-revalidate=9", &cc) == 0 && cc.swr == 5);
+	CHECK(cc_of("stale-while-revalidate, stale-if-error=x", &cc) == CC_MALFORMED);
+	CHECK(cc.swr == -1 && cc.sie == -1);
 }
 
 static void

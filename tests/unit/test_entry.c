@@ -21,7 +21,7 @@
 #define KEY	"5f0c3b1e9a7d4c2b8e6f1a0d3c5b7e9f2a4c6e8b0d1f3a5c7e9b2d4f6a8c0e1b"
 #define KEY2	"6f0c3b1e9a7d4c2b8e6f1a0d3c5b7e9f2a4c6e8b0d1f3a5c7e9b2d4f6a8c0e1b"
 #define SECRET	"correct horse battery staple"
-#define OFF_KEYLEN	35
+#define OFF_KEYLEN	43
 #define HOFF	(OFF_KEYLEN + 1 + 64)	/* the header block's length, with KEY */
 
 /* Outcome only: the decoded pointers die with the mapping. */
@@ -56,6 +56,8 @@ sample(void)
 	e.age0 = 17;
 	e.status = 200;
 	e.flags = 0xA5000001u;
+	e.swr = 60;
+	e.sie = UINT32_MAX;
 	e.key = KEY;
 	e.klen = 64;
 	e.hdrs = hdrs;
@@ -72,6 +74,7 @@ same(const struct entry *a, const struct entry *b)
 {
 	return a->stored_at == b->stored_at && a->lifetime == b->lifetime &&
 	    a->age0 == b->age0 && a->status == b->status && a->flags == b->flags &&
+	    a->swr == b->swr && a->sie == b->sie &&
 	    a->klen == b->klen && (a->klen == 0 || memcmp(a->key, b->key, a->klen) == 0) &&
 	    a->hlen == b->hlen && (a->hlen == 0 || memcmp(a->hdrs, b->hdrs, a->hlen) == 0) &&
 	    a->vlen == b->vlen && (a->vlen == 0 || memcmp(a->vary, b->vary, a->vlen) == 0) &&
@@ -112,7 +115,7 @@ test_round_trip(void)
 	n = entry_encode(&e, NULL, buf, sizeof(buf));
 	CHECK(n > 0 && (size_t)n == entry_size(&e, NULL));
 	CHECK((size_t)n == ENTRY_OVERHEAD + e.klen + e.hlen + e.vlen + e.blen);
-	CHECK(memcmp(buf, "SCE\x02\x00", 5) == 0);
+	CHECK(memcmp(buf, "SCE\x03\x00", 5) == 0);
 	CHECK(buf[OFF_KEYLEN] == 64 && memcmp(buf + OFF_KEYLEN + 1, KEY, 64) == 0);
 	gp = guard_put(&g, buf, (size_t)n);
 	CHECK(entry_decode(gp, (size_t)n, KEY, 64, NULL, &d) == 0);
@@ -276,7 +279,9 @@ test_version_and_magic(void)
 	CHECK(decode_guarded(buf, 4) == ENTRY_ERR_VERSION);	/* the layout is unknown */
 	buf[3] = 0;
 	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_VERSION);
-	buf[3] = 3;
+	buf[3] = 2;	/* the format before stale windows */
+	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_VERSION);
+	buf[3] = 4;
 	CHECK(decode_guarded(buf, (size_t)n) == ENTRY_ERR_VERSION);
 	buf[3] = ENTRY_VERSION;
 	CHECK(decode_guarded(buf, (size_t)n) == 0);
@@ -412,7 +417,7 @@ test_junk_bytes(void)
 		/* half the rounds get a valid magic, version and checksum so the
 		 * length checks are what is exercised */
 		if ((round & 1) && len >= ENTRY_OVERHEAD) {
-			memcpy(buf, "SCE\x02\x00", 5);
+			memcpy(buf, "SCE\x03\x00", 5);
 			if (round & 2) {
 				buf[OFF_KEYLEN] = (uint8_t)(len - ENTRY_OVERHEAD);
 				if (buf[OFF_KEYLEN] > 64)

@@ -96,6 +96,44 @@ static void t_enc_other(void)
 	CHECK(mc_enc_stats(NULL, 100) == -1);
 }
 
+/* The meta flags the fleet coordinates with: vivify, add, invalidate, and
+ * the W/Z/X flags and CAS of the replies (memcached 1.6 answers, as seen). */
+static void t_meta_coordination(void)
+{
+	char b[MC_MAX_HDR];
+	struct mc_reply r;
+	int n;
+
+	n = mc_enc_get_meta(b, sizeof(b), "k", 1, 3, 7);
+	CHECK(n == (int)strlen("mg k v f t c N3 O7\r\n"));
+	CHECK_MEM(b, "mg k v f t c N3 O7\r\n", (size_t)n);
+	n = mc_enc_get_meta(b, sizeof(b), "k", 1, 0, 7);
+	CHECK(n == (int)strlen("mg k v f t c O7\r\n"));
+	CHECK_MEM(b, "mg k v f t c O7\r\n", (size_t)n);
+	for (size_t i = 0; i < strlen("mg k v f t c N3 O7\r\n"); i++)
+		CHECK(mc_enc_get_meta(b, i, "k", 1, 3, 7) == -1);
+	n = mc_enc_add(b, sizeof(b), "k", 1, 0, 2, 9);
+	CHECK(n == (int)strlen("ms k 0 T2 ME O9\r\n"));
+	CHECK_MEM(b, "ms k 0 T2 ME O9\r\n", (size_t)n);
+	n = mc_enc_invalidate(b, sizeof(b), "k", 1, 30, 9);
+	CHECK(n == (int)strlen("md k I T30 O9\r\n"));
+	CHECK_MEM(b, "md k I T30 O9\r\n", (size_t)n);
+	CHECK(mc_enc_invalidate(b, sizeof(b), "a b", 3, 30, 9) == -1);
+
+	CHECK(parse_g(S("VA 0 t-1 c1 W O7\r\n\r\n"), 100, &r) == 20);
+	CHECK(r.type == MC_R_VA && r.vlen == 0 && r.mflags == MC_MF_WON && r.has_cas && r.cas == 1);
+	CHECK(parse_g(S("VA 3 t30 c3 Z X O7\r\nabc\r\n"), 100, &r) > 0);
+	CHECK(r.mflags == (MC_MF_LOST | MC_MF_STALE) && r.cas == 3 && r.ttl == 30);
+	CHECK(parse_g(S("VA 3 c18446744073709551615 O7\r\nabc\r\n"), 100, &r) > 0);
+	CHECK(r.cas == UINT64_MAX);
+	CHECK(parse_g(S("VA 3 c18446744073709551616 O7\r\nabc\r\n"), 100, &r) == -1);
+	CHECK(parse_g(S("VA 3 c O7\r\nabc\r\n"), 100, &r) == -1);
+	CHECK(parse_g(S("VA 3 cx O7\r\nabc\r\n"), 100, &r) == -1);
+	CHECK(parse_g(S("VA 3 W1 O7\r\nabc\r\n"), 100, &r) == -1);
+	CHECK(parse_g(S("HD O7\r\n"), 100, &r) == 7 && r.mflags == 0 && !r.has_cas);
+	CHECK(parse_g(S("NS O7\r\n"), 100, &r) == 7 && r.type == MC_R_NS);
+}
+
 static void t_keys(void)
 {
 	char k[300], b[MC_MAX_HDR];
@@ -363,6 +401,7 @@ int main(void)
 	RUN(t_enc_get);
 	RUN(t_enc_set);
 	RUN(t_enc_other);
+	RUN(t_meta_coordination);
 	RUN(t_keys);
 	RUN(t_reply_kinds);
 	RUN(t_binary_value);

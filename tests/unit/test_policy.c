@@ -1575,6 +1575,149 @@ test_mc_ttl(void)
 	    T.st.mc_ttl == T0 + 3000000);
 }
 
+/* ---- collapsed forwarding and stale serving (issue 17) ---- */
+
+/* The lookup of r, then what a fetch answered with meta flags mc finds. */
+static int
+get_mc(const struct sc_policy *p, const struct rq *r, unsigned mc, int64_t now)
+{
+	if (lookup(p, r) != PA_FETCH)
+		return -1;
+	T.L.mc = mc;
+	return (int)fetch(now);
+}
+
+static void
+test_collapsed_forwarding(void)
+{
+	struct sc_policy p = policy();
+	const uint8_t empty[1] = { 0 };
+
+	p.collapse_wait = 1000;
+	/* a miss claims the fetch for a little longer than anyone waits */
+	CHECK(lookup(&p, ROOT) == PA_FETCH && T.L.vivify == 2 && T.L.lock_ttl == 2);
+	CHECK(lookup(&p, RQ(.method = "HEAD")) == PA_FETCH && T.L.vivify == 0);
+	CHECK(lookup(&p, RQ(.h = H(HOST, "If-None-Match", "\"x\""))) == PA_FETCH && T.L.vivify == 0);
+	p.collapse_wait = 2500;
+	CHECK(lookup(&p, ROOT) == PA_FETCH && T.L.vivify == 4);
+	p.collapse_wait = 1000;
+	/* the empty item memcached made for us: go, and leave an entry or the pass marker */
+	lookup(&p, ROOT);
+	T.L.mc = MC_MF_WON;
+	CHECK(fetch_bytes(empty, 0, T0) == PE_MISS && T.hit.status == CS_MISS);
+	CHECK(respond(&p, RS(.status = 500, .body = "x"), T0) == PS_REFUSE && T.st.pass == 1);
+	lookup(&p, ROOT);
+	T.L.mc = MC_MF_WON;
+	fetch_bytes(empty, 0, T0);
+	CHECK(respond(&p, HELLO, T0) == PS_STORE && T.st.pass == 0 && T.st.unlock == 0);
+	/* another's fetch: wait, then go when the wait is over */
+	lookup(&p, ROOT);
+	T.L.mc = MC_MF_LOST;
+	CHECK(fetch_bytes(empty, 0, T0) == PE_WAIT);
+	T.L.mc = 0;
+	T.L.flags |= PL_POLL;
+	CHECK(fetch_bytes(empty, 0, T0) == PE_WAIT);
+	T.L.flags |= PL_WAIT_OVER;
+	CHECK(fetch_bytes(empty, 0, T0) == PE_MISS);
+	/* a waiter's own response is no one's to pass on */
+	CHECK(respond(&p, RS(.status = 500, .body = "x"), T0) == PS_REFUSE && T.st.pass == 0);
+	/* the pass marker: known not storable, go at once */
+	lookup(&p, ROOT);
+	T.L.flags |= PL_POLL;
+	CHECK(fetch_bytes((const uint8_t *)POL_PASS_MARK, POL_PASS_LEN, T0) == PE_MISS &&
+	    T.hit.reject == 0);
+	/* a poll that finds the entry stored: a hit */
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE);
+	lookup(&p, ROOT);
+	T.L.flags |= PL_POLL;
+	CHECK(fetch(T0 + 1) == PE_HIT && hit_body_is("hello", 5));
+	/* a policy that does not wait: nobody waits, nobody claims */
+	p.collapse_wait = 0;
+	CHECK(lookup(&p, ROOT) == PA_FETCH && T.L.vivify == 0);
+	T.L.mc = MC_MF_LOST;
+	CHECK(fetch_bytes(empty, 0, T0) == PE_MISS);
+}
+
+static void
+test_stale_while_revalidate(void)
+{
+	struct sc_policy p = policy_cc();
+	const struct rs *swr = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=10, stale-while-revalidate=60"),
+	    .body = "hello");
+	struct entry e;
+
+	/* kept for its freshness and its window (RFC 5861 3) */
+	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 70);
+	CHECK(stored(&e) && e.swr == 60 && e.sie == 0);
+	CHECK(get(&p, ROOT, T0 + 5) == PE_HIT && T.hit.stale == PST_NONE);
+	/* stale inside the window: one lookup takes the refresh lock ... */
+	CHECK(get(&p, ROOT, T0 + 20) == PE_LOCK);
+	T.L.lock = PLK_WON;
+	CHECK(fetch(T0 + 20) == PE_REFRESH && T.hit.status == CS_REFRESH);
+	CHECK(respond(&p, swr, T0 + 20) == PS_STORE && T.st.unlock == 1 &&
+	    strcmp(T.st.label, "Refresh") == 0);
+	/* ... and the others are served the stale entry, with its true Age */
+	CHECK(store(&p, ROOT, swr) == PS_STORE);
+	CHECK(get(&p, ROOT, T0 + 20) == PE_LOCK);
+	T.L.lock = PLK_LOST;
+	CHECK(fetch(T0 + 20) == PE_HIT && T.hit.stale == PST_SWR && T.hit.status == CS_HIT);
+	CHECK(hit_has("age: 20") && hit_body_is("hello", 5));
+	/* a waiting lookup that reads it again does not take the lock */
+	T.L.lock = PLK_NONE;
+	T.L.flags |= PL_POLL;
+	CHECK(fetch(T0 + 20) == PE_REFRESH);
+	/* past the window: refreshed, or waited for when the policy waits */
+	CHECK(get(&p, ROOT, T0 + 71) == PE_REFRESH);
+	p.collapse_wait = 1000;
+	CHECK(get(&p, ROOT, T0 + 71) == PE_LOCK);
+	T.L.lock = PLK_LOST;
+	CHECK(fetch(T0 + 71) == PE_WAIT);
+	/* a client asking for freshness is never served stale */
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-age=30")), T0 + 20) == PE_LOCK);
+	T.L.lock = PLK_LOST;
+	CHECK(fetch(T0 + 20) == PE_WAIT);
+	p.collapse_wait = 0;
+	/* never for an entry that must be revalidated (RFC 9111 5.2.2.2, 5.2.2.8, 5.2.2.10) */
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control",
+	    "max-age=10, stale-while-revalidate=60, must-revalidate"), .body = "x")) == PS_STORE);
+	CHECK(T.st.mc_ttl == 10 && stored(&e) && e.swr == 0);
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control",
+	    "s-maxage=10, stale-while-revalidate=60"), .body = "x")) == PS_STORE && T.st.mc_ttl == 10);
+	/* the policy's window when the response gives none; the response's otherwise */
+	p.stale_while_revalidate = 30;
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=10"), .body = "x")) ==
+	    PS_STORE && T.st.mc_ttl == 40);
+	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 70);
+	p.stale_if_error = 600;
+	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 610 && stored(&e) && e.sie == 600);
+	/* cache_control = false (Kong's): the response's directives are not read */
+	p.cache_control = 0;
+	p.stale_if_error = 0;
+	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 300 + 30);
+}
+
+static void
+test_soft_purge(void)
+{
+	struct sc_policy p = policy();
+
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE);
+	/* marked stale (md I): the first reader refreshes, the others are served */
+	CHECK(get_mc(&p, ROOT, MC_MF_STALE | MC_MF_WON, T0 + 1) == PE_REFRESH);
+	CHECK(respond(&p, RS(.status = 500, .body = "x"), T0 + 1) == PS_REFUSE && T.st.pass == 1);
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE);
+	CHECK(get_mc(&p, ROOT, MC_MF_STALE | MC_MF_LOST, T0 + 1) == PE_HIT &&
+	    T.hit.stale == PST_PURGE);
+	CHECK(get_mc(&p, ROOT, MC_MF_STALE, T0 + 1) == PE_HIT && T.hit.stale == PST_PURGE);
+	/* an entry that must be revalidated is waited for instead */
+	p.cache_control = 1;
+	p.collapse_wait = 1000;
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60, must-revalidate"),
+	    .body = "x")) == PS_STORE);
+	CHECK(get_mc(&p, ROOT, MC_MF_STALE | MC_MF_LOST, T0 + 1) == PE_WAIT);
+	CHECK(get_mc(&p, ROOT, 0, T0 + 1) == PE_HIT);
+}
+
 static void
 test_zero_ttl(void)
 {
@@ -1613,7 +1756,9 @@ test_entry_unusable(void)
 	CHECK(fetch_bytes(T.val, T.vlen - 1, T0 + 1) == PE_MISS && strcmp(T.hit.note, "corrupt") == 0);
 	CHECK(fetch_bytes((const uint8_t *)"hello", 5, T0 + 1) == PE_MISS &&
 	    strcmp(T.hit.note, "corrupt") == 0);
-	CHECK(fetch_bytes(T.val, 0, T0 + 1) == PE_MISS && strcmp(T.hit.note, "corrupt") == 0);
+	/* an empty value is a fetch in progress (collapsed forwarding), not
+	 * an entry: without collapse_wait nobody waits for it */
+	CHECK(fetch_bytes(T.val, 0, T0 + 1) == PE_MISS && T.hit.note == NULL);
 	/* and is overwritten by the response to this miss */
 	CHECK(respond(&p, RS(.body = "again"), T0 + 1) == PS_STORE && strcmp(T.st.label, "Miss") == 0);
 	CHECK(get(&p, ROOT, T0 + 2) == PE_HIT && hit_body_is("again", 5));
@@ -1894,6 +2039,9 @@ main(void)
 	TEST(test_too_big);
 	TEST(test_mc_ttl);
 	TEST(test_zero_ttl);
+	TEST(test_collapsed_forwarding);
+	TEST(test_stale_while_revalidate);
+	TEST(test_soft_purge);
 	TEST(test_entry_unusable);
 	TEST(test_entry_extreme_fields);
 	TEST(test_entry_refused_before_replay);
