@@ -137,7 +137,8 @@ class Origin(BaseHTTPRequestHandler):
     def gen(self, q, n, reqbody):
         """status=, ct=, h=Name:Value (repeatable), body=, size=N (bytes,
         every value), serial=1 (append the serial), echo=1 (body = request
-        body), te=chunked (no Content-Length), cl=N (lie about length)."""
+        body), te=chunked (no Content-Length), cl=N (lie about length),
+        delay=MS (answer that much later)."""
         status, ctype, headers, body = 200, "text/plain", [], b""
         chunked = False
         for k, v in q:
@@ -159,6 +160,8 @@ class Origin(BaseHTTPRequestHandler):
                 body += reqbody
             elif k == "te":
                 chunked = True
+            elif k == "delay":
+                time.sleep(int(v) / 1000.0)
         if chunked:
             self.send_response(status)
             self.send_header("Content-Type", ctype)

@@ -1,0 +1,172 @@
+#!/usr/bin/env python3
+"""End to end: protecting the origin across the fleet (issue 17), through
+real HAProxy nodes sharing one agent and one memcached pool, and the real
+origin: collapsed forwarding (one origin request for a herd of misses on
+any number of nodes), what waiters do when the winner's response is not
+stored or never comes, stale-while-revalidate (RFC 5861) and soft purge.
+
+memcached is the only state the nodes share: the herd is coordinated by
+its meta protocol (mg N vivify and its W/Z flags, ms ME for a refresh
+lock, md I to mark an entry stale), not by anything in the agent's memory.
+"""
+import os
+import sys
+import threading
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+from harness import main, test, wait_for  # noqa: E402
+from stack import Stack  # noqa: E402
+
+
+def policies(**p):
+    base = dict(content_type='["text/plain"]', cache_ttl="300")
+    base.update(p)
+    return "  default: { %s };\n" % " ".join("%s = %s;" % kv for kv in base.items())
+
+
+def herd(s, ports, path, per_node, headers=None):
+    """per_node concurrent GETs of path on each port, released at once:
+    [(status, headers, body)]."""
+    n = per_node * len(ports)
+    out = [None] * n
+    # one Host on every node, so that they share keys
+    headers = dict({"Host": "www.example.com"}, **(headers or {}))
+    gate = threading.Barrier(n)
+
+    def one(i):
+        gate.wait()
+        try:
+            out[i] = s.request("GET", path, headers, port=ports[i % len(ports)])
+        except Exception as e:  # noqa: BLE001 - recorded, asserted below
+            out[i] = (0, {}, repr(e).encode())
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def get(s, path, port=None):
+    return s.request("GET", path, {"Host": "www.example.com"}, port=port)
+
+
+def metric(s, name):
+    return s.metrics().get(name, 0)
+
+
+@test
+def test_herd_on_three_nodes_reaches_the_origin_once(procs):
+    s = Stack(procs, policies=policies())
+    ports = [s.http_port, s.node()[0], s.node()[0]]
+    path = "/gen?delay=300&serial=1"
+    res = herd(s, ports, path, 20)
+    assert all(st == 200 for st, _, _ in res), [(st, b[:80]) for st, _, b in res if st != 200]
+    bodies = set(b for _, _, b in res)
+    assert len(bodies) == 1, bodies
+    assert s.origin_count(path) == 1, s.origin_count(path)
+    statuses = [h.get("x-cache-status") for _, h, _ in res]
+    assert statuses.count("Miss") == 1, statuses
+    # the others waited in the agent and were answered from the entry
+    assert metric(s, "spoe_cache_collapsed_waits_total") >= 50
+    assert metric(s, 'spoe_cache_collapsed_outcomes_total{outcome="hit"}') >= 50
+    assert metric(s, 'spoe_cache_collapsed_outcomes_total{outcome="timeout"}') == 0
+
+
+@test
+def test_not_storable_winner_sends_waiters_to_the_origin(procs):
+    s = Stack(procs, policies=policies())
+    ports = [s.http_port, s.node()[0]]
+    path = "/gen?delay=300&serial=1&status=500"
+    res = herd(s, ports, path, 10)
+    # no error caused by the wait: every client gets what the origin says
+    assert all(st == 500 for st, _, _ in res), [(st, b[:80]) for st, _, b in res]
+    assert metric(s, "spoe_cache_pass_markers_total") == 1
+    waits = metric(s, "spoe_cache_collapsed_waits_total")
+    assert metric(s, 'spoe_cache_collapsed_outcomes_total{outcome="origin"}') == waits
+    # remembered: the next requests go straight to the origin, no waiting
+    for _ in range(5):
+        st, h, _ = get(s, path)
+        assert st == 500 and h.get("x-cache-status") == "Bypass", (st, h)
+    assert metric(s, "spoe_cache_collapsed_waits_total") == waits
+
+
+@test
+def test_waiters_give_up_after_collapse_wait(procs):
+    # The winner's response takes longer than the waiters wait: they go
+    # to the origin themselves after collapse_wait (and store, as a miss).
+    s = Stack(procs, policies=policies(collapse_wait="200"))
+    path = "/gen?delay=1500&serial=1"
+    res = herd(s, [s.http_port], path, 6)
+    assert all(st == 200 for st, _, _ in res), [(st, b[:80]) for st, _, b in res]
+    assert metric(s, 'spoe_cache_collapsed_outcomes_total{outcome="timeout"}') >= 1
+    assert s.origin_count(path) >= 2
+
+
+@test
+def test_collapse_wait_zero_turns_it_off(procs):
+    s = Stack(procs, policies=policies(collapse_wait="0"))
+    path = "/gen?delay=300&serial=1"
+    res = herd(s, [s.http_port], path, 5)
+    assert all(st == 200 for st, _, _ in res)
+    assert s.origin_count(path) == 5
+    assert metric(s, "spoe_cache_collapsed_waits_total") == 0
+
+
+@test
+def test_stale_while_revalidate_serves_stale_while_one_refreshes(procs):
+    # RFC 5861 3: inside the window a stale entry is served at once (with
+    # its true Age) while exactly one request refreshes it.
+    s = Stack(procs, policies=policies(cache_control="true"))
+    ports = [s.http_port, s.node()[0]]
+    path = "/gen?serial=1&delay=400&h=Cache-Control:max-age=1,stale-while-revalidate=60"
+    st, h, first = get(s, path)
+    assert st == 200 and h["x-cache-status"] == "Miss", h
+    wait_for(lambda: get(s, path)[1].get("x-cache-status") == "Hit", what="a Hit")
+    time.sleep(2.2)
+    res = herd(s, ports, path, 8)
+    statuses = [h.get("x-cache-status") for _, h, _ in res]
+    assert statuses.count("Refresh") == 1, statuses
+    stale = [(h, b) for _, h, b in res if h.get("x-cache-status") == "Hit"]
+    assert len(stale) == len(res) - 1, statuses
+    assert all(b == first and int(h["age"]) >= 2 for h, b in stale), \
+        [(h.get("age"), b) for h, b in stale]
+    assert s.origin_count(path) == 2
+    assert metric(s, 'spoe_cache_stale_served_total{reason="while_revalidate"}') == len(stale)
+    # the refresh is what the next request gets, fresh
+    st, h, body = get(s, path)
+    assert h["x-cache-status"] == "Hit" and body != first and int(h["age"]) <= 1, (h, body)
+
+
+@test
+def test_soft_purge_revalidates_once_and_serves_the_rest(procs):
+    s = Stack(procs, policies=policies())
+    path = "/gen?serial=1&delay=400"
+    st, h, first = get(s, path)
+    key = h["x-cache-key"]
+    s.wait_cached(path, {"Host": "www.example.com"})
+    rc, out, err = s.ctl("purge", "--soft", key)
+    assert rc == 0 and "marked stale" in out, (rc, out, err)
+    res = herd(s, [s.http_port], path, 6)
+    statuses = [h.get("x-cache-status") for _, h, _ in res]
+    assert statuses.count("Refresh") == 1, statuses
+    assert all(b == first for _, h, b in res if h.get("x-cache-status") == "Hit")
+    assert s.origin_count(path) == 2
+    assert metric(s, 'spoe_cache_stale_served_total{reason="soft_purge"}') == 5
+    st, h, body = get(s, path)
+    assert h["x-cache-status"] == "Hit" and body != first, (h, body)
+    # the admin endpoint does the same
+    st, _, out = s.request("DELETE", "/cache/%s?soft=1" % key, port=s.admin_port)
+    assert st == 200, out
+    st, h, _ = get(s, path)
+    assert h["x-cache-status"] == "Refresh", h
+    # a plain purge still deletes
+    rc, out, err = s.ctl("purge", key)
+    assert rc == 0 and "purged" in out
+    st, h, _ = get(s, path)
+    assert h["x-cache-status"] == "Miss", h
+
+
+if __name__ == "__main__":
+    main()
