@@ -383,7 +383,7 @@ def test_signed_entries(procs):
     # what the agent stored: bound to the key, signed with HMAC-SHA-256 as
     # any implementation computes it (the file's line end is not the secret)
     v = stored(s, key)
-    assert v[:5] == b"SCE\x02\x01" and v[35] == 64 and v[36:100] == key.encode(), v[:100]
+    assert v[:5] == b"SCE\x03\x01" and v[43] == 64 and v[44:108] == key.encode(), v[:108]
     assert hmac.compare_digest(hmac.new(SECRET.encode(), v[:-32], hashlib.sha256).digest(),
                                v[-32:])
     rc, out, err = s.ctl("get", key)

@@ -532,12 +532,14 @@ def test_metrics_follow_known_traffic(procs):
     assert 11 + 1 <= fin <= 11 + metric(m, "spoe_cache_spop_connections_total"), m
 
     # memcached requests per shard: 5 gets (every GET lookup), 1 set (/text),
-    # 1 delete (the POST's invalidation). The stats are snapshots taken
-    # every second by each worker.
+    # 3 pass markers (each refused response's lookup had claimed the fetch:
+    # collapsed forwarding), 1 delete (the POST's invalidation). The stats
+    # are snapshots taken every second by each worker.
+    assert metric(m, "spoe_cache_pass_markers_total") == 3
     def shard_totals():
         mm = s.metrics()
         return mm if sum(metric(mm, "spoe_cache_memcached_requests_total", shard=n)
-                         for n in names) >= 7 else None
+                         for n in names) >= 10 else None
     m = wait_for(shard_totals, timeout=10, what="per-shard counters")
     total = 0
     for n in names:
@@ -553,7 +555,7 @@ def test_metrics_follow_known_traffic(procs):
         assert vals == sorted(vals) and vals[-1] == cnt, (n, buckets)
         assert metric(m, "spoe_cache_memcached_latency_seconds_sum", shard=n) >= 0
         total += req
-    assert total == 7, m
+    assert total == 10, m
 
     # A burst of Hits: exactly one more ACK and Hit per request.
     before = s.metrics()
