@@ -111,6 +111,11 @@ build/asan/spoe-cache-ctl: $(call CTL_OBJ,asan) $(ASAN_CORE_LIB)
 build/asan/tests/%: tests/unit/%.c $(ASAN_CORE_LIB) $(wildcard tests/unit/*.h agent/core/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -O1 $(SAN) $(CORE_INC) -Itests/unit -o $@ $(filter %.c %.a,$^) $(CORE_LIBS) $(LDLIBS)
+# procstat.c is pure but lives in agent/ops (it is no cache codec): its
+# test links it alone.
+build/asan/tests/test_procstat: tests/unit/test_procstat.c agent/ops/procstat.c $(wildcard tests/unit/*.h) agent/ops/procstat.h
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -O1 $(SAN) -Iagent/ops -Itests/unit -o $@ $(filter %.c,$^) $(LDLIBS)
 build/tools/%: tests/tools/%.c $(call obj,obj,$(CTL_IO) $(OPS_SRC)) $(CORE_LIB) $(wildcard agent/*/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(IO_INC) -o $@ $(filter %.c %.o %.a,$^) $(ALL_LIBS) $(LDLIBS)
