@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -40,9 +41,8 @@
 #include "log.h"
 #include "pool.h"
 #include "spop.h"
+#include "version.h"
 #include "worker.h"
-
-#define VERSION "0.1.0"
 
 #define ACCEPT_BACKOFF_MIN_MS	50	/* first pause after a failed accept() */
 #define ACCEPT_BACKOFF_MAX_MS	2000	/* doubling up to this while it keeps failing */
@@ -62,6 +62,7 @@ struct agent {
 	int debug;			/* -d: debug level whatever the config says */
 	atomic_int nconns;		/* SPOP sockets handed to workers, not closed yet */
 	struct metrics m;		/* the acceptor's: conns_refused, accept_pauses */
+	struct proc_metrics pm;		/* start time, reloads */
 	struct event *accept_resume;	/* re-enables the listener after a pause */
 	int backoff_ms;			/* current pause; 0 after an accept succeeds */
 	char *unix_path;		/* the socket file we created, removed at exit */
@@ -289,25 +290,33 @@ on_reap(evutil_socket_t fd, short what, void *arg)
 	reap(arg);
 }
 
-static void
-on_hup(evutil_socket_t sig, short what, void *arg)
+static double
+real_now(void)
 {
-	struct agent *ag = arg;
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Load ag->cf->path again: 0 when it is the new generation, -1 (and one
+ * log line) when it is refused and the running one stays. */
+static int
+reload(struct agent *ag)
+{
 	char err[512];
 	struct sc_config *cf;
 	struct generation *g;
 
-	(void)sig;
-	(void)what;
 	cf = config_load(ag->cf->path, err, sizeof(err));
 	if (cf == NULL) {
 		log_err("reload refused, keeping the running configuration: %s", err);
-		return;
+		return -1;
 	}
 	if (cf->pool.tls != ag->cf->pool.tls) {
 		log_err("reload refused: changing memcached.tls needs a restart");
 		config_free(cf);
-		return;
+		return -1;
 	}
 	/* Every worker and the admin endpoint will build a pool from the new
 	 * host list at the addresses resolved here, once; a name that does not
@@ -318,7 +327,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	if (g == NULL) {
 		log_err("reload refused, keeping the running configuration: %s: %s", cf->path, err);
 		config_free(cf);
-		return;
+		return -1;
 	}
 	{
 		struct pool *probe = pool_new_at(ag->base, &cf->pool, g->addrs, ag->tls, err,
@@ -328,7 +337,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 			log_err("reload refused, keeping the running configuration: %s: %s",
 			    cf->path, err);
 			generation_free(g);
-			return;
+			return -1;
 		}
 		pool_free(probe);
 	}
@@ -360,6 +369,26 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	admin_reload(ag->admin, g);
 	log_notice("configuration reloaded from %s (generation %lu)", cf->path, g->n);
 	reap(ag);
+	return 0;
+}
+
+/* SIGHUP: reload, and keep the score /metrics shows
+ * (spoe_cache_config_reloads_total, spoe_cache_config_last_reload_*). */
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	struct agent *ag = arg;
+
+	(void)sig;
+	(void)what;
+	if (reload(ag) == 0) {
+		ag->pm.reloads_ok++;
+		ag->pm.last_reload_ok = 1;
+		ag->pm.last_reload_ok_time = real_now();
+	} else {
+		ag->pm.reloads_failed++;
+		ag->pm.last_reload_ok = 0;
+	}
 }
 
 /*
@@ -486,12 +515,13 @@ main(int argc, char **argv)
 	int check = 0, debug = 0, opt, rc = 1;
 
 	memset(&ag, 0, sizeof(ag));
+	ag.pm.start_time = real_now();
 	while ((opt = getopt(argc, argv, "c:tdVh")) != -1) {
 		switch (opt) {
 		case 'c': file = optarg; break;
 		case 't': check = 1; break;
 		case 'd': debug = ag.debug = 1; break;
-		case 'V': printf("spoe-cache-agent %s\n", VERSION); return 0;
+		case 'V': printf("spoe-cache-agent %s\n", SC_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
 		}
@@ -505,6 +535,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "spoe-cache-agent: %s\n", err);
 		return 1;
 	}
+	ag.pm.last_reload_ok = 1;
+	ag.pm.last_reload_ok_time = real_now();
 	if (check) {
 		/* What start-up would read besides the file: the TLS files. */
 		if (ag.cf->pool.tls) {
@@ -583,8 +615,8 @@ main(int argc, char **argv)
 			goto out_workers;
 		}
 	}
-	ag.admin = admin_new(ag.base, ag.gens, ag.tls, ag.workers, ag.nworkers, &ag.m, err,
-	    sizeof(err));
+	ag.admin = admin_new(ag.base, ag.gens, ag.tls, ag.workers, ag.nworkers, &ag.m, &ag.pm,
+	    err, sizeof(err));
 	if (ag.admin == NULL && ag.cf->agent.admin_listen[0] != '\0') {
 		log_err("admin endpoint: %s", err);
 		goto out_workers;
@@ -599,11 +631,11 @@ main(int argc, char **argv)
 	}
 	if (ag.cf->agent.unix_path != NULL)
 		log_notice("spoe-cache-agent %s listening on %s, %d threads, %zu memcached shards%s",
-		    VERSION, ag.cf->agent.listen, ag.nworkers, ag.cf->pool.nhosts,
+		    SC_VERSION, ag.cf->agent.listen, ag.nworkers, ag.cf->pool.nhosts,
 		    ag.cf->pool.tls ? " (TLS)" : "");
 	else
 		log_notice("spoe-cache-agent %s listening on %s:%u, %d threads, %zu memcached "
-		    "shards%s", VERSION, ag.cf->agent.listen, ag.cf->agent.port, ag.nworkers,
+		    "shards%s", SC_VERSION, ag.cf->agent.listen, ag.cf->agent.port, ag.nworkers,
 		    ag.cf->pool.nhosts, ag.cf->pool.tls ? " (TLS)" : "");
 	event_base_dispatch(ag.base);
 	rc = 0;

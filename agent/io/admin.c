@@ -2,7 +2,8 @@
  * admin.c - the admin and metrics endpoint; see admin.h. Runs on the main
  * thread's event_base. It reads workers' counters (relaxed atomics) and
  * their per-shard snapshots (under each worker's lock, refreshed every
- * second); it never touches a worker's pool.
+ * second); it never touches a worker's pool. /metrics also reads
+ * /proc/self (procstat.c) and the main thread's proc_metrics.
  *
  * Bounded like every listener: requests of at most ADMIN_MAX_HEADERS of
  * headers and ADMIN_MAX_BODY of body (evhttp answers 413 and closes), a
@@ -22,6 +23,8 @@
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <libmemcached/memcached.h>
+#include <openssl/crypto.h>
 
 #include "admin.h"
 #include "entry.h"
@@ -30,6 +33,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
+#include "procstat.h"
+#include "version.h"
 #include "worker.h"
 
 #define ADMIN_MAX_HEADERS	16384	/* request line and headers */
@@ -57,6 +62,7 @@ struct admin {
 	int nconns, cap;
 	struct event *sweep_ev;		/* every second: closed and too slow connections */
 	const struct metrics *accept_m;	/* the SPOP acceptor's counters */
+	const struct proc_metrics *pm;	/* start time, reloads (agent.c's) */
 	uint64_t slow_closes;		/* requests not whole within agent.admin.timeout */
 	uint64_t paused;		/* times max_connections paused the listener */
 	const struct generation *gen;	/* what cf and pool belong to */
@@ -255,13 +261,175 @@ authorized(struct admin *a, struct evhttp_request *req)
 }
 
 /*
+ * The Prometheus text format (0.0.4): each family is one group, its HELP
+ * and TYPE lines first, then its samples; `promtool check metrics` runs on
+ * a live scrape in tests/wire/test_metrics_prom.py. HELP texts hold no
+ * backslash or newline (they would need escaping).
+ */
+static void
+family(struct evbuffer *b, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void
+scalar_u(struct evbuffer *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+	family(b, name, type, help);
+	evbuffer_add_printf(b, "%s %llu\n", name, (unsigned long long)v);
+}
+
+static void
+scalar_i(struct evbuffer *b, const char *name, const char *type, const char *help, int64_t v)
+{
+	family(b, name, type, help);
+	evbuffer_add_printf(b, "%s %lld\n", name, (long long)v);
+}
+
+/* s as a label value: backslash, double quote and newline escaped (a
+ * memcached host is any string the config gives). */
+static void
+add_label_value(struct evbuffer *b, const char *s)
+{
+	const char *run = s;
+
+	for (; *s != '\0'; s++) {
+		const char *esc = *s == '\\' ? "\\\\" : *s == '"' ? "\\\"" : *s == '\n' ? "\\n" : NULL;
+
+		if (esc == NULL)
+			continue;
+		evbuffer_add(b, run, (size_t)(s - run));
+		evbuffer_add(b, esc, 2);
+		run = s + 1;
+	}
+	evbuffer_add(b, run, (size_t)(s - run));
+}
+
+/* NAME{shard="SHARD" : the caller adds its other labels, "} " and the value. */
+static void
+shard_series(struct evbuffer *b, const char *name, const char *shard)
+{
+	evbuffer_add_printf(b, "%s{shard=\"", name);
+	add_label_value(b, shard);
+	evbuffer_add(b, "\"", 1);
+}
+
+/* Microseconds as seconds, exactly (%g would keep 6 digits of a sum that
+ * only grows). */
+static void
+add_seconds_us(struct evbuffer *b, uint64_t us)
+{
+	evbuffer_add_printf(b, "%llu.%06llu", (unsigned long long)(us / 1000000),
+	    (unsigned long long)(us % 1000000));
+}
+
+static void
+shard_metrics(struct admin *a, struct evbuffer *b, const struct pool_shard_stats *sh, int ns)
+{
+	family(b, "spoe_cache_memcached_up", "gauge",
+	    "1 when every worker thread sees the memcached shard up, else 0.");
+	for (int i = 0; i < ns; i++) {
+		shard_series(b, "spoe_cache_memcached_up", pool_shard_name(a->pool, i));
+		evbuffer_add_printf(b, "} %d\n", sh[i].up == a->nworkers ? 1 : 0);
+	}
+	family(b, "spoe_cache_memcached_requests_total", "counter",
+	    "Requests sent to the memcached shard, whatever became of them.");
+	for (int i = 0; i < ns; i++) {
+		shard_series(b, "spoe_cache_memcached_requests_total", pool_shard_name(a->pool, i));
+		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)sh[i].requests);
+	}
+	family(b, "spoe_cache_memcached_errors_total", "counter",
+	    "Requests to the memcached shard that failed.");
+	for (int i = 0; i < ns; i++) {
+		shard_series(b, "spoe_cache_memcached_errors_total", pool_shard_name(a->pool, i));
+		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)sh[i].errors);
+	}
+	family(b, "spoe_cache_memcached_timeouts_total", "counter",
+	    "Requests to the memcached shard that timed out (memcached.timeout).");
+	for (int i = 0; i < ns; i++) {
+		shard_series(b, "spoe_cache_memcached_timeouts_total", pool_shard_name(a->pool, i));
+		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)sh[i].timeouts);
+	}
+	family(b, "spoe_cache_memcached_latency_seconds", "histogram",
+	    "Time from request to reply of the memcached shard.");
+	for (int i = 0; i < ns; i++) {
+		const char *n = pool_shard_name(a->pool, i);
+		uint64_t cum = 0;
+
+		for (int k = 0; k < POOL_LAT_NBOUNDS; k++) {
+			cum += sh[i].lat_hist[k];
+			shard_series(b, "spoe_cache_memcached_latency_seconds_bucket", n);
+			evbuffer_add_printf(b, ",le=\"%g\"} %llu\n", pool_lat_bounds_us[k] / 1e6,
+			    (unsigned long long)cum);
+		}
+		cum += sh[i].lat_hist[POOL_LAT_NBOUNDS];
+		shard_series(b, "spoe_cache_memcached_latency_seconds_bucket", n);
+		evbuffer_add_printf(b, ",le=\"+Inf\"} %llu\n", (unsigned long long)cum);
+		shard_series(b, "spoe_cache_memcached_latency_seconds_sum", n);
+		evbuffer_add(b, "} ", 2);
+		add_seconds_us(b, sh[i].lat_sum_us);
+		evbuffer_add(b, "\n", 1);
+		shard_series(b, "spoe_cache_memcached_latency_seconds_count", n);
+		evbuffer_add_printf(b, "} %llu\n", (unsigned long long)sh[i].lat_count);
+	}
+}
+
+/* spoe_cache_build_info, and the standard process collector's metrics
+ * (the names and help texts of Prometheus's client libraries). Without
+ * /proc, only the start time. */
+static void
+process_metrics(struct admin *a, struct evbuffer *b)
+{
+	const char *lib[][2] = {
+		{ "version", SC_VERSION },
+		{ "libevent", event_get_version() },
+#ifdef OPENSSL_VERSION_STRING
+		{ "openssl", OpenSSL_version(OPENSSL_VERSION_STRING) },
+#else
+		{ "openssl", OpenSSL_version(OPENSSL_VERSION) },
+#endif
+		{ "libmemcached", memcached_lib_version() },
+	};
+	struct procstat ps;
+
+	family(b, "spoe_cache_build_info", "gauge",
+	    "Always 1; the labels are the agent's version and those of the libraries it runs with.");
+	evbuffer_add(b, "spoe_cache_build_info{", 22);
+	for (size_t i = 0; i < sizeof(lib) / sizeof(lib[0]); i++) {
+		evbuffer_add_printf(b, "%s%s=\"", i ? "," : "", lib[i][0]);
+		add_label_value(b, lib[i][1] != NULL ? lib[i][1] : "");
+		evbuffer_add(b, "\"", 1);
+	}
+	evbuffer_add(b, "} 1\n", 4);
+	family(b, "process_start_time_seconds", "gauge",
+	    "Start time of the process since unix epoch in seconds.");
+	evbuffer_add_printf(b, "process_start_time_seconds %.3f\n", a->pm->start_time);
+	if (procstat_self(&ps) < 0)
+		return;
+	family(b, "process_cpu_seconds_total", "counter",
+	    "Total user and system CPU time spent in seconds.");
+	evbuffer_add_printf(b, "process_cpu_seconds_total %.2f\n", ps.cpu_seconds);
+	scalar_u(b, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.",
+	    ps.rss_bytes);
+	scalar_u(b, "process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.",
+	    ps.vsize_bytes);
+	if (ps.open_fds >= 0)
+		scalar_i(b, "process_open_fds", "gauge", "Number of open file descriptors.",
+		    ps.open_fds);
+	if (ps.max_fds >= 0)
+		scalar_i(b, "process_max_fds", "gauge", "Maximum number of open file descriptors.",
+		    ps.max_fds);
+}
+
+/*
  * Which configuration is in force: a test (or an operator) waits for
  * spoe_cache_config_generation to reach _loaded after a SIGHUP instead of
  * guessing how long the workers take; _held falls back to 1 once the
- * older generations are freed.
+ * older generations are freed. How reloads went uses Prometheus's own
+ * names for it (prometheus_config_last_reload_successful, ...).
  */
 static void
-config_generations(struct admin *a, struct evbuffer *b)
+config_metrics(struct admin *a, struct evbuffer *b)
 {
 	unsigned long taken = a->gen->n;
 	size_t held = 0;
@@ -274,14 +442,25 @@ config_generations(struct admin *a, struct evbuffer *b)
 	}
 	for (const struct generation *g = a->newest; g != NULL; g = g->older)
 		held++;
-	evbuffer_add_printf(b,
-	    "# HELP spoe_cache_config_generation Configuration generation every worker and the admin endpoint use (1 at start, +1 per accepted reload).\n"
-	    "# TYPE spoe_cache_config_generation gauge\nspoe_cache_config_generation %lu\n"
-	    "# HELP spoe_cache_config_generation_loaded Newest configuration generation loaded.\n"
-	    "# TYPE spoe_cache_config_generation_loaded gauge\nspoe_cache_config_generation_loaded %lu\n"
-	    "# HELP spoe_cache_configs_held Configuration generations still in memory.\n"
-	    "# TYPE spoe_cache_configs_held gauge\nspoe_cache_configs_held %zu\n",
-	    taken, a->newest->n, held);
+	scalar_u(b, "spoe_cache_config_generation", "gauge",
+	    "Configuration generation every worker and the admin endpoint use (1 at start, +1 per accepted reload).",
+	    taken);
+	scalar_u(b, "spoe_cache_config_generation_loaded", "gauge",
+	    "Newest configuration generation loaded.", a->newest->n);
+	scalar_u(b, "spoe_cache_configs_held", "gauge",
+	    "Configuration generations still in memory.", held);
+	family(b, "spoe_cache_config_reloads_total", "counter",
+	    "Reloads asked for with SIGHUP, by result (a failure keeps the running configuration).");
+	evbuffer_add_printf(b, "spoe_cache_config_reloads_total{result=\"success\"} %llu\n"
+	    "spoe_cache_config_reloads_total{result=\"failure\"} %llu\n",
+	    (unsigned long long)a->pm->reloads_ok, (unsigned long long)a->pm->reloads_failed);
+	scalar_i(b, "spoe_cache_config_last_reload_successful", "gauge",
+	    "Whether the last configuration load (at start or on SIGHUP) was accepted: 1, or 0.",
+	    a->pm->last_reload_ok);
+	family(b, "spoe_cache_config_last_reload_success_timestamp_seconds", "gauge",
+	    "Time of the last accepted configuration load (at start or on SIGHUP), since unix epoch in seconds.");
+	evbuffer_add_printf(b, "spoe_cache_config_last_reload_success_timestamp_seconds %.3f\n",
+	    a->pm->last_reload_ok_time);
 }
 
 /* Collapsed forwarding and stale serving (cacheio.c). */
@@ -303,26 +482,24 @@ coordination_metrics(struct admin *a, struct evbuffer *b)
 			stale[k] += M_GET(m, stale_served[k]);
 		pass += M_GET(m, pass_marks);
 	}
-	evbuffer_add_printf(b, "# HELP spoe_cache_collapsed_waits_total Lookups that waited for "
-	    "another lookup's fetch of their key (collapsed forwarding).\n"
-	    "# TYPE spoe_cache_collapsed_waits_total counter\nspoe_cache_collapsed_waits_total %llu\n"
-	    "# HELP spoe_cache_collapsed_outcomes_total What waiting lookups ended with: a hit, the "
-	    "origin (nothing stored for them), or the origin after collapse_wait.\n"
-	    "# TYPE spoe_cache_collapsed_outcomes_total counter\n", (unsigned long long)waits);
+	scalar_u(b, "spoe_cache_collapsed_waits_total", "counter",
+	    "Lookups that waited for another lookup's fetch of their key (collapsed forwarding).",
+	    waits);
+	family(b, "spoe_cache_collapsed_outcomes_total", "counter",
+	    "What waiting lookups ended with: a hit, the origin (nothing stored for them), or "
+	    "the origin after collapse_wait.");
 	for (int k = 0; k < 3; k++)
 		evbuffer_add_printf(b, "spoe_cache_collapsed_outcomes_total{outcome=\"%s\"} %llu\n",
 		    outcome[k], (unsigned long long)out[k]);
-	evbuffer_add_printf(b, "# HELP spoe_cache_refresh_locks_total Refresh locks of stale "
-	    "entries tried: won (this lookup refreshed) or lost (another did).\n"
-	    "# TYPE spoe_cache_refresh_locks_total counter\n"
-	    "spoe_cache_refresh_locks_total{result=\"won\"} %llu\n"
-	    "spoe_cache_refresh_locks_total{result=\"lost\"} %llu\n"
-	    "# HELP spoe_cache_pass_markers_total Responses not storable that lookups waited for: "
-	    "their key is passed to the origin for a while.\n"
-	    "# TYPE spoe_cache_pass_markers_total counter\nspoe_cache_pass_markers_total %llu\n"
-	    "# HELP spoe_cache_stale_served_total Stale entries served, by reason.\n"
-	    "# TYPE spoe_cache_stale_served_total counter\n",
-	    (unsigned long long)locks[0], (unsigned long long)locks[1], (unsigned long long)pass);
+	family(b, "spoe_cache_refresh_locks_total", "counter",
+	    "Refresh locks of stale entries tried: won (this lookup refreshed) or lost (another did).");
+	evbuffer_add_printf(b, "spoe_cache_refresh_locks_total{result=\"won\"} %llu\n"
+	    "spoe_cache_refresh_locks_total{result=\"lost\"} %llu\n",
+	    (unsigned long long)locks[0], (unsigned long long)locks[1]);
+	scalar_u(b, "spoe_cache_pass_markers_total", "counter",
+	    "Responses not storable that other lookups may have waited for: their key goes to the "
+	    "origin for a while.", pass);
+	family(b, "spoe_cache_stale_served_total", "counter", "Stale entries served, by reason.");
 	for (int k = PST_NONE + 1; k < PST_MAX; k++)
 		evbuffer_add_printf(b, "spoe_cache_stale_served_total{reason=\"%s\"} %llu\n",
 		    pol_stale_name[k], (unsigned long long)stale[k]);
@@ -334,7 +511,8 @@ metrics(struct admin *a, struct evhttp_request *req)
 	struct evbuffer *b = evbuffer_new();
 	uint64_t lk[CS_MAX] = { 0 }, ref[SR_MAX] = { 0 }, rej[ENTRY_NERR] = { 0 };
 	uint64_t stores = 0, inval = 0, ctot = 0, fin = 0, fout = 0, disc = 0, bad = 0;
-	int64_t copen = 0, infl = 0;
+	uint64_t ev = 0, idle = 0, shed = 0;
+	int64_t copen = 0, infl = 0, buffered = 0;
 	int ns = pool_nshards(a->pool);
 	struct pool_shard_stats *sh = calloc((size_t)ns, sizeof(*sh));
 
@@ -361,108 +539,68 @@ metrics(struct admin *a, struct evhttp_request *req)
 		disc += M_GET(m, disconnects);
 		infl += M_GET(m, inflight);
 		bad += M_GET(m, bad_messages);
+		buffered += M_GET(m, buffered);
+		ev += M_GET(m, evictions);
+		idle += M_GET(m, idle_closes);
+		shed += M_GET(m, acks_shed);
 		for (int r = 0; r < ENTRY_NERR; r++)
 			rej[r] += M_GET(m, entries_rejected[r]);
 		worker_sum_shards(&a->workers[i], sh, ns);
 	}
-	evbuffer_add_printf(b, "# HELP spoe_cache_lookups_total Lookups by cache status.\n"
-	    "# TYPE spoe_cache_lookups_total counter\n");
+	family(b, "spoe_cache_lookups_total", "counter", "Lookups by cache status.");
 	for (int s = 0; s < CS_MAX; s++)
 		evbuffer_add_printf(b, "spoe_cache_lookups_total{status=\"%s\"} %llu\n",
 		    cache_status_name[s], (unsigned long long)lk[s]);
-	evbuffer_add_printf(b, "# HELP spoe_cache_stores_total Responses stored.\n"
-	    "# TYPE spoe_cache_stores_total counter\nspoe_cache_stores_total %llu\n",
-	    (unsigned long long)stores);
-	evbuffer_add_printf(b, "# HELP spoe_cache_store_refusals_total Responses not stored, by reason.\n"
-	    "# TYPE spoe_cache_store_refusals_total counter\n");
+	scalar_u(b, "spoe_cache_stores_total", "counter", "Responses stored.", stores);
+	family(b, "spoe_cache_store_refusals_total", "counter", "Responses not stored, by reason.");
 	for (int s = 0; s < SR_MAX; s++)
 		evbuffer_add_printf(b, "spoe_cache_store_refusals_total{reason=\"%s\"} %llu\n",
 		    store_refusal_name[s], (unsigned long long)ref[s]);
-	evbuffer_add_printf(b,
-	    "# TYPE spoe_cache_invalidations_total counter\nspoe_cache_invalidations_total %llu\n"
-	    "# TYPE spoe_cache_spop_connections_total counter\nspoe_cache_spop_connections_total %llu\n"
-	    "# TYPE spoe_cache_spop_connections gauge\nspoe_cache_spop_connections %lld\n"
-	    "# TYPE spoe_cache_spop_frames_total counter\n"
-	    "spoe_cache_spop_frames_total{direction=\"in\"} %llu\n"
-	    "spoe_cache_spop_frames_total{direction=\"out\"} %llu\n"
-	    "# TYPE spoe_cache_spop_disconnects_total counter\nspoe_cache_spop_disconnects_total %llu\n"
-	    "# TYPE spoe_cache_inflight gauge\nspoe_cache_inflight %lld\n"
-	    "# TYPE spoe_cache_bad_messages_total counter\nspoe_cache_bad_messages_total %llu\n",
-	    (unsigned long long)inval, (unsigned long long)ctot, (long long)copen,
-	    (unsigned long long)fin, (unsigned long long)fout, (unsigned long long)disc,
-	    (long long)infl, (unsigned long long)bad);
-	evbuffer_add_printf(b, "# HELP spoe_cache_entries_rejected_total Stored entries refused "
-	    "before replay (each a Miss), by reason.\n# TYPE spoe_cache_entries_rejected_total counter\n");
+	scalar_u(b, "spoe_cache_invalidations_total", "counter",
+	    "Entries invalidated by requests with unsafe methods.", inval);
+	scalar_u(b, "spoe_cache_spop_connections_total", "counter",
+	    "SPOP connections accepted (HAProxy's health checks included).", ctot);
+	scalar_i(b, "spoe_cache_spop_connections", "gauge", "SPOP connections open.", copen);
+	family(b, "spoe_cache_spop_frames_total", "counter",
+	    "SPOP frames received (every frame) and ACK frames sent.");
+	evbuffer_add_printf(b, "spoe_cache_spop_frames_total{direction=\"in\"} %llu\n"
+	    "spoe_cache_spop_frames_total{direction=\"out\"} %llu\n",
+	    (unsigned long long)fin, (unsigned long long)fout);
+	scalar_u(b, "spoe_cache_spop_disconnects_total", "counter",
+	    "DISCONNECT frames sent for an error.", disc);
+	scalar_i(b, "spoe_cache_inflight", "gauge", "Requests being processed.", infl);
+	scalar_u(b, "spoe_cache_bad_messages_total", "counter",
+	    "NOTIFY messages the agent could not use.", bad);
+	family(b, "spoe_cache_entries_rejected_total", "counter",
+	    "Stored entries refused before replay (each a Miss), by reason.");
 	for (int r = 0; r < ENTRY_NERR; r++)
 		evbuffer_add_printf(b, "spoe_cache_entries_rejected_total{reason=\"%s\"} %llu\n",
 		    entry_err_name(-(r + 1)), (unsigned long long)rej[r]);
 	coordination_metrics(a, b);
-	evbuffer_add_printf(b, "# TYPE spoe_cache_memcached_up gauge\n"
-	    "# TYPE spoe_cache_memcached_requests_total counter\n"
-	    "# TYPE spoe_cache_memcached_errors_total counter\n"
-	    "# TYPE spoe_cache_memcached_timeouts_total counter\n"
-	    "# TYPE spoe_cache_memcached_latency_seconds histogram\n");
-	for (int i = 0; i < ns; i++) {
-		const char *n = pool_shard_name(a->pool, i);
-		uint64_t cum = 0;
-
-		evbuffer_add_printf(b, "spoe_cache_memcached_up{shard=\"%s\"} %d\n", n,
-		    sh[i].up == a->nworkers ? 1 : 0);
-		evbuffer_add_printf(b, "spoe_cache_memcached_requests_total{shard=\"%s\"} %llu\n", n,
-		    (unsigned long long)sh[i].requests);
-		evbuffer_add_printf(b, "spoe_cache_memcached_errors_total{shard=\"%s\"} %llu\n", n,
-		    (unsigned long long)sh[i].errors);
-		evbuffer_add_printf(b, "spoe_cache_memcached_timeouts_total{shard=\"%s\"} %llu\n", n,
-		    (unsigned long long)sh[i].timeouts);
-		for (int k = 0; k < POOL_LAT_NBOUNDS; k++) {
-			cum += sh[i].lat_hist[k];
-			evbuffer_add_printf(b, "spoe_cache_memcached_latency_seconds_bucket{shard=\"%s\",le=\"%g\"} %llu\n",
-			    n, pool_lat_bounds_us[k] / 1e6, (unsigned long long)cum);
-		}
-		cum += sh[i].lat_hist[POOL_LAT_NBOUNDS];
-		evbuffer_add_printf(b, "spoe_cache_memcached_latency_seconds_bucket{shard=\"%s\",le=\"+Inf\"} %llu\n"
-		    "spoe_cache_memcached_latency_seconds_sum{shard=\"%s\"} %g\n"
-		    "spoe_cache_memcached_latency_seconds_count{shard=\"%s\"} %llu\n",
-		    n, (unsigned long long)cum, n, sh[i].lat_sum_us / 1e6, n,
-		    (unsigned long long)sh[i].lat_count);
-	}
+	shard_metrics(a, b, sh, ns);
 	free(sh);
-	{
-		int64_t buffered = 0;
-		uint64_t ev = 0, idle = 0, shed = 0;
-
-		for (int i = 0; i < a->nworkers; i++) {
-			buffered += M_GET(&a->workers[i].m, buffered);
-			ev += M_GET(&a->workers[i].m, evictions);
-			idle += M_GET(&a->workers[i].m, idle_closes);
-			shed += M_GET(&a->workers[i].m, acks_shed);
-		}
-		evbuffer_add_printf(b,
-		    "# HELP spoe_cache_spop_buffered_bytes Bytes SPOP connections hold (input, fragments, queued ACKs).\n"
-		    "# TYPE spoe_cache_spop_buffered_bytes gauge\nspoe_cache_spop_buffered_bytes %lld\n"
-		    "# HELP spoe_cache_spop_evictions_total Connections closed because all of them held more than agent.max_buffered.\n"
-		    "# TYPE spoe_cache_spop_evictions_total counter\nspoe_cache_spop_evictions_total %llu\n"
-		    "# HELP spoe_cache_spop_idle_closes_total Connections closed after agent.idle_timeout.\n"
-		    "# TYPE spoe_cache_spop_idle_closes_total counter\nspoe_cache_spop_idle_closes_total %llu\n"
-		    "# HELP spoe_cache_spop_acks_shed_total Large ACKs answered Bypass because the peer was not reading.\n"
-		    "# TYPE spoe_cache_spop_acks_shed_total counter\nspoe_cache_spop_acks_shed_total %llu\n"
-		    "# HELP spoe_cache_spop_refused_connections_total Connections refused at agent.max_connections.\n"
-		    "# TYPE spoe_cache_spop_refused_connections_total counter\nspoe_cache_spop_refused_connections_total %llu\n"
-		    "# HELP spoe_cache_spop_accept_pauses_total Times accepting paused because accept() failed (out of file descriptors).\n"
-		    "# TYPE spoe_cache_spop_accept_pauses_total counter\nspoe_cache_spop_accept_pauses_total %llu\n"
-		    "# HELP spoe_cache_admin_connections Admin connections open.\n"
-		    "# TYPE spoe_cache_admin_connections gauge\nspoe_cache_admin_connections %d\n"
-		    "# HELP spoe_cache_admin_slow_closes_total Admin connections closed for not sending a whole request within agent.admin.timeout.\n"
-		    "# TYPE spoe_cache_admin_slow_closes_total counter\nspoe_cache_admin_slow_closes_total %llu\n"
-		    "# HELP spoe_cache_admin_pauses_total Times the admin listener paused at agent.admin.max_connections.\n"
-		    "# TYPE spoe_cache_admin_pauses_total counter\nspoe_cache_admin_pauses_total %llu\n",
-		    (long long)buffered, (unsigned long long)ev, (unsigned long long)idle,
-		    (unsigned long long)shed,
-		    (unsigned long long)(a->accept_m != NULL ? M_GET(a->accept_m, conns_refused) : 0),
-		    (unsigned long long)(a->accept_m != NULL ? M_GET(a->accept_m, accept_pauses) : 0),
-		    a->nconns, (unsigned long long)a->slow_closes, (unsigned long long)a->paused);
-	}
-	config_generations(a, b);
+	scalar_i(b, "spoe_cache_spop_buffered_bytes", "gauge",
+	    "Bytes SPOP connections hold (input, fragments, queued ACKs).", buffered);
+	scalar_u(b, "spoe_cache_spop_evictions_total", "counter",
+	    "Connections closed because all of them held more than agent.max_buffered.", ev);
+	scalar_u(b, "spoe_cache_spop_idle_closes_total", "counter",
+	    "Connections closed after agent.idle_timeout.", idle);
+	scalar_u(b, "spoe_cache_spop_acks_shed_total", "counter",
+	    "Large ACKs answered Bypass because the peer was not reading.", shed);
+	scalar_u(b, "spoe_cache_spop_refused_connections_total", "counter",
+	    "Connections refused at agent.max_connections.",
+	    a->accept_m != NULL ? M_GET(a->accept_m, conns_refused) : 0);
+	scalar_u(b, "spoe_cache_spop_accept_pauses_total", "counter",
+	    "Times accepting paused because accept() failed (out of file descriptors).",
+	    a->accept_m != NULL ? M_GET(a->accept_m, accept_pauses) : 0);
+	scalar_i(b, "spoe_cache_admin_connections", "gauge", "Admin connections open.", a->nconns);
+	scalar_u(b, "spoe_cache_admin_slow_closes_total", "counter",
+	    "Admin connections closed for not sending a whole request within agent.admin.timeout.",
+	    a->slow_closes);
+	scalar_u(b, "spoe_cache_admin_pauses_total", "counter",
+	    "Times the admin listener paused at agent.admin.max_connections.", a->paused);
+	config_metrics(a, b);
+	process_metrics(a, b);
 	reply(req, 200, "OK", "text/plain; version=0.0.4", b);
 	evbuffer_free(b);
 }
@@ -653,8 +791,8 @@ on_request(struct evhttp_request *req, void *arg)
 
 struct admin *
 admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
-    struct worker *workers, int nworkers, const struct metrics *accept_m, char *err,
-    size_t errlen)
+    struct worker *workers, int nworkers, const struct metrics *accept_m,
+    const struct proc_metrics *pm, char *err, size_t errlen)
 {
 	const struct sc_config *cf = g->cf;
 	struct admin *a;
@@ -674,6 +812,7 @@ admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
 	a->workers = workers;
 	a->nworkers = nworkers;
 	a->accept_m = accept_m;
+	a->pm = pm;
 	a->pool = pool_new_at(base, &cf->pool, g->addrs, tls, err, errlen);
 	if (a->pool == NULL)
 		goto fail;

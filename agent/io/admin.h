@@ -1,8 +1,9 @@
 /*
  * admin.h - the agent's local admin and metrics endpoint (evhttp, on the
  * main thread, with its own memcached pool so it never touches a worker's):
- *   GET /healthz, GET /metrics (Prometheus text, with the configuration
- *   generation every thread has taken: spoe_cache_config_generation),
+ *   GET /healthz, GET /metrics (Prometheus text: the counters, build info,
+ *   the standard process_* metrics, the configuration generation every
+ *   thread has taken (spoe_cache_config_generation) and how reloads went),
  *   GET /cache/KEY, DELETE /cache/KEY, DELETE /cache (flush every shard).
  * An optional bearer token guards everything but /healthz (config.c requires
  * one off loopback). Request sizes, the time a request may take to arrive
@@ -21,15 +22,17 @@
 struct admin;
 struct generation;
 struct metrics;
+struct proc_metrics;
 struct worker;
 
 /* NULL with err set on failure, or NULL with err empty when disabled
  * (agent.admin.listen = ""). g (see worker.h) is borrowed, like every
  * generation given to admin_reload(): agent.c frees one only once
- * admin_taken() has passed it. */
+ * admin_taken() has passed it. accept_m and pm are the main thread's,
+ * borrowed for as long as the endpoint lives. */
 struct admin *admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
-    struct worker *workers, int nworkers, const struct metrics *accept_m, char *err,
-    size_t errlen);
+    struct worker *workers, int nworkers, const struct metrics *accept_m,
+    const struct proc_metrics *pm, char *err, size_t errlen);
 /* Take g, the agent's newest generation (the older ones it still holds
  * hang from g->older, for /metrics). 0, or -1 when the admin endpoint
  * could not build its pool and keeps its older generation. */

@@ -1,7 +1,8 @@
 /*
  * metrics.h - the agent's counters. Each worker thread owns one struct
  * metrics and is its only writer (relaxed atomics, no lock on the request
- * path); the admin thread sums them when /metrics is read.
+ * path); the admin thread sums them when /metrics is read. struct
+ * proc_metrics is the main thread's.
  */
 #ifndef SC_METRICS_H
 #define SC_METRICS_H
@@ -38,6 +39,19 @@ struct metrics {
 	atomic_uint_fast64_t refresh_locks[2];	/* refresh locks taken: won, lost */
 	atomic_uint_fast64_t stale_served[PST_MAX];	/* stale entries served, by pol_stale */
 	atomic_uint_fast64_t pass_marks;	/* pass markers stored: not storable, don't wait */
+};
+
+/*
+ * The process's own, for /metrics: agent.c sets start_time at start and
+ * the rest at each SIGHUP; admin.c reads them. Both run on the main
+ * thread, so these are plain fields.
+ */
+struct proc_metrics {
+	double start_time;		/* Unix time (s) at start */
+	uint64_t reloads_ok;		/* SIGHUPs that gave a new generation */
+	uint64_t reloads_failed;	/* SIGHUPs refused (the running config stays) */
+	int last_reload_ok;		/* 1 at start: loading the config is the first */
+	double last_reload_ok_time;	/* Unix time (s): start, then each accepted reload */
 };
 
 #define M_INC(m, f)	atomic_fetch_add_explicit(&(m)->f, 1, memory_order_relaxed)
