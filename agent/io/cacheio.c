@@ -113,6 +113,7 @@ struct lookup {
 	struct pol_limits lim;
 	/* Collapsed forwarding: waiting for another lookup's fetch. */
 	struct event *timer;	/* the next read of the key */
+	struct lookup *wnext, **wprev;	/* env->waiting, while timer exists */
 	uint64_t deadline_ms;	/* CLOCK_MONOTONIC: when the wait is over */
 	int poll_ms;		/* the pause before the next read, doubling */
 	uint8_t *stale_copy;	/* PE_LOCK: the value, while the lock is taken */
@@ -157,8 +158,12 @@ set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h)
 static void
 lookup_free(struct lookup *lk)
 {
-	if (lk->timer != NULL)
+	if (lk->timer != NULL) {
 		event_free(lk->timer);
+		if (lk->wnext != NULL)
+			lk->wnext->wprev = lk->wprev;
+		*lk->wprev = lk->wnext;
+	}
 	free(lk);
 }
 
@@ -210,6 +215,10 @@ wait_more(struct lookup *lk)
 			return;
 		}
 		M_INC(lk->env->m, collapse_waits);
+		if ((lk->wnext = lk->env->waiting) != NULL)
+			lk->wnext->wprev = &lk->wnext;
+		lk->env->waiting = lk;
+		lk->wprev = &lk->env->waiting;
 		lk->deadline_ms = mono_ms() + (uint64_t)lk->L.collapse_ms;
 		lk->poll_ms = POLL_FIRST_MS;
 	} else if (lk->poll_ms < POLL_MAX_MS) {
@@ -556,6 +565,23 @@ failed:
 out:
 	free(hbuf);
 	free(ps);
+}
+
+void
+cacheio_drain(struct cache_env *env)
+{
+	struct lookup *lk, *next;
+
+	/* Those reading the key again are answered by pool_free(): a failed
+	 * read is never a wait. */
+	for (lk = env->waiting; lk != NULL; lk = next) {
+		next = lk->wnext;
+		if (!evtimer_pending(lk->timer, NULL))
+			continue;
+		event_del(lk->timer);
+		lk->L.flags |= PL_POLL | PL_WAIT_OVER;
+		decide(lk, NULL, 0);	/* a Miss; frees lk, unlinking it */
+	}
 }
 
 void

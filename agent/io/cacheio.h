@@ -27,6 +27,7 @@
 #include "pool.h"
 
 struct event_base;
+struct lookup;
 struct spoe_req;
 
 /* Owned by the worker, which sets cf again on reload; read here. */
@@ -35,9 +36,14 @@ struct cache_env {
 	const struct sc_config *cf;
 	struct pool *pool;
 	struct metrics *m;
+	struct lookup *waiting;		/* cacheio.c's: lookups waiting on a timer */
 };
 
 /* The NOTIFY handler (spoe_notify_fn); arg is a struct cache_env. */
 void cacheio_notify(void *arg, struct spoe_req *r, const uint8_t *payload, size_t len);
+
+/* At the worker's end, before its pool is freed: answer the lookups still
+ * waiting for another's fetch (collapsed forwarding) as misses. */
+void cacheio_drain(struct cache_env *env);
 
 #endif

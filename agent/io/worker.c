@@ -149,6 +149,7 @@ worker_main(void *arg)
 	event_free(w->snap_ev);
 	w->snap_ev = NULL;
 	spoe_server_free(&w->spoe);
+	cacheio_drain(&w->cache);
 	pool_free(w->pool);	/* runs the callbacks of requests still in flight */
 	w->pool = NULL;
 	return NULL;
