@@ -197,8 +197,8 @@ fix(const uint8_t *data, size_t len, const char *key, const struct entry_auth *a
 	v[3] = ENTRY_VERSION;
 	v[4] = a != NULL ? ENTRY_TAG_HMAC : ENTRY_TAG_CRC32C;
 	if (len >= ENTRY_OVERHEAD - ENTRY_CRC_LEN + tlen + KEY_HEX_LEN) {
-		v[35] = KEY_HEX_LEN;
-		memcpy(v + 36, key, KEY_HEX_LEN);
+		v[43] = KEY_HEX_LEN;
+		memcpy(v + 44, key, KEY_HEX_LEN);
 	}
 	if (a != NULL) {
 		unsigned int mdlen = 0;
