@@ -313,8 +313,8 @@ fix_value(uint8_t *v, size_t n, const char *key)
 	v[3] = ENTRY_VERSION;
 	v[4] = ENTRY_TAG_CRC32C;
 	if (n >= ENTRY_OVERHEAD + KEY_HEX_LEN) {
-		v[35] = KEY_HEX_LEN;
-		memcpy(v + 36, key, KEY_HEX_LEN);
+		v[43] = KEY_HEX_LEN;
+		memcpy(v + 44, key, KEY_HEX_LEN);
 	}
 	c = entry_crc32c(v, n - 4);
 	v[n - 4] = (uint8_t)(c >> 24);
