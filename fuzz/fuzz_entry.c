@@ -145,6 +145,17 @@ replay(const struct pol_lookup *L0, const struct pol_limits *lim, const uint8_t 
 	char *buf = malloc(cap);
 	int r;
 
+	if (len == 0 || (len == POL_PASS_LEN && memcmp(val, POL_PASS_MARK, POL_PASS_LEN) == 0)) {
+		/* not entries: a fetch in progress, the pass marker (collapsed
+		 * forwarding): nothing of them is served, nothing is refused */
+		policy_entry(&L, lim, val, len, now, buf, cap, &h);
+		if (h.reject != 0 || (h.serve && h.code != 504) ||
+		    !(h.answer == PE_MISS || h.answer == PE_GATEWAY_TIMEOUT || h.answer == PE_WAIT))
+			abort();
+		free(buf);
+		free(val);
+		return;
+	}
 	r = entry_decode(val, len, L.key, KEY_HEX_LEN, lim->auth, &e);
 	if (r < ENTRY_ERR_SIGNATURE || r > 0)
 		abort();
