@@ -158,6 +158,19 @@ local function replayable(code)
     return code ~= nil and code == floor(code) and code >= 200 and code <= 599
 end
 
+-- The next line of a header block from the agent at pos: its name, its
+-- value and where the line after it starts; nil at the end. The agent
+-- hands over only blocks whose every line is a token name, ": ", a value
+-- without CR, LF or NUL, and CRLF (entry_check_replay). Plain finds, not
+-- a pattern: this runs for every header of every hit.
+local function next_header(hdrs, pos)
+    local colon = find(hdrs, ": ", pos, true)
+    local eol = colon and find(hdrs, "\r\n", colon + 2, true)
+    if eol then
+        return sub(hdrs, pos, colon - 1), sub(hdrs, colon + 2, eol - 1), eol + 2
+    end
+end
+
 local function refuse(applet)
     applet:set_status(502)
     applet:add_header("content-length", "0")
@@ -202,24 +215,14 @@ local function replay(applet)
     end
     local names, vals, n = key and {}, key and {}, 0
     applet:set_status(code)
-    -- The agent hands over only entries whose every line is a token name,
-    -- ": ", a value without CR, LF or NUL, and CRLF (entry_check_replay),
-    -- so a line is always "name: value\r\n". Plain finds, not a pattern:
-    -- this loop runs for every header of every hit.
-    local pos = 1
-    while true do
-        local colon = find(hdrs, ": ", pos, true)
-        local eol = colon and find(hdrs, "\r\n", colon + 2, true)
-        if not eol then
-            break
-        end
-        local name, val = sub(hdrs, pos, colon - 1), sub(hdrs, colon + 2, eol - 1)
+    local name, val, pos = next_header(hdrs, 1)
+    while name do
         applet:add_header(name, val)
         if key then
             n = n + 1
             names[n], vals[n] = name, val
         end
-        pos = eol + 2
+        name, val, pos = next_header(hdrs, pos)
     end
     applet:add_header("x-cache-tier", "L2")
     applet:start_response()
@@ -231,5 +234,32 @@ local function replay(applet)
     end
 end
 
+-- ---- replacing the origin's response ----
+
+-- The store step's answer (txn.cache.replace): the origin said 304 to the
+-- validators of a stale entry the client asked for unconditionally, or
+-- failed (5xx) while a stale entry may stand in for it (stale-if-error).
+-- The response becomes the entry's, as the agent built it.
+local function replace(txn)
+    local code = tonumber(txn:get_var("txn.cache.code"))
+    local hdrs = txn:get_var("txn.cache.headers") or ""
+    local body = txn:get_var("txn.cache.body") or ""
+
+    if not replayable(code) then
+        return
+    end
+    local reply = txn:reply()
+    reply:set_status(code)
+    local name, val, pos = next_header(hdrs, 1)
+    while name do
+        reply:add_header(name, val)
+        name, val, pos = next_header(hdrs, pos)
+    end
+    reply:add_header("x-cache-tier", "L2")
+    reply:set_body(body)
+    txn:done(reply)
+end
+
 core.register_service("spoe_cache_hit", "http", replay)
+core.register_action("spoe_cache_replace", { "http-res" }, replace, 0)
 core.register_action("spoe_cache_l1", { "http-req" }, l1_lookup, 1)

@@ -14,6 +14,7 @@
 
 #include "jsonf.h"
 #include "policy.h"
+#include "varint.h"
 
 #define CTX_VERSION	1
 #define CTX_F_HEAD	0x01u	/* the request was HEAD: nothing to store */
@@ -23,6 +24,7 @@
 #define CTX_F_WON	0x10u	/* won the fetch others wait for: leave an entry or the pass marker */
 #define CTX_F_LOCKED	0x20u	/* holds the refresh lock of a stale entry: release it */
 #define CTX_F_SIE	0x40u	/* a stale entry may stand in for an origin error */
+#define CTX_F_REVAL	0x80u	/* the stale entry's validators were sent: a 304 updates it */
 
 #define JSON_SCRATCH	8192	/* decoded JSON field values */
 
@@ -819,6 +821,33 @@ wait_or(struct pol_lookup *L, enum cache_status st, char *buf, size_t cap, struc
 	miss(L, st, buf, cap, out);
 }
 
+/* A refresh of a stale 200 with validators asks the origin with them
+ * (RFC 9111 4.3.1), and carries the entry so that a 304 is answered with
+ * it (policy_revalidate() updates it then). */
+static void
+carry_validators(struct pol_lookup *L, const struct entry *e, int64_t age, char *buf,
+    size_t cap, struct pol_hit *out)
+{
+	const char *et, *lm;
+	size_t etl = 0, lml = 0;
+
+	if (e->status != 200)
+		return;
+	et = block_find(e->hdrs, e->hlen, "etag", &etl);
+	lm = block_find(e->hdrs, e->hlen, "last-modified", &lml);
+	if (et == NULL && lm == NULL)
+		return;
+	serve(L, e, e->status, age, CS_REFRESH, buf, cap, out);
+	out->serve = 0;
+	out->answer = PE_REFRESH;
+	out->reval = 1;
+	out->etag = et;
+	out->etag_len = etl;
+	out->lastmod = lm;
+	out->lastmod_len = lml;
+	L->ctx[1] |= CTX_F_REVAL;
+}
+
 /* A stale entry: served (while one request refreshes it), refreshed by
  * this request, or waited for. Exactly one lookup across the fleet
  * refreshes: the one memcached told W of an entry marked stale, or the
@@ -829,6 +858,17 @@ stale(struct pol_lookup *L, const struct entry *e, int64_t age, char *buf, size_
 {
 	enum pol_stale why = stale_servable(L, e, age);
 	int refresh = 0;
+
+	if (L->flags & PL_ERROR) {
+		/* the origin failed (RFC 5861 4): inside the window, serve it */
+		if ((e->flags & EF_MUST_REVALIDATE) || e->sie == 0 ||
+		    staleness(e, age) > (int64_t)e->sie) {
+			miss(L, CS_MISS, buf, cap, out);
+			return;
+		}
+		why = PST_ERROR;
+		goto serve_stale;
+	}
 
 	if (!(e->flags & EF_MUST_REVALIDATE) && e->sie > 0 && staleness(e, age) <= (int64_t)e->sie)
 		L->ctx[1] |= CTX_F_SIE;
@@ -864,8 +904,11 @@ stale(struct pol_lookup *L, const struct entry *e, int64_t age, char *buf, size_
 	}
 	if (refresh) {
 		miss(L, CS_REFRESH, buf, cap, out);
+		if (out->answer == PE_REFRESH && !(L->flags & PL_NO_CLAIM))
+			carry_validators(L, e, age, buf, cap, out);
 		return;
 	}
+serve_stale:
 	out->answer = PE_HIT;
 	out->age = age;
 	out->stale = why;
@@ -923,6 +966,12 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
 	age = entry_age(&e, now);
 	if (!for_this_request(L, lim, &e)) {
 		miss(L, CS_MISS, buf, cap, out);
+		return;
+	}
+	if (L->flags & PL_REVALIDATED) {
+		out->answer = PE_HIT;
+		out->age = age;
+		serve(L, &e, e.status, age, CS_REFRESH, buf, cap, out);
 		return;
 	}
 	if (!(L->mc & MC_MF_STALE)) {
@@ -1179,6 +1228,7 @@ decide_response(const struct sc_policy *p, const struct pol_limits *lim,
 	struct entry *e = &out->e;
 	struct ctx c;
 	int64_t lifetime, clen, ttl;
+	uint32_t keep;
 	int ok = 0;
 
 	memset(out, 0, offsetof(struct pol_store, vary));
@@ -1193,6 +1243,16 @@ decide_response(const struct sc_policy *p, const struct pol_limits *lim,
 	if (c.flags & CTX_F_INVALIDATE) {
 		/* RFC 9111 4.4: a successful unsafe request invalidates. */
 		out->action = rs->status >= 200 && rs->status < 400 ? PS_INVALIDATE : PS_NONE;
+		return;
+	}
+	if (rs->status == 304 && (c.flags & CTX_F_REVAL)) {
+		out->action = PS_REVALIDATE;
+		out->label = "Refresh";
+		return;
+	}
+	if ((rs->status == 500 || rs->status == 502 || rs->status == 503 || rs->status == 504) &&
+	    (c.flags & CTX_F_SIE) && !(c.flags & CTX_F_HEAD)) {
+		out->action = PS_STALE_IF_ERROR;
 		return;
 	}
 	if (c.flags & CTX_F_HEAD) {
@@ -1297,16 +1357,163 @@ decide_response(const struct sc_policy *p, const struct pol_limits *lim,
 		return;
 	}
 	/* Kept past its freshness for as long as it may still be served:
-	 * storage_ttl when set, else its stale windows (RFC 5861). */
+	 * storage_ttl when set, else its stale windows (RFC 5861), and for
+	 * stale_keep when it has a validator, to be revalidated (RFC 9111
+	 * 4.3). */
 	if (!(e->flags & EF_MUST_REVALIDATE)) {
 		e->swr = window(cc.swr, p->cache_control, p->stale_while_revalidate);
 		e->sie = window(cc.sie, p->cache_control, p->stale_if_error);
 	}
-	ttl = p->storage_ttl > 0 ? p->storage_ttl :
-	    e->lifetime + (int64_t)(e->swr > e->sie ? e->swr : e->sie);
+	keep = e->swr > e->sie ? e->swr : e->sie;
+	if ((int64_t)keep < p->stale_keep && e->status == 200 && (first(hdrs, nh, "etag") != NULL ||
+	    first(hdrs, nh, "last-modified") != NULL))
+		keep = (uint32_t)p->stale_keep;	/* revalidated with a 304 rather than refetched */
+	ttl = p->storage_ttl > 0 ? p->storage_ttl : e->lifetime + (int64_t)keep;
 	if (ttl > 30 * 86400)
 		ttl = now + ttl;	/* memcached reads larger values as a Unix time */
 	out->mc_ttl = (uint32_t)ttl;
 	out->action = PS_STORE;
 	out->label = (c.flags & CTX_F_REFRESH) ? "Refresh" : "Miss";
+}
+
+/* ---- the store step's own lookups ---- */
+
+int
+policy_ctx_lookup(const uint8_t *ctx, size_t len, struct pol_lookup *L)
+{
+	struct ctx c;
+
+	memset(L, 0, sizeof(*L));
+	cachectl_init(&L->rcc);
+	if (ctx_decode(ctx, len, &c) < 0 || len > sizeof(L->ctx))
+		return -1;
+	memcpy(L->key, c.key, KEY_HEX_LEN);
+	L->key[KEY_HEX_LEN] = '\0';
+	memcpy(L->ctx, ctx, len);
+	L->ctx_len = len;
+	L->action = PA_FETCH;
+	L->flags = PL_NO_CLAIM | ((c.flags & CTX_F_HEAD) ? PL_HEAD : 0) |
+	    ((c.flags & CTX_F_AUTH) ? PL_AUTH : 0);
+	return 0;
+}
+
+/* The "name: value\r\n" lines of a stored block (entry_check_replay()
+ * made sure of their form) as header fields. */
+static size_t
+block_fields(const char *b, size_t len, struct hdr *out, size_t max)
+{
+	const char *end = b + len;
+	size_t n = 0;
+
+	while (b < end && n < max) {
+		const char *colon = memchr(b, ':', (size_t)(end - b));
+		const char *eol = colon != NULL ? memchr(colon, '\r', (size_t)(end - colon)) : NULL;
+
+		if (eol == NULL || eol + 2 > end)
+			break;
+		out[n].name = b;
+		out[n].nlen = (size_t)(colon - b);
+		out[n].val = colon + 1 + (colon + 1 < eol && colon[1] == ' ');
+		out[n].vlen = (size_t)(eol - out[n].val);
+		n++;
+		b = eol + 2;
+	}
+	return n;
+}
+
+/* May a 304's field replace the stored ones of its name (RFC 9111 3.2)?
+ * Not Content-Length, nor what is never stored or replayed. */
+static int
+updates(const struct hdr *h)
+{
+	static const char *const never[] = {
+		"content-length", "age", "set-cookie", "set-cookie2", "x-cache-status",
+		"x-cache-key", "transfer-encoding", NULL
+	};
+
+	if (hdrs_is_hop_by_hop(h->name, h->nlen) || !hdr_name_valid(h->name, h->nlen) ||
+	    !hdr_value_safe(h->val, h->vlen))
+		return 0;
+	for (const char *const *n = never; *n != NULL; n++)
+		if (name_eq(h->name, h->nlen, *n))
+			return 0;
+	return 1;
+}
+
+static int
+bin_add(uint8_t **p, const uint8_t *end, const char *s, size_t len)
+{
+	int n = varint_encode(len, *p, end);
+
+	if (n <= 0 || (size_t)(end - *p - n) < len)
+		return -1;
+	memcpy(*p + n, s, len);
+	*p += (size_t)n + len;
+	return 0;
+}
+
+void
+policy_revalidate(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_response *rs, const uint8_t *val, size_t vlen, int64_t now,
+    size_t max_replay, size_t max_item, char *hbuf, size_t hcap, struct pol_store *out)
+{
+	struct hdr fresh[POL_MAX_HEADERS], stored[POL_MAX_HEADERS];
+	size_t nf = 0, ns, max = max_lines(lim);
+	struct pol_response merged;
+	struct entry e;
+	struct ctx c;
+	uint8_t *bin = (uint8_t *)hbuf, *w, *bend;
+	char clen[32];
+	size_t half = hcap / 3, i, k;
+	int rc;
+
+	memset(out, 0, offsetof(struct pol_store, vary));
+	out->action = PS_BAD;
+	out->label = "Refresh";
+	if (p == NULL || ctx_decode(rs->ctx, rs->ctx_len, &c) < 0 || hcap < 64)
+		return;
+	rc = entry_decode(val, vlen, c.key, KEY_HEX_LEN, lim->auth, &e);
+	if (rc < 0 || entry_check_replay(&e, max) < 0)
+		return;
+	if (rs->hdrs == NULL || hdrs_parse(rs->hdrs, rs->hdrs_len, fresh, max, &nf) < 0)
+		nf = 0;
+	ns = block_fields(e.hdrs, e.hlen, stored, max);
+	/* The merged fields, encoded as HAProxy's res.hdrs_bin, in the first
+	 * third of hbuf; policy_response's header block in the rest. */
+	w = bin;
+	bend = bin + half;
+	for (i = 0; i < ns; i++) {
+		int replaced = 0;
+
+		for (k = 0; k < nf && !replaced; k++)
+			replaced = updates(&fresh[k]) &&
+			    hdr_name_eq(fresh[k].name, fresh[k].nlen, stored[i].name, stored[i].nlen);
+		if (!replaced && (bin_add(&w, bend, stored[i].name, stored[i].nlen) < 0 ||
+		    bin_add(&w, bend, stored[i].val, stored[i].vlen) < 0))
+			return;
+	}
+	for (k = 0; k < nf; k++)
+		if ((updates(&fresh[k]) || name_eq(fresh[k].name, fresh[k].nlen, "age")) &&
+		    (bin_add(&w, bend, fresh[k].name, fresh[k].nlen) < 0 ||
+		    bin_add(&w, bend, fresh[k].val, fresh[k].vlen) < 0))
+			return;
+	snprintf(clen, sizeof(clen), "%zu", e.blen);
+	if (bin_add(&w, bend, "content-length", 14) < 0 || bin_add(&w, bend, clen, strlen(clen)) < 0 ||
+	    bend - w < 2)
+		return;
+	*w++ = 0;
+	*w++ = 0;
+	merged = *rs;
+	merged.status = e.status;
+	merged.hdrs = bin;
+	merged.hdrs_len = (size_t)(w - bin);
+	merged.body = e.body;
+	merged.body_len = e.blen;
+	decide_response(p, lim, &merged, now, max_replay, max_item, hbuf + half, hcap - half, out);
+	if (out->action != PS_STORE && out->action != PS_REFUSE)
+		out->action = PS_REFUSE;	/* cannot be: the ctx was ours above */
+	out->label = "Refresh";
+	out->unlock = (c.flags & CTX_F_LOCKED) != 0;
+	if (out->action == PS_STORE)
+		out->e.vary = out->vary;
 }

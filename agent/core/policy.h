@@ -50,6 +50,7 @@
  * default for the fetch another lookup of its key won, in ms. It must stay
  * below HAProxy's "timeout processing" (the templates: 1500 ms). */
 #define POL_COLLAPSE_WAIT_DEFAULT	1000
+#define POL_STALE_KEEP_DEFAULT		600
 
 /* A comma-free list of strings, as configured. */
 struct sc_strlist {
@@ -75,6 +76,7 @@ struct sc_policy {
 	int collapse_wait;		/* ms a lookup waits for another's fetch of its key, 0 = never */
 	int stale_while_revalidate;	/* s past freshness served while one request refreshes (RFC 5861) */
 	int stale_if_error;		/* s past freshness served instead of an origin error */
+	int stale_keep;			/* s past freshness an entry with a validator is kept */
 	struct sc_strlist key_routing_headers;	/* default pol_routing_headers_default */
 	int routing_bypass;		/* routing_headers = "bypass": Bypass, don't key */
 	int line;
@@ -164,6 +166,10 @@ enum pol_action {
 #define PL_WAIT_OVER	0x20u	/* set by the caller: it waited collapse_wait already */
 #define PL_NO_CLAIM	0x40u	/* its response cannot make an entry (HEAD, conditional,
 				 * only-if-cached): it never claims a fetch others wait for */
+#define PL_ERROR	0x80u	/* set by the caller: the origin failed, a stale entry
+				 * inside its stale-if-error window may stand in */
+#define PL_REVALIDATED	0x100u	/* set by the caller: the entry was just revalidated (a
+				 * 304): serve it as it is, labelled Refresh */
 
 /* The refresh lock of a stale entry (policy_entry's PE_LOCK). */
 enum pol_lock { PLK_NONE, PLK_WON, PLK_LOST };
@@ -246,6 +252,12 @@ struct pol_hit {
 	int vary;			/* serve of an entry: it was stored with a Vary record */
 	int reject;			/* 0, or the ENTRY_ERR_* that made the value a Miss */
 	enum pol_stale stale;		/* PE_HIT of a stale entry: why it may be served */
+	/* PE_REFRESH of a stale entry with validators (RFC 9111 4.3.1): send
+	 * them to the origin, and carry the entry (code, hdrs, body as for
+	 * serve, serve 0) so that a 304 can be answered with it. */
+	int reval;
+	const char *etag, *lastmod;	/* NULL: absent; into the value */
+	size_t etag_len, lastmod_len;
 	const char *note;		/* an entry refused or that did not decode: why, for a log */
 };
 
@@ -286,6 +298,10 @@ enum pol_store_action {
 	PS_REFUSE,		/* not storable: why; Bypass */
 	PS_INVALIDATE,		/* delete key; Bypass */
 	PS_STORE,		/* store e under key for mc_ttl seconds */
+	PS_REVALIDATE,		/* a 304 to our validators: read key, then
+				 * policy_revalidate() */
+	PS_STALE_IF_ERROR,	/* an origin error: read key, then policy_entry()
+				 * with PL_ERROR (policy_ctx_lookup()) */
 };
 
 struct pol_store {
@@ -312,5 +328,26 @@ struct pol_store {
 void policy_response(const struct sc_policy *p, const struct pol_limits *lim,
     const struct pol_response *rs, int64_t now, size_t max_replay, size_t max_item,
     char *hbuf, size_t hcap, struct pol_store *out);
+
+/* A lookup rebuilt from a ctx, enough for policy_entry() at the store
+ * step (stale-if-error, revalidation): 0, or -1 when it is not our ctx. */
+int policy_ctx_lookup(const uint8_t *ctx, size_t len, struct pol_lookup *L);
+
+/* Room policy_revalidate() needs in hbuf (the merged header block, and
+ * the merged fields re-encoded as a response) for a stored entry of slen
+ * bytes and a 304 whose header block is hlen bytes. */
+#define POL_REVAL_HBUF(slen, hlen)	(6 * ((slen) + (hlen)) + 256)
+
+/*
+ * The 304 rs answered the validators of the entry val (RFC 9111 4.3.4):
+ * the stored header fields are updated with the 304's (3.2) and the
+ * result goes through the storage rules again, as a response with the
+ * stored status and body. *out is then PS_STORE (with its body pointing
+ * into val), or PS_REFUSE (serve the merged response, store nothing), or
+ * PS_BAD when val is no entry of the ctx's key (nothing to answer with).
+ */
+void policy_revalidate(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_response *rs, const uint8_t *val, size_t vlen, int64_t now,
+    size_t max_replay, size_t max_item, char *hbuf, size_t hcap, struct pol_store *out);
 
 #endif

@@ -469,6 +469,7 @@ coordination_metrics(struct admin *a, struct evbuffer *b)
 {
 	static const char *const outcome[3] = { "hit", "origin", "timeout" };
 	uint64_t waits = 0, out[3] = { 0 }, locks[2] = { 0 }, stale[PST_MAX] = { 0 }, pass = 0;
+	uint64_t reval = 0;
 
 	for (int i = 0; i < a->nworkers; i++) {
 		struct metrics *m = &a->workers[i].m;
@@ -481,6 +482,7 @@ coordination_metrics(struct admin *a, struct evbuffer *b)
 		for (int k = 0; k < PST_MAX; k++)
 			stale[k] += M_GET(m, stale_served[k]);
 		pass += M_GET(m, pass_marks);
+		reval += M_GET(m, revalidations);
 	}
 	scalar_u(b, "spoe_cache_collapsed_waits_total", "counter",
 	    "Lookups that waited for another lookup's fetch of their key (collapsed forwarding).",
@@ -499,6 +501,8 @@ coordination_metrics(struct admin *a, struct evbuffer *b)
 	scalar_u(b, "spoe_cache_pass_markers_total", "counter",
 	    "Responses not storable that other lookups may have waited for: their key goes to the "
 	    "origin for a while.", pass);
+	scalar_u(b, "spoe_cache_revalidations_total", "counter",
+	    "Stale entries the origin confirmed with 304 Not Modified: updated and served.", reval);
 	family(b, "spoe_cache_stale_served_total", "counter", "Stale entries served, by reason.");
 	for (int k = PST_NONE + 1; k < PST_MAX; k++)
 		evbuffer_add_printf(b, "spoe_cache_stale_served_total{reason=\"%s\"} %llu\n",

@@ -153,6 +153,17 @@ set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h)
 	} else {
 		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
 	}
+	if (h->reval) {
+		/* the origin is asked with the entry's validators; a 304 is
+		 * answered with this copy (or the one the store step reads) */
+		if (h->etag != NULL)
+			spoe_req_set_str(r, "inm", h->etag, h->etag_len);
+		if (h->lastmod != NULL)
+			spoe_req_set_str(r, "ims", h->lastmod, h->lastmod_len);
+		spoe_req_set_int(r, "code", h->code);
+		spoe_req_set_bin(r, "headers", h->hdrs, h->hlen);
+		spoe_req_set_bin(r, "body", h->body != NULL ? h->body : (const uint8_t *)"", h->blen);
+	}
 }
 
 static void
@@ -306,7 +317,7 @@ decide(struct lookup *lk, const uint8_t *val, size_t vlen)
 		M_INC(lk->env->m, stale_served[h.stale]);
 	spoe_req_hold(r, buf);	/* the headers live in buf until the ACK is sent */
 	set_answer(r, lk, &h);
-	if (h.answer == PE_HIT || h.answer == PE_NOT_MODIFIED) {
+	if (h.answer == PE_HIT || h.answer == PE_NOT_MODIFIED || h.reval) {
 		if (spoe_req_ack_size(r) > spoe_req_max_ack(r)) {
 			/* Stored through an HAProxy with larger frames: cannot
 			 * be replayed here. */
@@ -482,6 +493,161 @@ store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 	spoe_req_done(r);
 }
 
+/* ---- the store step's reads: revalidation (304) and stale-if-error ---- */
+
+struct reread {
+	struct cache_env *env;
+	struct spoe_req *r;
+	enum pol_store_action action;
+	int unlock;
+	int64_t now;
+	char key[KEY_HEX_LEN + 1];
+	size_t ctx_len, hdrs_len;
+	uint8_t data[];		/* the ctx, then the 304's res.hdrs_bin */
+};
+
+/* The response HAProxy got is replaced (lua-glue's spoe_cache_replace)
+ * with what the policy made of the entry. */
+static void
+set_replace(struct spoe_req *r, const struct pol_hit *h)
+{
+	const char *st = cache_status_name[h->status];
+
+	spoe_req_set_str(r, "status", st, strlen(st));
+	spoe_req_set_bool(r, "replace", 1);
+	spoe_req_set_int(r, "code", h->code);
+	spoe_req_set_bin(r, "headers", h->hdrs, h->hlen);
+	spoe_req_set_bin(r, "body", h->body != NULL ? h->body : (const uint8_t *)"", h->blen);
+}
+
+/* A 304 to the validators of the entry val: update it, store it, and
+ * answer the client (who asked unconditionally) with it. When it cannot
+ * be read back, the lookup's copy answers (txn.cache.code, headers, body
+ * are still those). */
+static void
+revalidated(struct reread *R, const struct pol_limits *lim, struct pol_lookup *L,
+    const uint8_t *val, size_t vlen)
+{
+	const struct sc_config *cf = R->env->cf;
+	const struct sc_policy *p = NULL;
+	struct pol_response rs = { R->data, R->ctx_len, 304, R->data + R->ctx_len, R->hdrs_len,
+	    NULL, 0 };
+	size_t hcap = POL_REVAL_HBUF(vlen, R->hdrs_len), n = vlen, cap;
+	struct pol_store *ps = malloc(sizeof(*ps));
+	char *hbuf = malloc(hcap), *buf = NULL;
+	const char *pname;
+	size_t plen;
+	struct pol_hit h;
+
+	if (policy_ctx_policy(R->data, R->ctx_len, &pname, &plen) == 0)
+		p = config_policy(cf, pname, plen);
+	if (ps == NULL || hbuf == NULL)
+		goto plain;
+	policy_revalidate(p, lim, &rs, val, vlen, R->now, spoe_req_max_ack(R->r),
+	    cf->pool.max_item_size, hbuf, hcap, ps);
+	if (ps->action == PS_BAD)
+		goto plain;
+	if (ps->action == PS_STORE)
+		n = entry_size(&ps->e, lim->auth);
+	/* one block the ACK holds: the served header block, then the entry */
+	cap = POL_HIT_BUF(n);
+	if (n > SIZE_MAX / 2 || (buf = malloc(cap + n)) == NULL)
+		goto plain;
+	if (ps->action == PS_STORE) {
+		if (entry_encode(&ps->e, lim->auth, (uint8_t *)buf + cap, n) != (int)n)
+			goto plain;
+		/* pool_set copies the value into the shard's output */
+		if (pool_set(R->env->pool, R->key, KEY_HEX_LEN, buf + cap, n, ps->mc_ttl, ignore_cb,
+		    NULL) == 0)
+			M_INC(R->env->m, stores);
+		val = (const uint8_t *)buf + cap;
+	} else {
+		M_INC(R->env->m, refused[ps->why]);
+	}
+	L->flags |= PL_REVALIDATED;
+	policy_entry(L, lim, val, n, R->now, buf, cap, &h);
+	if (h.answer != PE_HIT)
+		goto plain;
+	M_INC(R->env->m, revalidations);
+	spoe_req_hold(R->r, buf);
+	set_replace(R->r, &h);
+	free(hbuf);
+	free(ps);
+	return;
+plain:
+	free(buf);
+	free(hbuf);
+	free(ps);
+	spoe_req_set_str(R->r, "status", "Refresh", 7);
+	spoe_req_set_bool(R->r, "replace", 1);
+}
+
+static void
+reread_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct reread *R = arg;
+	struct pol_limits lim;
+	struct pol_lookup L;
+	struct pol_hit h;
+	char *buf = NULL;
+
+	config_limits(R->env->cf, &lim);
+	if (R->unlock)
+		unlock(R->env, R->key);
+	if (policy_ctx_lookup(R->data, R->ctx_len, &L) < 0)
+		st = MC_ERROR;
+	if (R->action == PS_REVALIDATE) {
+		revalidated(R, &lim, &L, st == MC_OK ? val : NULL, st == MC_OK ? vlen : 0);
+	} else if (st == MC_OK && (buf = malloc(POL_HIT_BUF(vlen))) != NULL) {
+		/* the origin failed: a stale entry inside its window stands in */
+		L.flags |= PL_ERROR;
+		policy_entry(&L, &lim, val, vlen, R->now, buf, POL_HIT_BUF(vlen), &h);
+		if (h.answer == PE_HIT && spoe_req_max_ack(R->r) >= h.hlen + h.blen + POL_ACK_SLACK) {
+			if (h.stale != PST_NONE)
+				M_INC(R->env->m, stale_served[h.stale]);
+			spoe_req_hold(R->r, buf);
+			set_replace(R->r, &h);
+		} else {
+			free(buf);
+			M_INC(R->env->m, refused[SR_STATUS]);
+			spoe_req_set_str(R->r, "status", "Bypass", 6);
+		}
+	} else {
+		M_INC(R->env->m, refused[SR_STATUS]);
+		spoe_req_set_str(R->r, "status", "Bypass", 6);
+	}
+	spoe_req_done(R->r);
+	free(R);
+}
+
+/* Read the entry again for the store step (ps: PS_REVALIDATE or
+ * PS_STALE_IF_ERROR); what the message carried is copied first. */
+static void
+reread(struct cache_env *env, struct spoe_req *r, const struct pol_store *ps,
+    const struct pol_response *rs)
+{
+	size_t hl = ps->action == PS_REVALIDATE && rs->hdrs != NULL ? rs->hdrs_len : 0;
+	struct reread *R = malloc(sizeof(*R) + rs->ctx_len + hl);
+
+	if (R == NULL) {
+		refuse(env, r, SR_STORE_FAILED);
+		return;
+	}
+	R->env = env;
+	R->r = r;
+	R->action = ps->action;
+	R->unlock = ps->unlock;
+	R->now = (int64_t)time(NULL);
+	memcpy(R->key, ps->key, sizeof(R->key));
+	R->ctx_len = rs->ctx_len;
+	R->hdrs_len = hl;
+	memcpy(R->data, rs->ctx, rs->ctx_len);
+	if (hl > 0)
+		memcpy(R->data + rs->ctx_len, rs->hdrs, hl);
+	if (pool_get(env->pool, R->key, KEY_HEX_LEN, reread_done, R) < 0)
+		reread_done(R, MC_ERROR, NULL, 0);
+}
+
 static void
 do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 {
@@ -530,6 +696,10 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		if (ps->pass)
 			pass(env, ps);
 		refuse(env, r, ps->why);
+		goto out;
+	case PS_REVALIDATE:
+	case PS_STALE_IF_ERROR:
+		reread(env, r, ps, &rs);
 		goto out;
 	case PS_INVALIDATE:
 	case PS_STORE:

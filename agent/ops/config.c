@@ -404,6 +404,7 @@ static const struct field policy_fields[] = {
 	{ "collapse_wait", K_INT, PO(collapse_wait), 0, 60000, 0 },
 	{ "stale_while_revalidate", K_INT, PO(stale_while_revalidate), 0, 30 * 86400, 0 },
 	{ "stale_if_error", K_INT, PO(stale_if_error), 0, 30 * 86400, 0 },
+	{ "stale_keep", K_INT, PO(stale_keep), 0, 30 * 86400, 0 },
 	{ "key_routing_headers", K_STRLIST, PO(key_routing_headers), 0, POL_MAX_VARY, 0 },
 	/* "routing_headers" ("key" | "bypass") is read by parse_policy() */
 	{ NULL, K_INT, 0, 0, 0, 0 }
@@ -442,6 +443,7 @@ policy_defaults(struct sc_policy *p)
 	p->storage_ttl = -1;
 	p->l1_ttl = 1;
 	p->collapse_wait = POL_COLLAPSE_WAIT_DEFAULT;
+	p->stale_keep = POL_STALE_KEEP_DEFAULT;
 	if (strlist_set(&p->request_method, methods) < 0 || strlist_set(&p->content_type, types) < 0 ||
 	    strlist_set(&p->key_routing_headers, pol_routing_headers_default) < 0)
 		return -1;

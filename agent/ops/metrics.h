@@ -39,6 +39,7 @@ struct metrics {
 	atomic_uint_fast64_t refresh_locks[2];	/* refresh locks taken: won, lost */
 	atomic_uint_fast64_t stale_served[PST_MAX];	/* stale entries served, by pol_stale */
 	atomic_uint_fast64_t pass_marks;	/* pass markers stored: not storable, don't wait */
+	atomic_uint_fast64_t revalidations;	/* stale entries a 304 renewed */
 };
 
 /*

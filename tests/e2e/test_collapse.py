@@ -3,7 +3,8 @@
 real HAProxy nodes sharing one agent and one memcached pool, and the real
 origin: collapsed forwarding (one origin request for a herd of misses on
 any number of nodes), what waiters do when the winner's response is not
-stored or never comes, stale-while-revalidate (RFC 5861) and soft purge.
+stored or never comes, stale-while-revalidate and stale-if-error (RFC
+5861), revalidation with 304 (RFC 9111 4.3) and soft purge.
 
 memcached is the only state the nodes share: the herd is coordinated by
 its meta protocol (mg N vivify and its W/Z flags, ms ME for a refresh
@@ -48,8 +49,8 @@ def herd(s, ports, path, per_node, headers=None):
     return out
 
 
-def get(s, path, port=None):
-    return s.request("GET", path, {"Host": "www.example.com"}, port=port)
+def get(s, path, port=None, headers=None):
+    return s.request("GET", path, dict({"Host": "www.example.com"}, **(headers or {})), port=port)
 
 
 def metric(s, name):
@@ -166,6 +167,61 @@ def test_soft_purge_revalidates_once_and_serves_the_rest(procs):
     assert rc == 0 and "purged" in out
     st, h, _ = get(s, path)
     assert h["x-cache-status"] == "Miss", h
+
+
+@test
+def test_revalidation_with_304_updates_the_entry(procs):
+    # RFC 9111 4.3.1: a stale entry with a validator is refreshed with a
+    # conditional request; 4.3.4 and 3.2: the 304 updates the stored
+    # fields and renews freshness, and the client, who asked
+    # unconditionally, gets the whole stored response.
+    s = Stack(procs, policies=policies(cache_control="true"))
+    path = '/gen?serial=1&etag="v1"&h=Cache-Control:max-age=1'
+    st, h, first = get(s, path)
+    assert st == 200 and h["x-cache-status"] == "Miss" and h["etag"] == '"v1"', h
+    time.sleep(2.2)
+    st, h, body = get(s, path)
+    assert st == 200 and body == first, (st, h, body)
+    assert h["x-cache-status"] == "Refresh" and "x-revalidated" in h, h
+    assert int(h["content-length"]) == len(first)
+    assert metric(s, "spoe_cache_revalidations_total") == 1
+    st, h2, body = get(s, path)
+    assert h2["x-cache-status"] == "Hit" and body == first, h2
+    assert h2["x-revalidated"] == h["x-revalidated"] and int(h2["age"]) <= 1, h2
+    assert s.origin_count(path) == 2
+    # a client's own validator still gets its 304 from the cache
+    st, h, body = get(s, path, headers={"If-None-Match": '"v1"'})
+    assert st == 304 and body == b"" and h["x-cache-status"] == "Hit", (st, h)
+
+
+@test
+def test_stale_if_error_stands_in_for_a_failing_origin(procs):
+    # RFC 5861 4: inside the stale-if-error window an origin error (500,
+    # 502, 503, 504) is answered with the stale entry; outside it, or
+    # without the directive, the client sees the error.
+    s = Stack(procs, policies=policies(cache_control="true"))
+    sie = "/gen?failable=1&serial=1&h=Cache-Control:max-age=1,stale-if-error=60"
+    plain = "/gen?failable=1&serial=1&h=Cache-Control:max-age=1"
+    _, _, first = get(s, sie)
+    get(s, plain)
+    time.sleep(2.2)
+    st, _, _ = s.request("POST", "/__fail?status=503", port=s.origin_port)
+    assert st == 200
+    try:
+        for status in (503, 500, 502, 504):
+            s.request("POST", "/__fail?status=%d" % status, port=s.origin_port)
+            st, h, body = get(s, sie)
+            assert st == 200 and body == first and h["x-cache-status"] == "Hit", (status, st, h)
+            assert int(h["age"]) >= 2, h
+            st, h, body = get(s, plain)
+            assert st == status, (status, st, h)
+        assert metric(s, 'spoe_cache_stale_served_total{reason="if_error"}') == 4
+        # a 404 is an answer, not an error: no stale entry stands in for it
+        s.request("POST", "/__fail?status=404", port=s.origin_port)
+        st, h, body = get(s, sie)
+        assert st == 404, (st, h)
+    finally:
+        s.request("POST", "/__fail?status=0", port=s.origin_port)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl, urlsplit
 counts = {}
 lock = threading.Lock()
 serial = [0]
+failing = [0]       # POST /__fail?status=N: /gen?failable=1 answers N (0: not failing)
 
 
 def binary_body():
@@ -65,6 +66,9 @@ class Origin(BaseHTTPRequestHandler):
         if u.path == "/__counts":
             with lock:
                 return self.send(200, json.dumps(counts), "application/json")
+        if self.command == "POST" and u.path == "/__fail":
+            failing[0] = int(dict(parse_qsl(u.query)).get("status", "0"))
+            return self.send(200, "ok")
         if self.command == "POST" and u.path == "/__reset":
             with lock:
                 counts.clear()
@@ -138,9 +142,28 @@ class Origin(BaseHTTPRequestHandler):
         """status=, ct=, h=Name:Value (repeatable), body=, size=N (bytes,
         every value), serial=1 (append the serial), echo=1 (body = request
         body), te=chunked (no Content-Length), cl=N (lie about length),
-        delay=MS (answer that much later)."""
+        delay=MS (answer that much later), etag=V (ETag V; If-None-Match: V
+        gets a 304 with the h= fields and X-Revalidated), failable=1 (answer
+        the status POST /__fail set, when one is)."""
         status, ctype, headers, body = 200, "text/plain", [], b""
         chunked = False
+        qd = dict(q)
+        if qd.get("failable") and failing[0]:
+            return self.send(failing[0], "the origin is failing\n")
+        if "etag" in qd and self.headers.get("If-None-Match") == qd["etag"]:
+            # a validator that matches: 304 with the response's fields and
+            # one that changed, no body and no Content-Length
+            self.send_response(304)
+            self.send_header("ETag", qd["etag"])
+            for k, v in q:
+                if k == "h":
+                    name, _, value = v.partition(":")
+                    self.send_header(name, value.lstrip())
+            self.send_header("X-Revalidated", str(n))
+            self.end_headers()
+            return
+        if "etag" in qd:
+            headers.append(("ETag", qd["etag"]))
         for k, v in q:
             if k == "status":
                 status = int(v)

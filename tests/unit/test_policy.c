@@ -1719,6 +1719,103 @@ test_soft_purge(void)
 }
 
 static void
+test_stale_if_error(void)
+{
+	struct sc_policy p = policy_cc();
+	const struct rs *sie = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=10, stale-if-error=60"),
+	    .body = "hello");
+	struct pol_lookup L;
+	struct entry e;
+
+	CHECK(store(&p, ROOT, sie) == PS_STORE && T.st.mc_ttl == 70 && stored(&e) && e.sie == 60);
+	/* stale: refreshed, and the ctx says a stale entry may stand in */
+	CHECK(get(&p, ROOT, T0 + 20) == PE_REFRESH);
+	CHECK(respond(&p, RS(.status = 503, .body = "down"), T0 + 20) == PS_STALE_IF_ERROR);
+	CHECK(respond(&p, RS(.status = 500, .body = "x"), T0 + 20) == PS_STALE_IF_ERROR);
+	CHECK(respond(&p, RS(.status = 501, .body = "x"), T0 + 20) == PS_REFUSE);
+	/* the store step reads it again (RFC 5861 4): inside the window it is served */
+	CHECK(policy_ctx_lookup(T.L.ctx, T.L.ctx_len, &L) == 0 && strcmp(L.key, T.L.key) == 0);
+	L.flags |= PL_ERROR;
+	T.L = L;
+	CHECK(fetch(T0 + 20) == PE_HIT && T.hit.stale == PST_ERROR && hit_has("age: 20"));
+	T.L = L;
+	CHECK(fetch(T0 + 71) == PE_MISS && !T.hit.serve);
+	CHECK(policy_ctx_lookup((const uint8_t *)"junk", 4, &L) == -1);
+	/* never for an entry that must be revalidated */
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control",
+	    "max-age=10, stale-if-error=60, must-revalidate"), .body = "x")) == PS_STORE);
+	CHECK(stored(&e) && e.sie == 0);
+	CHECK(get(&p, ROOT, T0 + 20) == PE_REFRESH);
+	CHECK(respond(&p, RS(.status = 503, .body = "down"), T0 + 20) == PS_REFUSE);
+}
+
+static void
+test_revalidate(void)
+{
+	struct sc_policy p = policy_cc();
+	const struct rs *et = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=10", "ETag", "\"a\"",
+	    "X-Old", "1"), .body = "hello");
+	struct pol_response rs;
+	struct entry e;
+	uint8_t old[sizeof(T.val)];
+	size_t oldlen;
+	char hbuf[POL_REVAL_HBUF(sizeof(T.val), sizeof(struct hb))];
+
+	/* kept past its freshness for stale_keep, to be revalidated */
+	p.stale_keep = 600;
+	CHECK(store(&p, ROOT, et) == PS_STORE && T.st.mc_ttl == 610);
+	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=10"), .body = "x")) ==
+	    PS_STORE && T.st.mc_ttl == 10);
+	CHECK(store(&p, ROOT, et) == PS_STORE);
+	/* stale: refreshed with its validator, and carrying the entry (4.3.1) */
+	CHECK(get(&p, ROOT, T0 + 20) == PE_REFRESH && T.hit.reval && !T.hit.serve);
+	CHECK(T.hit.etag_len == 3 && memcmp(T.hit.etag, "\"a\"", 3) == 0 && T.hit.lastmod == NULL);
+	CHECK(T.hit.code == 200 && hit_body_is("hello", 5));
+	/* not for a request that cannot claim the refresh (its own validator) */
+	CHECK(get(&p, RQ(.h = H(HOST, "If-None-Match", "\"b\"")), T0 + 20) == PE_REFRESH &&
+	    !T.hit.reval);
+	/* the 304 (4.3.4): its fields replace the stored ones, freshness renews */
+	CHECK(get(&p, ROOT, T0 + 20) == PE_REFRESH && T.hit.reval);
+	CHECK(respond(&p, RS(.status = 304, .h = H("Cache-Control", "max-age=100", "X-New", "2",
+	    "Content-Length", "99"), .raw = 1), T0 + 20) == PS_REVALIDATE);
+	memcpy(old, T.val, T.vlen);
+	oldlen = T.vlen;
+	memset(&rs, 0, sizeof(rs));
+	rs.ctx = T.L.ctx;
+	rs.ctx_len = T.L.ctx_len;
+	rs.status = 304;
+	rs.hdrs = T.rsh.b;
+	rs.hdrs_len = T.rsh.n;
+	policy_revalidate(&p, &T.lim, &rs, old, oldlen, T0 + 20, T.max_ack, T.max_item, hbuf,
+	    sizeof(hbuf), &T.st);
+	CHECK(T.st.action == PS_STORE && strcmp(T.st.label, "Refresh") == 0);
+	CHECK(T.st.e.lifetime == 100 && T.st.e.stored_at == T0 + 20 && T.st.e.blen == 5);
+	CHECK(has_line(T.st.e.hdrs, T.st.e.hlen, "Cache-Control: max-age=100"));
+	CHECK(!has_line(T.st.e.hdrs, T.st.e.hlen, "Cache-Control: max-age=10"));
+	CHECK(has_line(T.st.e.hdrs, T.st.e.hlen, "X-New: 2") &&
+	    has_line(T.st.e.hdrs, T.st.e.hlen, "X-Old: 1") &&
+	    has_line(T.st.e.hdrs, T.st.e.hlen, "ETag: \"a\""));
+	/* the merged response goes through the storage rules again */
+	rs.hdrs = NULL;
+	T.rsh.n = 0;
+	hb_list(&T.rsh, H("Cache-Control", "no-store"));
+	hb_end(&T.rsh);
+	rs.hdrs = T.rsh.b;
+	rs.hdrs_len = T.rsh.n;
+	policy_revalidate(&p, &T.lim, &rs, old, oldlen, T0 + 20, T.max_ack, T.max_item, hbuf,
+	    sizeof(hbuf), &T.st);
+	CHECK(T.st.action == PS_REFUSE && T.st.why == SR_NO_STORE);
+	/* nothing to update: not an entry of this key */
+	policy_revalidate(&p, &T.lim, &rs, (const uint8_t *)"junk", 4, T0 + 20, T.max_ack,
+	    T.max_item, hbuf, sizeof(hbuf), &T.st);
+	CHECK(T.st.action == PS_BAD);
+	/* the revalidated entry is served as it is, labelled Refresh */
+	T.L.flags |= PL_REVALIDATED;
+	CHECK(fetch_bytes(old, oldlen, T0 + 20) == PE_HIT && T.hit.status == CS_REFRESH &&
+	    stored(&e));
+}
+
+static void
 test_zero_ttl(void)
 {
 	struct sc_policy p = policy(), q = policy_cc();
@@ -2042,6 +2139,8 @@ main(void)
 	TEST(test_collapsed_forwarding);
 	TEST(test_stale_while_revalidate);
 	TEST(test_soft_purge);
+	TEST(test_stale_if_error);
+	TEST(test_revalidate);
 	TEST(test_entry_unusable);
 	TEST(test_entry_extreme_fields);
 	TEST(test_entry_refused_before_replay);
