@@ -870,8 +870,10 @@ stale(struct pol_lookup *L, const struct entry *e, int64_t age, char *buf, size_
 		goto serve_stale;
 	}
 
-	if (!(e->flags & EF_MUST_REVALIDATE) && e->sie > 0 && staleness(e, age) <= (int64_t)e->sie)
+	if (!(e->flags & EF_MUST_REVALIDATE) && e->sie > 0 && staleness(e, age) <= (int64_t)e->sie) {
 		L->ctx[1] |= CTX_F_SIE;
+		out->sie = 1;
+	}
 	if (L->flags & PL_NO_CLAIM) {
 		refresh = why == PST_NONE;
 	} else if (L->mc & MC_MF_STALE) {

@@ -252,6 +252,8 @@ struct pol_hit {
 	int vary;			/* serve of an entry: it was stored with a Vary record */
 	int reject;			/* 0, or the ENTRY_ERR_* that made the value a Miss */
 	enum pol_stale stale;		/* PE_HIT of a stale entry: why it may be served */
+	int sie;			/* a stale entry inside its stale-if-error window:
+					 * the store step may be answered with it */
 	/* PE_REFRESH of a stale entry with validators (RFC 9111 4.3.1): send
 	 * them to the origin, and carry the entry (code, hdrs, body as for
 	 * serve, serve 0) so that a 304 can be answered with it. */

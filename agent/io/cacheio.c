@@ -153,6 +153,8 @@ set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h)
 	} else {
 		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
 	}
+	if (h->sie && !h->serve)
+		spoe_req_set_bool(r, "sie", 1);
 	if (h->reval) {
 		/* the origin is asked with the entry's validators; a 304 is
 		 * answered with this copy (or the one the store step reads) */
@@ -500,6 +502,7 @@ struct reread {
 	struct spoe_req *r;
 	enum pol_store_action action;
 	int unlock;
+	int serve;		/* cache-stale: answered as a hit (serve), not as a replacement */
 	int64_t now;
 	char key[KEY_HEX_LEN + 1];
 	size_t ctx_len, hdrs_len;
@@ -509,12 +512,12 @@ struct reread {
 /* The response HAProxy got is replaced (lua-glue's spoe_cache_replace)
  * with what the policy made of the entry. */
 static void
-set_replace(struct spoe_req *r, const struct pol_hit *h)
+set_replace(struct spoe_req *r, const struct pol_hit *h, const char *how)
 {
 	const char *st = cache_status_name[h->status];
 
 	spoe_req_set_str(r, "status", st, strlen(st));
-	spoe_req_set_bool(r, "replace", 1);
+	spoe_req_set_bool(r, how, 1);
 	spoe_req_set_int(r, "code", h->code);
 	spoe_req_set_bin(r, "headers", h->hdrs, h->hlen);
 	spoe_req_set_bin(r, "body", h->body != NULL ? h->body : (const uint8_t *)"", h->blen);
@@ -570,7 +573,7 @@ revalidated(struct reread *R, const struct pol_limits *lim, struct pol_lookup *L
 		goto plain;
 	M_INC(R->env->m, revalidations);
 	spoe_req_hold(R->r, buf);
-	set_replace(R->r, &h);
+	set_replace(R->r, &h, "replace");
 	free(hbuf);
 	free(ps);
 	return;
@@ -606,7 +609,7 @@ reread_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 			if (h.stale != PST_NONE)
 				M_INC(R->env->m, stale_served[h.stale]);
 			spoe_req_hold(R->r, buf);
-			set_replace(R->r, &h);
+			set_replace(R->r, &h, R->serve ? "serve" : "replace");
 		} else {
 			free(buf);
 			M_INC(R->env->m, refused[SR_STATUS]);
@@ -624,7 +627,7 @@ reread_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
  * PS_STALE_IF_ERROR); what the message carried is copied first. */
 static void
 reread(struct cache_env *env, struct spoe_req *r, const struct pol_store *ps,
-    const struct pol_response *rs)
+    const struct pol_response *rs, int serve)
 {
 	size_t hl = ps->action == PS_REVALIDATE && rs->hdrs != NULL ? rs->hdrs_len : 0;
 	struct reread *R = malloc(sizeof(*R) + rs->ctx_len + hl);
@@ -637,6 +640,7 @@ reread(struct cache_env *env, struct spoe_req *r, const struct pol_store *ps,
 	R->r = r;
 	R->action = ps->action;
 	R->unlock = ps->unlock;
+	R->serve = serve;
 	R->now = (int64_t)time(NULL);
 	memcpy(R->key, ps->key, sizeof(R->key));
 	R->ctx_len = rs->ctx_len;
@@ -646,6 +650,31 @@ reread(struct cache_env *env, struct spoe_req *r, const struct pol_store *ps,
 		memcpy(R->data + rs->ctx_len, rs->hdrs, hl);
 	if (pool_get(env->pool, R->key, KEY_HEX_LEN, reread_done, R) < 0)
 		reread_done(R, MC_ERROR, NULL, 0);
+}
+
+/* The origin's backup (the templates' spoe-cache-stale frontend) asks for
+ * the stale entry of a lookup's ctx: served when inside its stale-if-error
+ * window, else Bypass (that frontend then answers 503). */
+static void
+do_stale(struct cache_env *env, struct spoe_req *r, const struct args *a)
+{
+	struct pol_response rs;
+	struct pol_store ps;
+	struct pol_lookup L;
+
+	memset(&rs, 0, sizeof(rs));
+	memset(&ps, 0, offsetof(struct pol_store, vary));
+	if (a->ctx.type != SPOP_T_BIN ||
+	    policy_ctx_lookup(a->ctx.v.s.p, a->ctx.v.s.len, &L) < 0) {
+		M_INC(env->m, bad_messages);
+		answer(r, "Bypass");
+		return;
+	}
+	rs.ctx = a->ctx.v.s.p;
+	rs.ctx_len = a->ctx.v.s.len;
+	ps.action = PS_STALE_IF_ERROR;
+	memcpy(ps.key, L.key, sizeof(ps.key));
+	reread(env, r, &ps, &rs, 1);
 }
 
 static void
@@ -699,7 +728,7 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		goto out;
 	case PS_REVALIDATE:
 	case PS_STALE_IF_ERROR:
-		reread(env, r, ps, &rs);
+		reread(env, r, ps, &rs, 0);
 		goto out;
 	case PS_INVALIDATE:
 	case PS_STORE:
@@ -773,6 +802,10 @@ cacheio_notify(void *arg, struct spoe_req *r, const uint8_t *payload, size_t len
 		}
 		if (spop_str_eq(&name, "cache-store")) {
 			do_store(env, r, &a);
+			return;
+		}
+		if (spop_str_eq(&name, "cache-stale")) {
+			do_stale(env, r, &a);
 			return;
 		}
 	}

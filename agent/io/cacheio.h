@@ -1,6 +1,6 @@
 /*
  * cacheio.h - the cache's I/O side: it reads the messages of one NOTIFY
- * (cache-lookup, cache-lookup-body, cache-store), asks the policy core
+ * (cache-lookup, cache-lookup-body, cache-store, cache-stale), asks the policy core
  * (policy.h) what they mean, talks to memcached through the pool, and
  * finishes the SPOP request with the variables HAProxy gets.
  *
@@ -14,7 +14,12 @@
  *   key      the cache key (hex SHA-256), when the request is cacheable
  *   ctx      what the store step needs (opaque, made by the agent)
  *   serve    true when the Lua service must answer (a Hit, a 304, a 504)
- *   code, headers, body   that answer
+ *   code, headers, body   that answer (or, with inm/ims, the entry a 304
+ *            is answered with)
+ *   inm, ims the validators of a stale entry, for a conditional refresh
+ *   sie      a stale entry may stand in if the origin cannot be reached
+ *   replace  true when the store step's answer replaces the origin's
+ *            response (a 304 to our validators, stale-if-error)
  */
 #ifndef SC_CACHEIO_H
 #define SC_CACHEIO_H

@@ -16,7 +16,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import main, test, wait_for  # noqa: E402
+from harness import ROOT, main, test, wait_for  # noqa: E402
 from stack import Stack  # noqa: E402
 
 
@@ -222,6 +222,34 @@ def test_stale_if_error_stands_in_for_a_failing_origin(procs):
         assert st == 404, (st, h)
     finally:
         s.request("POST", "/__fail?status=0", port=s.origin_port)
+
+
+@test
+def test_origin_stopped_entirely_stored_urls_keep_being_served(procs):
+    # RFC 5861 4 when the origin cannot be reached at all: the first
+    # refused connection marks it down and every stored URL inside its
+    # stale-if-error window keeps being answered (the backend's backup is
+    # HAProxy's own spoe-cache-stale frontend); the others get 503; once
+    # the origin is back, entries are refreshed from it again.
+    s = Stack(procs, policies=policies(cache_control="true"))
+    sie = ["/gen?serial=1&n=%d&h=Cache-Control:max-age=1,stale-if-error=600" % i for i in range(5)]
+    plain = "/gen?serial=1&h=Cache-Control:max-age=1"
+    first = {p: get(s, p)[2] for p in sie}
+    get(s, plain)
+    time.sleep(2.2)
+    procs.stop(s.origin)
+    for _ in range(3):
+        for p in sie:
+            st, h, body = get(s, p)
+            assert st == 200 and body == first[p] and h["x-cache-status"] == "Hit", (p, st, h)
+            assert int(h["age"]) >= 2, h
+    st, h, _ = get(s, plain)
+    assert st == 503, (st, h)
+    assert metric(s, 'spoe_cache_stale_served_total{reason="if_error"}') == 15
+    s.origin = procs.spawn([sys.executable, os.path.join(ROOT, "tests/lib/origin.py"),
+                            str(s.origin_port)], name="origin")
+    wait_for(lambda: get(s, sie[0])[1].get("x-cache-status") == "Refresh", timeout=15,
+             step=0.1, what="a refresh from the origin once it is back")
 
 
 if __name__ == "__main__":
