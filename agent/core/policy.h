@@ -40,10 +40,18 @@
 #define POL_CTX_MAX		(1 + 1 + KEY_HEX_LEN + 1 + POL_MAX_NAME + 2 + POL_CTX_HDRS_MAX)
 #define POL_VARY_MAX		4096	/* an entry's Vary record */
 #define POL_INM_MAX		1024	/* If-None-Match kept for a conditional hit */
-#define POL_HIT_EXTRA		256	/* header bytes a hit adds to the stored ones */
+#define POL_HIT_EXTRA		512	/* header bytes a hit adds to the stored ones */
 #define POL_ACK_SLACK		512	/* an ACK's variables besides headers and body */
 #define POL_KEY_LINES		256	/* vary and routing header field lines one key takes */
 #define POL_KEY_HDR_BYTES	8192	/* their values, in all */
+
+/* What a response with Set-Cookie gets (RFC 9111 7.3 leaves it to the
+ * operator): not stored (the default), stored without its Set-Cookie
+ * header lines, or stored and replayed with them. */
+enum sc_set_cookie { SC_COOKIE_REFUSE = 0, SC_COOKIE_STRIP, SC_COOKIE_STORE };
+
+#define POL_CSTATUS_NAME	"spoe-cache"	/* this cache in Cache-Status (RFC 9211) */
+#define POL_CSTATUS_MAX		96		/* the longest Cache-Status value made here */
 
 /* A comma-free list of strings, as configured. */
 struct sc_strlist {
@@ -68,6 +76,10 @@ struct sc_policy {
 	int l1_ttl;			/* seconds a node-local tier may keep a hit, 0 = never; default 1 */
 	struct sc_strlist key_routing_headers;	/* default pol_routing_headers_default */
 	int routing_bypass;		/* routing_headers = "bypass": Bypass, don't key */
+	int cache_status;		/* add Cache-Status (RFC 9211), default off */
+	enum sc_set_cookie set_cookie;	/* default SC_COOKIE_REFUSE */
+	struct sc_strlist targeted_cc;	/* RFC 9213 targeted fields, first = most specific;
+					 * default CDN-Cache-Control; read with cache_control */
 	int line;
 };
 
@@ -91,7 +103,12 @@ extern const char *const cache_status_name[CS_MAX];
 enum store_refusal {
 	SR_STATUS, SR_CONTENT_TYPE, SR_NO_STORE, SR_PRIVATE, SR_SET_COOKIE,
 	SR_AUTHORIZATION, SR_LENGTH, SR_TOO_BIG, SR_VARY, SR_ZERO_TTL, SR_HEADERS,
-	SR_STORE_FAILED, SR_MAX
+	SR_STORE_FAILED,
+	SR_PARTIAL,		/* a 206: never stored (RFC 9111 3.3 is a MAY we do not take) */
+	SR_UNCACHEABLE,		/* RFC 9111 3: no explicit freshness, and neither public
+				 * nor a heuristically cacheable status; or must-understand
+				 * with a status this cache does not implement */
+	SR_MAX
 };
 extern const char *const store_refusal_name[SR_MAX];
 
@@ -151,6 +168,9 @@ enum pol_action {
 #define PL_AUTH		0x2u	/* the request carries Authorization */
 #define PL_CC		0x4u	/* request Cache-Control is honoured */
 #define PL_IMS		0x8u	/* ims is set */
+#define PL_RANGE	0x10u	/* one byte range asked for: range_first, range_last */
+#define PL_CSTATUS	0x20u	/* the policy adds Cache-Status */
+#define PL_COOKIES	0x40u	/* the policy stores Set-Cookie: entries may replay it */
 
 /* The request decision, and everything the later ones need of the request. */
 struct pol_lookup {
@@ -166,6 +186,8 @@ struct pol_lookup {
 	char inm[POL_INM_MAX];
 	uint8_t ctx[POL_CTX_MAX];	/* PA_FETCH, PA_INVALIDATE: txn.cache.ctx */
 	size_t ctx_len;
+	int64_t range_first, range_last;	/* PL_RANGE: as http_range_parse() */
+	const char *cstatus;		/* PL_CSTATUS, not PA_FETCH: Cache-Status (static) */
 };
 
 /* p NULL: the message named no known policy (Bypass, bad). Nothing in
@@ -197,6 +219,8 @@ struct pol_hit {
 	int vary;			/* serve of an entry: it was stored with a Vary record */
 	int reject;			/* 0, or the ENTRY_ERR_* that made the value a Miss */
 	const char *note;		/* an entry refused or that did not decode: why, for a log */
+	const char *cstatus;		/* PL_CSTATUS and !serve: Cache-Status so far (static);
+					 * a served answer has it in hdrs */
 };
 
 /* Room policy_entry() needs in buf for a value of vlen bytes. */
@@ -224,6 +248,9 @@ struct pol_response {
 	size_t hdrs_len;
 	const uint8_t *body;		/* NULL: not sent (no body) */
 	size_t body_len;
+	int tls;			/* the connection's: for Location targets */
+	const char *consumer;		/* txn.cache_consumer: for Location targets */
+	size_t consumer_len;
 };
 
 /* The policy a ctx names: 0 and (*name, *nlen), or -1 when it is not a
@@ -245,6 +272,14 @@ struct pol_store {
 	char key[KEY_HEX_LEN + 1];
 	struct entry e;			/* PS_STORE: hdrs in the caller's buffer, vary here, body in the input */
 	uint32_t mc_ttl;		/* memcached exptime */
+	/* PS_INVALIDATE: the Location and Content-Location targets on the
+	 * request's authority (RFC 9111 4.4), to delete too */
+	char also[2][KEY_HEX_LEN + 1];
+	size_t n_also;
+	/* the policy adds Cache-Status: what the store step appends to the
+	 * lookup's (fwd-status, stored or why not); "" otherwise */
+	char cstatus[POL_CSTATUS_MAX];
+	size_t cstatus_unstored;	/* the prefix of cstatus to send if the store fails */
 	uint8_t vary[POL_VARY_MAX];
 };
 
@@ -259,5 +294,11 @@ struct pol_store {
 void policy_response(const struct sc_policy *p, const struct pol_limits *lim,
     const struct pol_response *rs, int64_t now, size_t max_replay, size_t max_item,
     char *hbuf, size_t hcap, struct pol_store *out);
+
+/* memcached's exptime for an item kept ttl (> 0) seconds from now: up to
+ * 30 days a relative time, beyond it a Unix time, which memcached reads as
+ * a signed 32-bit number (anything past 2038-01-19 expires the item at
+ * once): clamped there, and to 30 days when even that is not ahead. */
+uint32_t policy_mc_exptime(int64_t ttl, int64_t now);
 
 #endif

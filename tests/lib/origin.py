@@ -137,9 +137,12 @@ class Origin(BaseHTTPRequestHandler):
     def gen(self, q, n, reqbody):
         """status=, ct=, h=Name:Value (repeatable), body=, size=N (bytes,
         every value), serial=1 (append the serial), echo=1 (body = request
-        body), te=chunked (no Content-Length), cl=N (lie about length)."""
+        body), te=chunked (no Content-Length), cl=N (lie about length),
+        mstatus=METHOD:CODE (that status for that method only), nocl=1 (no
+        Content-Length at all, as a 204 has none), ranges=1 (answer a
+        single "bytes=A-B" Range with a 206 of the body)."""
         status, ctype, headers, body = 200, "text/plain", [], b""
-        chunked = False
+        chunked = nocl = ranges = False
         for k, v in q:
             if k == "status":
                 status = int(v)
@@ -159,6 +162,29 @@ class Origin(BaseHTTPRequestHandler):
                 body += reqbody
             elif k == "te":
                 chunked = True
+            elif k == "mstatus":
+                m, _, code = v.partition(":")
+                if m == self.command:
+                    status = int(code)
+            elif k == "nocl":
+                nocl = True
+            elif k == "ranges":
+                ranges = True
+        rng = self.headers.get("Range") or ""
+        if ranges and status == 200 and rng.startswith("bytes=") and "," not in rng:
+            a, _, b = rng[6:].partition("-")
+            if a:
+                first, last = int(a), min(int(b) if b else len(body) - 1, len(body) - 1)
+                if first < len(body):
+                    headers.append(("Content-Range", "bytes %d-%d/%d" % (first, last, len(body))))
+                    status, body = 206, body[first:last + 1]
+        if nocl:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.end_headers()
+            return
         if chunked:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
