@@ -15,6 +15,9 @@
  *   ctx      what the store step needs (opaque, made by the agent)
  *   serve    true when the Lua service must answer (a Hit, a 304, a 504)
  *   code, headers, body   that answer
+ *   cstatus  for a policy with cache_status, when the lookup did not serve:
+ *            its Cache-Status so far ("spoe-cache; fwd=uri-miss", RFC 9211)
+ *   cstatus_store  what the store step appends ("; fwd-status=200; stored")
  */
 #ifndef SC_CACHEIO_H
 #define SC_CACHEIO_H
