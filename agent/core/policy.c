@@ -1310,13 +1310,25 @@ refuse(struct pol_store *out, enum store_refusal why)
 	out->label = "Bypass";
 }
 
+/* no-store and private of one field: what keeps a response out. With
+ * cache_control, must-understand with a status this cache implements
+ * lifts that field's no-store (RFC 9111 5.2.2.3). */
+static unsigned
+never_flags(const struct sc_policy *p, int64_t status, unsigned f)
+{
+	if (p->cache_control && (f & CC_MUST_UNDERSTAND) && status_understood(status))
+		f &= ~CC_NO_STORE;
+	return f & (CC_NO_STORE | CC_PRIVATE);
+}
+
 /* The directives this cache obeys in a response, into *cc; 1 when they
  * are a targeted field's (RFC 9213 2.2: with cache_control, the first
  * valid one of the policy's list replaces Cache-Control and Expires).
  * *never is set when the response must not be stored whatever the policy
- * says: no-store or private, in Cache-Control or a targeted field without
- * cache_control, in the field obeyed with it (where must-understand with
- * a status this cache implements lifts no-store, RFC 9111 5.2.2.3). */
+ * says: no-store or private in Cache-Control or in a targeted field. A
+ * targeted field can so add those, and grant freshness, but it does not
+ * lift Cache-Control's (MISSION 4.4; RFC 9213 would, but a cache may
+ * always decline to store). */
 static int
 response_cc(const struct sc_policy *p, int64_t status, const struct hdr *hdrs, size_t nh,
     struct cachectl *cc, enum store_refusal *never)
@@ -1326,15 +1338,13 @@ response_cc(const struct sc_policy *p, int64_t status, const struct hdr *hdrs, s
 	unsigned f;
 
 	cc_of(hdrs, nh, cc);
-	f = cc->flags | (targeted ? t.flags : 0);
+	f = never_flags(p, status, cc->flags) | (targeted ? never_flags(p, status, t.flags) : 0);
+	*never = (f & CC_NO_STORE) ? SR_NO_STORE : (f & CC_PRIVATE) ? SR_PRIVATE : SR_MAX;
 	if (p->cache_control && targeted) {
 		*cc = t;
-		f = t.flags;
+		return 1;
 	}
-	if (p->cache_control && (f & CC_MUST_UNDERSTAND) && status_understood(status))
-		f &= ~CC_NO_STORE;
-	*never = (f & CC_NO_STORE) ? SR_NO_STORE : (f & CC_PRIVATE) ? SR_PRIVATE : SR_MAX;
-	return p->cache_control && targeted;
+	return 0;
 }
 
 /* Only a body whose completeness is proven: HAProxy cuts res.body to its

@@ -2077,11 +2077,21 @@ test_targeted_cache_control(void)
 	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=0", "Cache-Control",
 	    "max-age=3600")) == 0 && get(&p, ROOT, T0) == PE_REFRESH);
 	p.storage_ttl = -1;
-	/* it grants what Cache-Control, meant for others, does not */
+	/* it grants what Cache-Control, meant for others, does not... */
 	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=600", "Cache-Control",
-	    "no-store")) == 600);
+	    "max-age=0")) == 600);
 	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=600", "Cache-Control",
-	    "private, max-age=5", "Pragma", "no-cache")) == 600);
+	    "no-cache, max-age=5", "Pragma", "no-cache")) == 600);
+	/* ...but never lifts its no-store or private (what the shared cache
+	 * owes every user: it may always decline to store) */
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "max-age=600",
+	    "Cache-Control", "no-store"))) == SR_NO_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "max-age=600, public",
+	    "Cache-Control", "private"))) == SR_PRIVATE);
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=600, must-understand",
+	    "Cache-Control", "max-age=5")) == 600);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "max-age=600, must-understand",
+	    "Cache-Control", "no-store"))) == SR_NO_STORE);
 	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "s-maxage=30, max-age=600")) == 30);
 	CHECK(stored(&e) && (e.flags & EF_MUST_REVALIDATE) && (e.flags & EF_AUTH_OK));
 	/* Expires is ignored with it, Cache-Control's max-age too */
