@@ -205,6 +205,13 @@ class Origin(BaseHTTPRequestHandler):
     do_DELETE = do_GET
     do_PATCH = do_GET
 
+    def __getattr__(self, name):
+        # Any other method (M-SEARCH, PROPFIND, an extension) is served as
+        # GET is, so a test can see what it invalidates (RFC 9111 4.4).
+        if name.startswith("do_"):
+            return self.do_GET
+        raise AttributeError(name)
+
 
 class Server(ThreadingHTTPServer):
     daemon_threads = True
