@@ -11,13 +11,14 @@ Cache-Status (RFC 9211). Each fails if its rule is taken out."""
 import email.utils
 import http.client
 import os
+import subprocess
 import sys
 import time
 from urllib.parse import quote
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
-from harness import HOST, main, test, wait_for  # noqa: E402
-from stack import Stack  # noqa: E402
+from harness import AGENT, HOST, main, test, wait_for  # noqa: E402
+from stack import Stack, agent_config  # noqa: E402
 
 CODES = "[200, 203, 204, 206, 300, 301, 302, 308, 404, 405, 410, 414, 501, 299]"
 
@@ -395,6 +396,35 @@ def test_rfc9211_cache_status_on_l1_hits(procs):
     assert h["cache-status"] == "spoe-cache; hit; ttl=%d" % later and later <= ttl - 2, (ttl, h)
     assert int(h["age"]) + later in (30, 31, 29), h
     conn.close()
+
+
+# ---- the settings ---------------------------------------------------------------------
+
+@test
+def test_new_settings_are_checked_with_file_and_line(procs):
+    good = agent_config([(11211, 100)], 12345, 12346, policies=(
+        policy(targeted_cache_control='["Edge-Cache-Control", "CDN-Cache-Control"]',
+               set_cookie='"strip"', cache_status="true") +
+        policy("none", targeted_cache_control="[]", set_cookie='"store"')))
+    path = procs.write("good.conf", good)
+    p = subprocess.run([AGENT, "-t", "-c", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.returncode == 0, p.stderr
+    for setting, value, msg in (
+            ("set_cookie", '"maybe"', 'set_cookie: expected "refuse", "strip" or "store"'),
+            ("set_cookie", "1", 'set_cookie: expected "refuse", "strip" or "store"'),
+            ("targeted_cache_control", '["Cache-Control"]', "is not a targeted field name"),
+            ("targeted_cache_control", '["a b"]', "is not a targeted field name"),
+            ("targeted_cache_control", '"CDN-Cache-Control"', "expected a list of strings"),
+            ("cache_status", '"yes"', "cache_status")):
+        text = agent_config([(11211, 100)], 12345, 12346, policies="  p: {\n    %s = %s;\n  };\n"
+                            % (setting, value))
+        path = procs.write("bad.conf", text)
+        line = text.splitlines().index("    %s = %s;" % (setting, value)) + 1
+        p = subprocess.run([AGENT, "-t", "-c", path], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE)
+        err = p.stderr.decode()
+        assert p.returncode != 0 and ("%s:%d: policies.p." % (path, line)) in err and msg in err, \
+            (setting, value, err)
 
 
 if __name__ == "__main__":
