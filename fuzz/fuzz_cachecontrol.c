@@ -1,7 +1,10 @@
 /*
- * fuzz_cachectl.c - libFuzzer target for Cache-Control, HTTP dates and
- * entity-tags. Checks the documented ranges, that a parsed date formats
- * and parses back to itself, and that etag comparison is symmetric.
+ * fuzz_cachectl.c - libFuzzer target for Cache-Control, targeted
+ * Cache-Control fields (RFC 9213), HTTP dates, entity-tags and Range.
+ * Checks the documented ranges, that a rejected targeted field changes
+ * nothing, that a parsed date formats and parses back to itself, that
+ * etag comparison is symmetric, and that a resolved range lies inside
+ * the representation.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -45,6 +48,31 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (cc2.flags != cc.flags || cc2.max_age != cc.max_age || cc2.s_maxage != cc.s_maxage ||
 	    cc2.max_stale != cc.max_stale || cc2.min_fresh != cc.min_fresh)
 		abort();
+
+	/* a targeted field: all or nothing */
+	cachectl_init(&cc);
+	cc2 = cc;
+	if (cachectl_parse_targeted(s, size, &cc) == 0) {
+		if (!(cc.flags & CC_PRESENT))
+			abort();
+		range(cc.max_age);
+		range(cc.s_maxage);
+	} else if (memcmp(&cc, &cc2, sizeof(cc)) != 0) {
+		abort();
+	}
+
+	{
+		int64_t first, last, off, n, len = (int64_t)size * 7;
+
+		if (http_range_parse(s, size, &first, &last) == 0) {
+			if ((first < 0 && last < 0) || first > HTTP_RANGE_MAX || last > HTTP_RANGE_MAX ||
+			    (first >= 0 && last >= 0 && last < first))
+				abort();
+			if (http_range_resolve(first, last, len, &off, &n) == 1 &&
+			    (off < 0 || n <= 0 || off + n > len))
+				abort();
+		}
+	}
 
 	if (http_date_parse(s, size, &t) == 0) {
 		if (http_date_format(t, out) != 0 || strlen(out) != 29)

@@ -5,10 +5,14 @@
  *   - a fetch's key is 64 hex digits, is what policy_key() computes, and
  *     its ctx names the policy;
  *   - a stored entry fits max_ack and max_item, encodes, and its header
- *     block is replayable line by line, with nothing a hit adds itself;
+ *     block is replayable line by line, with nothing a hit adds itself
+ *     (Set-Cookie only for a policy that stores it); it is never a 206,
+ *     and its memcached exptime is never past 2^31 - 1;
  *   - without request Cache-Control, what was just stored for a request is
  *     a hit for that very request;
- *   - whatever is served stays inside the buffers it was given.
+ *   - whatever is served stays inside the buffers it was given, and a
+ *     206 is only ever a part of a stored 200, served to a Range request;
+ *   - with cache_status, a store's Cache-Status says "stored".
  *
  * Input layout (big-endian; a part whose length runs past the end takes
  * what is left):
@@ -50,6 +54,8 @@ static char *vary_hdrs[] = { "Accept-Language", "X-Tenant" };
 static char *json_fields[] = { "id", "user" };
 static char *query_params[] = { "a", "b" };
 static char *routing[] = { "X-Forwarded-Host", "X-Forwarded-Proto", "Forwarded" };
+static char *targeted_cdn[] = { "CDN-Cache-Control" };
+static char *targeted_two[] = { "Edge-Cache-Control", "CDN-Cache-Control" };
 static int codes_default[] = { 200, 301, 404 };
 static int codes_many[] = { 200, 203, 206, 301, 302, 404, 500 };
 static char long_name[POL_MAX_NAME + 1];
@@ -62,16 +68,19 @@ static struct sc_policy policies[4] = {
 	  .request_method = SL(methods_gh), .content_type = SL(types_default),
 	  .cache_ttl = 300, .storage_ttl = -1, .key_routing_headers = SL(routing) },
 	/* RFC 9111, Vary on two headers, force header, storage_ttl, Bypass
-	 * on routing headers */
+	 * on routing headers, CDN-Cache-Control, Cache-Status, Set-Cookie kept */
 	{ .name = "rfc", .response_codes = codes_many, .n_response_codes = 7,
 	  .request_method = SL(methods_gh), .content_type = SL(types_params),
 	  .cache_ttl = 60, .storage_ttl = 3600, .cache_control = 1, .allow_force_cache_header = 1,
-	  .vary_headers = SL(vary_hdrs), .key_routing_headers = SL(routing), .routing_bypass = 1 },
-	/* JSON body fields, query params, any type */
+	  .vary_headers = SL(vary_hdrs), .key_routing_headers = SL(routing), .routing_bypass = 1,
+	  .targeted_cc = SL(targeted_cdn), .cache_status = 1, .set_cookie = SC_COOKIE_STORE },
+	/* JSON body fields, query params, any type, two targeted fields,
+	 * Set-Cookie stripped */
 	{ .name = "json", .response_codes = codes_many, .n_response_codes = 7,
 	  .request_method = SL(methods_ghp), .content_type = SL(types_any),
 	  .cache_ttl = 10, .storage_ttl = -1, .cache_control = 1,
-	  .vary_query_params = SL(query_params), .vary_body_json_fields = SL(json_fields) },
+	  .vary_query_params = SL(query_params), .vary_body_json_fields = SL(json_fields),
+	  .targeted_cc = SL(targeted_two), .set_cookie = SC_COOKIE_STRIP },
 	/* the longest name, a zero cache_ttl kept by a storage_ttl past 30 days */
 	{ .name = long_name, .response_codes = codes_default, .n_response_codes = 3,
 	  .request_method = SL(methods_gh), .content_type = SL(types_any),
@@ -190,9 +199,9 @@ is_hex_key(const char *k)
 /* Every line of a stored block is "name: value\r\n", replayable, and none
  * is one the agent computes at hit time or must never replay. */
 static void
-check_stored_hdrs(const char *h, size_t len)
+check_stored_hdrs(const char *h, size_t len, int cookies)
 {
-	static const char *const never[] = { "content-length", "age", "set-cookie", "connection",
+	static const char *const never[] = { "content-length", "age", "connection",
 		"transfer-encoding", "x-cache-status", "x-cache-key", NULL };
 	const char *end = h + len;
 
@@ -209,6 +218,8 @@ check_stored_hdrs(const char *h, size_t len)
 		for (const char *const *n = never; *n != NULL; n++)
 			if (hdr_name_eq(h, (size_t)(colon - h), *n, strlen(*n)))
 				abort();
+		if (!cookies && hdr_name_eq(h, (size_t)(colon - h), "set-cookie", 10))
+			abort();
 		h = eol + 2;
 	}
 }
@@ -231,6 +242,9 @@ entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *val, si
 		if (out->hdrs != buf || out->hlen > cap || out->code < 200 || out->code > 599)
 			abort();
 		if (out->body != NULL && (v == NULL || out->body < v || out->body + out->blen > v + vlen))
+			abort();
+		/* a part only for a Range request, and only of a whole 200 */
+		if (out->code == 206 && !(L->flags & PL_RANGE))
 			abort();
 	}
 	free(buf);
@@ -257,11 +271,15 @@ store(const struct sc_policy *p, const struct pol_limits *lim, const struct pol_
 		const struct entry *e = &st->e;
 		int n;
 
-		if (!is_hex_key(st->key) || st->mc_ttl == 0 || entry_size(e, lim->auth) > max_item ||
+		if (!is_hex_key(st->key) || st->mc_ttl == 0 || st->mc_ttl > INT32_MAX ||
+		    e->status == 206 || entry_size(e, lim->auth) > max_item ||
 		    e->klen != KEY_HEX_LEN || memcmp(e->key, st->key, KEY_HEX_LEN) != 0 ||
 		    e->hlen + e->blen + POL_ACK_SLACK > max_ack || e->hlen > hcap)
 			abort();
-		check_stored_hdrs(e->hdrs, e->hlen);
+		check_stored_hdrs(e->hdrs, e->hlen, p->set_cookie == SC_COOKIE_STORE);
+		if (p->cache_status && (st->cstatus_unstored >= strlen(st->cstatus) ||
+		    strcmp(st->cstatus + strlen(st->cstatus) - 8, "; stored") != 0))
+			abort();
 		val = malloc(entry_size(e, lim->auth));
 		n = entry_encode(e, lim->auth, val, entry_size(e, lim->auth));
 		if (n < 0 || (size_t)n != entry_size(e, lim->auth))
@@ -327,7 +345,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static const char *const mtab[] = { "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH",
-		"OPTIONS", "get" };
+		"OPTIONS", "get", "M-SEARCH" };
 	struct cur c = { data, size };
 	const struct sc_policy *p;
 	struct pol_limits lim;
@@ -366,7 +384,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* the lookup */
 	memset(&rq, 0, sizeof(rq));
 	if (plen[0] <= 1) {
-		rq.method = mtab[plen[0] ? part[0][0] % 8 : 0];
+		rq.method = mtab[plen[0] ? part[0][0] % 9 : 0];
 		rq.method_len = strlen(rq.method);
 	} else {
 		rq.method = dup(part[0], plen[0]);

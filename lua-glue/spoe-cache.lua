@@ -110,12 +110,21 @@ local function l1_lookup(txn, mib)
 end
 
 -- Keep the agent's answer for ttl ms under key: its header lines, already
--- split by replay() (names, vals, n), with the index of its Age line.
+-- split by replay() (names, vals, n), with the index of its Age line and,
+-- when the policy adds Cache-Status (RFC 9211), of the agent's own entry
+-- ("spoe-cache; hit; ttl=N", the last one) and its ttl: both are
+-- recomputed when the L1 replays it.
 local function l1_store(key, ttl, code, names, vals, n, size, body)
-    local ai
+    local ai, ci, cttl
     for i = 1, n do
-        if names[i] == "age" then
+        local name = names[i]
+        if name == "age" then
             ai = i
+        elseif name == "cache-status" then
+            local t = string.match(vals[i], "^spoe%-cache; hit; ttl=(%-?%d+)$")
+            if t then
+                ci, cttl = i, tonumber(t)
+            end
         end
     end
     if ai == nil then
@@ -127,16 +136,19 @@ local function l1_store(key, ttl, code, names, vals, n, size, body)
         old, cur, cur_bytes = cur, {}, size
     end
     cur[key] = { exp = ms + ttl, sec = sec, age = tonumber(vals[ai]) or 0, code = code, n = n,
-                 names = names, vals = vals, ai = ai, body = body }
+                 names = names, vals = vals, ai = ai, ci = ci, cttl = cttl, body = body }
 end
 
 local function l1_replay(applet, e)
     local _, sec = now_ms()
-    local names, vals, ai = e.names, e.vals, e.ai
+    local names, vals, ai, ci = e.names, e.vals, e.ai, e.ci
+    local since = sec > e.sec and sec - e.sec or 0
     applet:set_status(e.code)
     for i = 1, e.n do
         if i == ai then
-            applet:add_header("age", tostring(e.age + (sec > e.sec and sec - e.sec or 0)))
+            applet:add_header("age", tostring(e.age + since))
+        elseif i == ci then
+            applet:add_header("cache-status", "spoe-cache; hit; ttl=" .. tostring(e.cttl - since))
         else
             applet:add_header(names[i], vals[i])
         end

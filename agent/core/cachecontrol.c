@@ -131,6 +131,12 @@ apply(struct cachectl *cc, const char *n, size_t nlen, const char *a, size_t ale
 			cc->flags |= CC_IMMUTABLE;
 		return !clean;
 	}
+	if (name_is(n, nlen, "must-understand")) {
+		/* it can lift no-store (RFC 9111 5.2.2.3): exact form only */
+		if (clean)
+			cc->flags |= CC_MUST_UNDERSTAND;
+		return !clean;
+	}
 	if (name_is(n, nlen, "max-age")) {
 		if (cc->max_age < 0)
 			cc->max_age = d < 0 ? 0 : d;
@@ -250,13 +256,24 @@ digits(const char *s, int n)
 	return v;
 }
 
+/* RFC 9111 4.2: "a cache recipient SHOULD match the field value
+ * case-insensitively", although the formats are case-sensitive. */
+static int
+ci_eq(const char *s, const char *lit, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (lc((unsigned char)s[i]) != lc((unsigned char)lit[i]))
+			return 0;
+	return 1;
+}
+
 static int
 month_of(const char *s)
 {
 	int m;
 
 	for (m = 0; m < 12; m++)
-		if (memcmp(s, month_name[m], 3) == 0)
+		if (ci_eq(s, month_name[m], 3))
 			return m + 1;
 	return -1;
 }
@@ -267,7 +284,7 @@ short_day(const char *s)
 	int d;
 
 	for (d = 0; d < 7; d++)
-		if (memcmp(s, day_short[d], 3) == 0)
+		if (ci_eq(s, day_short[d], 3))
 			return 1;
 	return 0;
 }
@@ -355,7 +372,7 @@ http_date_parse(const char *s, size_t len, int64_t *t)
 	/* IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT" */
 	if (len == 29 && s[3] == ',') {
 		if (!short_day(s) || memcmp(s + 3, ", ", 2) != 0 || s[7] != ' ' ||
-		    s[11] != ' ' || s[16] != ' ' || memcmp(s + 25, " GMT", 4) != 0)
+		    s[11] != ' ' || s[16] != ' ' || !ci_eq(s + 25, " GMT", 4))
 			return -1;
 		d = digits(s + 5, 2);
 		m = month_of(s + 8);
@@ -378,14 +395,14 @@ http_date_parse(const char *s, size_t len, int64_t *t)
 	/* RFC 850: "Sunday, 06-Nov-94 08:49:37 GMT" */
 	for (i = 0; i < 7; i++) {
 		dl = strlen(day_long[i]);
-		if (len == dl + 24 && memcmp(s, day_long[i], dl) == 0)
+		if (len == dl + 24 && ci_eq(s, day_long[i], dl))
 			break;
 	}
 	if (i == 7)
 		return -1;
 	s += dl;
 	if (memcmp(s, ", ", 2) != 0 || s[4] != '-' || s[8] != '-' || s[11] != ' ' ||
-	    memcmp(s + 20, " GMT", 4) != 0)
+	    !ci_eq(s + 20, " GMT", 4))
 		return -1;
 	d = digits(s + 2, 2);
 	m = month_of(s + 5);
@@ -528,4 +545,381 @@ if_none_match(const char *hdr, size_t len, const char *etag, size_t elen)
 			return 0;
 	}
 	return any && match;
+}
+
+/* ---- targeted fields (RFC 9213): a Structured Fields Dictionary ---- */
+
+/* One parsed member value: what a cache directive can be mapped to. */
+enum sf_type { SF_BOOL, SF_INT, SF_OTHER };
+
+struct sf_val {
+	enum sf_type type;
+	int64_t i;		/* SF_BOOL: 0 or 1; SF_INT: the integer */
+};
+
+struct sf_cur {
+	const char *s;
+	size_t len, i;
+};
+
+static int
+sf_peek(const struct sf_cur *c)
+{
+	return c->i < c->len ? (unsigned char)c->s[c->i] : -1;
+}
+
+static int
+sf_lcalpha(int c)
+{
+	return c >= 'a' && c <= 'z';
+}
+
+static int
+sf_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+sf_alpha(int c)
+{
+	return sf_lcalpha(c) || (c >= 'A' && c <= 'Z');
+}
+
+static void
+sf_sp(struct sf_cur *c)
+{
+	while (sf_peek(c) == ' ')
+		c->i++;
+}
+
+static void
+sf_ows(struct sf_cur *c)
+{
+	while (sf_peek(c) == ' ' || sf_peek(c) == '\t')
+		c->i++;
+}
+
+/* key = ( lcalpha / "*" ) *( lcalpha / DIGIT / "_" / "-" / "." / "*" ) */
+static int
+sf_key(struct sf_cur *c, const char **k, size_t *klen)
+{
+	size_t st = c->i;
+	int ch = sf_peek(c);
+
+	if (!sf_lcalpha(ch) && ch != '*')
+		return -1;
+	while ((ch = sf_peek(c)) != -1 && (sf_lcalpha(ch) || sf_digit(ch) || ch == '_' ||
+	    ch == '-' || ch == '.' || ch == '*'))
+		c->i++;
+	*k = c->s + st;
+	*klen = c->i - st;
+	return 0;
+}
+
+/* sf-integer / sf-decimal (RFC 8941 4.2.4); integers clamp at CC_DELTA_MAX. */
+static int
+sf_number(struct sf_cur *c, struct sf_val *v)
+{
+	int neg = 0, dec = 0;
+	size_t nd = 0, fd = 0;
+	int64_t n = 0;
+
+	if (sf_peek(c) == '-') {
+		neg = 1;
+		c->i++;
+	}
+	if (!sf_digit(sf_peek(c)))
+		return -1;
+	for (;;) {
+		int ch = sf_peek(c);
+
+		if (sf_digit(ch)) {
+			if (dec) {
+				fd++;
+			} else {
+				nd++;
+				if (n < CC_DELTA_MAX)
+					n = n * 10 + (ch - '0');
+			}
+			c->i++;
+		} else if (ch == '.' && !dec) {
+			if (nd > 12)
+				return -1;
+			dec = 1;
+			c->i++;
+		} else {
+			break;
+		}
+		if ((!dec && nd > 15) || (dec && fd > 3))
+			return -1;
+	}
+	if (dec && fd == 0)
+		return -1;
+	v->type = dec || neg ? SF_OTHER : SF_INT;	/* negative: no directive takes one */
+	v->i = n > CC_DELTA_MAX ? CC_DELTA_MAX : n;
+	return 0;
+}
+
+/* bare-item (RFC 8941 4.2.3.1) */
+static int
+sf_bare(struct sf_cur *c, struct sf_val *v)
+{
+	int ch = sf_peek(c);
+
+	v->type = SF_OTHER;
+	v->i = 0;
+	if (ch == '-' || sf_digit(ch))
+		return sf_number(c, v);
+	if (ch == '"') {
+		for (c->i++; (ch = sf_peek(c)) != -1; c->i++) {
+			if (ch == '"') {
+				c->i++;
+				return 0;
+			}
+			if (ch == '\\') {
+				c->i++;
+				ch = sf_peek(c);
+				if (ch != '"' && ch != '\\')
+					return -1;
+			} else if (ch < 0x20 || ch > 0x7e) {
+				return -1;
+			}
+		}
+		return -1;
+	}
+	if (sf_alpha(ch) || ch == '*') {
+		while ((ch = sf_peek(c)) != -1 && (hdr_is_tchar(ch) || ch == ':' || ch == '/'))
+			c->i++;
+		return 0;
+	}
+	if (ch == ':') {
+		for (c->i++; (ch = sf_peek(c)) != -1; c->i++) {
+			if (ch == ':') {
+				c->i++;
+				return 0;
+			}
+			if (!sf_alpha(ch) && !sf_digit(ch) && ch != '+' && ch != '/' && ch != '=')
+				return -1;
+		}
+		return -1;
+	}
+	if (ch == '?') {
+		c->i++;
+		ch = sf_peek(c);
+		if (ch != '0' && ch != '1')
+			return -1;
+		c->i++;
+		v->type = SF_BOOL;
+		v->i = ch == '1';
+		return 0;
+	}
+	return -1;
+}
+
+/* parameters (RFC 8941 4.2.3.2): parsed for syntax, their values unused. */
+static int
+sf_params(struct sf_cur *c)
+{
+	struct sf_val v;
+	const char *k;
+	size_t kl;
+
+	while (sf_peek(c) == ';') {
+		c->i++;
+		sf_sp(c);
+		if (sf_key(c, &k, &kl) < 0)
+			return -1;
+		if (sf_peek(c) == '=') {
+			c->i++;
+			if (sf_bare(c, &v) < 0)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/* sf-item or inner-list */
+static int
+sf_member(struct sf_cur *c, struct sf_val *v)
+{
+	struct sf_val item;
+
+	if (sf_peek(c) != '(') {
+		if (sf_bare(c, v) < 0)
+			return -1;
+		return sf_params(c);
+	}
+	c->i++;
+	v->type = SF_OTHER;
+	v->i = 0;
+	for (;;) {
+		int ch;
+
+		sf_sp(c);
+		if (sf_peek(c) == ')') {
+			c->i++;
+			return sf_params(c);
+		}
+		if (sf_bare(c, &item) < 0 || sf_params(c) < 0)
+			return -1;
+		ch = sf_peek(c);
+		if (ch != ' ' && ch != ')')
+			return -1;
+	}
+}
+
+/* Apply one dictionary member as a cache directive. Later members win, as
+ * in a Dictionary; a value of the wrong type leans as cachectl_parse()
+ * does (max-age not an integer: 0; a restrictive flag with any value but
+ * ?0 counts; public, immutable and must-understand only as ?1). */
+static void
+sf_apply(struct cachectl *cc, const char *k, size_t kl, const struct sf_val *v)
+{
+	static const struct { const char *name; unsigned flag; int strict; } fl[] = {
+		{ "no-store", CC_NO_STORE, 1 }, { "no-cache", CC_NO_CACHE, 1 },
+		{ "private", CC_PRIVATE, 1 }, { "must-revalidate", CC_MUST_REVALIDATE, 1 },
+		{ "proxy-revalidate", CC_PROXY_REVALIDATE, 1 },
+		{ "no-transform", CC_NO_TRANSFORM, 1 }, { "public", CC_PUBLIC, 0 },
+		{ "immutable", CC_IMMUTABLE, 0 }, { "must-understand", CC_MUST_UNDERSTAND, 0 },
+	};
+	int on;
+
+	if (name_is(k, kl, "max-age")) {
+		cc->max_age = v->type == SF_INT ? v->i : 0;
+		return;
+	}
+	if (name_is(k, kl, "s-maxage")) {
+		cc->s_maxage = v->type == SF_INT ? v->i : 0;
+		return;
+	}
+	for (size_t i = 0; i < sizeof(fl) / sizeof(fl[0]); i++) {
+		if (!name_is(k, kl, fl[i].name))
+			continue;
+		if (v->type == SF_BOOL)
+			on = v->i != 0;
+		else
+			on = fl[i].strict;
+		if (on)
+			cc->flags |= fl[i].flag;
+		else
+			cc->flags &= ~fl[i].flag;
+		return;
+	}
+}
+
+int
+cachectl_parse_targeted(const char *v, size_t len, struct cachectl *cc)
+{
+	struct sf_cur c = { v, len, 0 };
+	struct cachectl t = *cc;
+
+	/* RFC 8941 4.2: leading and trailing SP are discarded; an empty
+	 * field is one RFC 9213 2.1 ignores too. */
+	sf_sp(&c);
+	while (c.len > c.i && c.s[c.len - 1] == ' ')
+		c.len--;
+	if (c.i == c.len)
+		return -1;
+	for (;;) {
+		struct sf_val val = { SF_BOOL, 1 };
+		const char *k;
+		size_t kl;
+
+		if (sf_key(&c, &k, &kl) < 0)
+			return -1;
+		if (sf_peek(&c) == '=') {
+			c.i++;
+			if (sf_member(&c, &val) < 0)
+				return -1;
+		} else if (sf_params(&c) < 0) {
+			return -1;
+		}
+		sf_apply(&t, k, kl, &val);
+		sf_ows(&c);
+		if (c.i == c.len)
+			break;
+		if (sf_peek(&c) != ',')
+			return -1;
+		c.i++;
+		sf_ows(&c);
+		if (c.i == c.len)
+			return -1;	/* a trailing comma */
+	}
+	t.flags |= CC_PRESENT;
+	*cc = t;
+	return 0;
+}
+
+/* ---- Range (RFC 9110 14.2) ---- */
+
+/* 1*DIGIT at s[*i..len), clamped at HTTP_RANGE_MAX; -1 when there is none. */
+static int64_t
+range_num(const char *s, size_t len, size_t *i)
+{
+	int64_t v = 0;
+	size_t st = *i;
+
+	while (*i < len && s[*i] >= '0' && s[*i] <= '9') {
+		v = v <= (HTTP_RANGE_MAX - 9) / 10 ? v * 10 + (s[*i] - '0') : HTTP_RANGE_MAX;
+		(*i)++;
+	}
+	if (*i == st)
+		return -1;
+	return v > HTTP_RANGE_MAX ? HTTP_RANGE_MAX : v;
+}
+
+int
+http_range_parse(const char *s, size_t len, int64_t *first, int64_t *last)
+{
+	size_t i = 0;
+	int64_t a = -1, b = -1;
+
+	trim(&s, &len);
+	if (len < 6 || !ci_eq(s, "bytes=", 6))
+		return -1;
+	i = 6;
+	while (i < len && (is_ows((unsigned char)s[i]) || s[i] == ','))
+		i++;	/* empty list elements are allowed (RFC 9110 5.6.1.2) */
+	if (i < len && s[i] == '-') {
+		i++;
+		if ((b = range_num(s, len, &i)) < 0)
+			return -1;
+	} else {
+		if ((a = range_num(s, len, &i)) < 0 || i >= len || s[i] != '-')
+			return -1;
+		i++;
+		if (i < len && s[i] >= '0' && s[i] <= '9') {
+			b = range_num(s, len, &i);
+			if (b < a)
+				return -1;	/* an invalid int-range */
+		}
+	}
+	while (i < len && (is_ows((unsigned char)s[i]) || s[i] == ','))
+		i++;
+	if (i != len)
+		return -1;	/* another range, or junk: not one we serve */
+	*first = a;
+	*last = b;
+	return 0;
+}
+
+int
+http_range_resolve(int64_t first, int64_t last, int64_t size, int64_t *off, int64_t *n)
+{
+	if (size <= 0)
+		return 0;
+	if (first < 0) {
+		/* suffix-range: the last `last` bytes */
+		if (last <= 0)
+			return 0;
+		*off = last >= size ? 0 : size - last;
+		*n = size - *off;
+		return 1;
+	}
+	if (first >= size)
+		return 0;
+	*off = first;
+	*n = (last < 0 || last >= size ? size - 1 : last) - first + 1;
+	return 1;
 }

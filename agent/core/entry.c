@@ -412,21 +412,22 @@ entry_decode(const uint8_t *buf, size_t len, const char *key, size_t klen,
 /* What the agent never writes into an entry, by the reason it is refused:
  * found by length first, since every line of every hit is looked up. */
 static int
-refused_name(const char *n, size_t len)
+refused_name(const char *n, size_t len, unsigned allow)
 {
-	static const struct { const char *s; size_t len; int err; } names[] = {
-		{ "content-length", 14, ENTRY_ERR_FRAMING },	/* set from the body at hit time */
-		{ "transfer-encoding", 17, ENTRY_ERR_FRAMING },
-		{ "age", 3, ENTRY_ERR_FORBIDDEN },		/* computed at hit time */
-		{ "x-cache-status", 14, ENTRY_ERR_FORBIDDEN },
-		{ "x-cache-key", 11, ENTRY_ERR_FORBIDDEN },
-		{ "set-cookie", 10, ENTRY_ERR_FORBIDDEN },	/* never replayed to another client */
-		{ "set-cookie2", 11, ENTRY_ERR_FORBIDDEN },
+	static const struct { const char *s; size_t len; int err; unsigned allowed_by; } names[] = {
+		{ "content-length", 14, ENTRY_ERR_FRAMING, 0 },	/* set from the body at hit time */
+		{ "transfer-encoding", 17, ENTRY_ERR_FRAMING, 0 },
+		{ "age", 3, ENTRY_ERR_FORBIDDEN, 0 },		/* computed at hit time */
+		{ "x-cache-status", 14, ENTRY_ERR_FORBIDDEN, 0 },
+		{ "x-cache-key", 11, ENTRY_ERR_FORBIDDEN, 0 },
+		/* replayed to another client only when the policy says so */
+		{ "set-cookie", 10, ENTRY_ERR_FORBIDDEN, ENTRY_ALLOW_SET_COOKIE },
+		{ "set-cookie2", 11, ENTRY_ERR_FORBIDDEN, ENTRY_ALLOW_SET_COOKIE },
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (names[i].len == len && hdr_name_eq(n, len, names[i].s, len))
-			return names[i].err;
+			return (allow & names[i].allowed_by) ? 0 : names[i].err;
 	return len <= 19 && hdrs_is_hop_by_hop(n, len) ? ENTRY_ERR_HOP_BY_HOP : 0;
 }
 
@@ -458,6 +459,12 @@ static const uint8_t byte_class[256] = {
 
 int
 entry_check_replay(const struct entry *e, size_t max_lines)
+{
+	return entry_check_replay_allow(e, max_lines, 0);
+}
+
+int
+entry_check_replay_allow(const struct entry *e, size_t max_lines, unsigned allow)
 {
 	const unsigned char *p = (const unsigned char *)e->hdrs, *end = p + e->hlen;
 	size_t lines = 0;
@@ -492,7 +499,7 @@ entry_check_replay(const struct entry *e, size_t max_lines)
 		if (*p != '\r' || end - p < 2 || p[1] != '\n')
 			return ENTRY_ERR_HDR_VALUE;	/* CR, LF, NUL or a control byte */
 		p += 2;
-		if ((rc = refused_name((const char *)name, nlen)) < 0)
+		if ((rc = refused_name((const char *)name, nlen, allow)) < 0)
 			return rc;
 	}
 	return 0;

@@ -119,6 +119,12 @@ int entry_decode(const uint8_t *buf, size_t len, const char *key, size_t klen,
  * stores, and no body on a 204 or 304. 0 or an ENTRY_ERR_*. */
 int entry_check_replay(const struct entry *e, size_t max_lines);
 
+/* The same, allowing what ALLOW names: ENTRY_ALLOW_SET_COOKIE lets
+ * Set-Cookie and Set-Cookie2 through, for a policy that stores them
+ * (set_cookie = "store"). */
+#define ENTRY_ALLOW_SET_COOKIE	0x1u
+int entry_check_replay_allow(const struct entry *e, size_t max_lines, unsigned allow);
+
 /* Current age of e at now (RFC 9111 4.2.3 without the network delay
  * terms): age0 plus the time since stored_at, saturating at INT64_MAX,
  * since every field may have been forged. */

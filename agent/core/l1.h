@@ -7,7 +7,7 @@
  * of a full GET, for a policy whose key depends on the URL alone, of an
  * entry without Vary, asked by a request that carries nothing the agent
  * treats specially (Authorization, conditionals, a consumer, a body,
- * request Cache-Control or Pragma). The Lua side refuses such requests on
+ * request Cache-Control or Pragma, Range). The Lua side refuses such requests on
  * its own too; this is the agent's half, the one that knows the policy
  * and the entry.
  *

@@ -8,6 +8,7 @@
  * or keep state between calls.
  */
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
@@ -28,6 +29,15 @@
 
 #define JSON_SCRATCH	8192	/* decoded JSON field values */
 
+/* Cache-Status values (RFC 9211 2) of the lookups that do not serve. */
+#define CSTAT_BYPASS	POL_CSTATUS_NAME "; fwd=bypass"
+#define CSTAT_METHOD	POL_CSTATUS_NAME "; fwd=method"
+#define CSTAT_REQUEST	POL_CSTATUS_NAME "; fwd=request"
+#define CSTAT_MISS	POL_CSTATUS_NAME "; fwd=uri-miss"
+#define CSTAT_VARY	POL_CSTATUS_NAME "; fwd=vary-miss"
+#define CSTAT_STALE	POL_CSTATUS_NAME "; fwd=stale"
+#define CSTAT_OIC	POL_CSTATUS_NAME "; detail=only-if-cached"
+
 const char *const pol_routing_headers_default[] = {
 	"X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Scheme", "X-Original-URL",
 	"X-Rewrite-URL", "X-HTTP-Method-Override", "Forwarded", NULL
@@ -45,7 +55,7 @@ policy_lock_key(const char *key, char out[POL_LOCK_KEY_LEN + 1])
 const char *const store_refusal_name[SR_MAX] = {
 	"status", "content_type", "no_store", "private", "set_cookie",
 	"authorization", "length", "too_big", "vary", "zero_ttl", "headers",
-	"store_failed"
+	"store_failed", "partial", "uncacheable"
 };
 
 const char *
@@ -416,11 +426,19 @@ policy_ctx_policy(const uint8_t *ctx, size_t len, const char **name, size_t *nle
 
 /* ---- the request decision ---- */
 
+/* The methods known to be safe (RFC 9110 9.2.1, and those the IANA
+ * method registry marks safe). Every other one, an extension method
+ * included, invalidates what it targets when it succeeds (RFC 9111 4.4). */
 static int
-unsafe_method(const char *m, size_t len)
+safe_method(const char *m, size_t len)
 {
-	return bytes_eq(m, len, "POST") || bytes_eq(m, len, "PUT") ||
-	    bytes_eq(m, len, "DELETE") || bytes_eq(m, len, "PATCH");
+	static const char *const safe[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PROPFIND",
+		"REPORT", "SEARCH", NULL };
+
+	for (const char *const *s = safe; *s != NULL; s++)
+		if (bytes_eq(m, len, *s))
+			return 1;
+	return 0;
 }
 
 static void
@@ -457,8 +475,47 @@ has_routing_header(const struct sc_policy *p, const struct hdr *hdrs, size_t nh)
 	return 0;
 }
 
+/* A GET with Range (RFC 9110 14.2; HEAD ignores it): 0 to look it up,
+ * with the one byte range it asks for in out, or -1 to pass it through
+ * without touching the entry (several ranges, another unit, If-Range). */
+static int
+request_range(const struct pol_request *rq, const struct hdr *hdrs, size_t nh,
+    struct pol_lookup *out)
+{
+	const struct hdr *r;
+	size_t from = 0;
+
+	if (!bytes_eq(rq->method, rq->method_len, "GET") ||
+	    (r = hdrs_find(hdrs, nh, "range", 5, &from)) == NULL)
+		return 0;
+	if (hdrs_find(hdrs, nh, "range", 5, &from) != NULL || first(hdrs, nh, "if-range") != NULL ||
+	    http_range_parse(r->val, r->vlen, &out->range_first, &out->range_last) < 0)
+		return -1;
+	out->flags |= PL_RANGE;
+	return 0;
+}
+
+static void request_decide(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_request *rq, struct pol_lookup *out);
+
 void
 policy_request(const struct sc_policy *p, const struct pol_limits *lim,
+    const struct pol_request *rq, struct pol_lookup *out)
+{
+	request_decide(p, lim, rq, out);
+	if (p == NULL || !p->cache_status) {
+		out->cstatus = NULL;
+		return;
+	}
+	out->flags |= PL_CSTATUS;
+	if (out->action == PA_FETCH)
+		out->cstatus = NULL;	/* policy_entry() says */
+	else if (out->cstatus == NULL)
+		out->cstatus = CSTAT_BYPASS;
+}
+
+static void
+request_decide(const struct sc_policy *p, const struct pol_limits *lim,
     const struct pol_request *rq, struct pol_lookup *out)
 {
 	struct hdr hdrs[POL_MAX_HEADERS];
@@ -490,14 +547,17 @@ policy_request(const struct sc_policy *p, const struct pol_limits *lim,
 		force = h != NULL && h->vlen == 4 && strncasecmp(h->val, "true", 4) == 0;
 	}
 	cacheable = force || str_in(&p->request_method, rq->method, rq->method_len);
-	if (!cacheable && !unsafe_method(rq->method, rq->method_len)) {
+	out->cstatus = CSTAT_METHOD;
+	if (!cacheable && safe_method(rq->method, rq->method_len)) {
 		bypass(out, "method", 0);
 		return;
 	}
 
 	if (!cacheable) {
 		/* A successful unsafe request invalidates the URL's GET entry
-		 * (RFC 9111 4.4): compute that key now, delete at store time. */
+		 * (RFC 9111 4.4): compute that key now, delete at store time.
+		 * The request headers go with it: the keys of Location and
+		 * Content-Location are made from them then. */
 		struct pol_request get = *rq;
 
 		get.method = "GET";
@@ -507,9 +567,11 @@ policy_request(const struct sc_policy *p, const struct pol_limits *lim,
 			return;
 		}
 		out->action = PA_INVALIDATE;
-		out->ctx_len = ctx_encode(out->ctx, CTX_F_INVALIDATE, out->key, p->name, NULL, 0);
+		out->ctx_len = ctx_encode(out->ctx, CTX_F_INVALIDATE, out->key, p->name, rq->hdrs,
+		    rq->hdrs_len);
 		return;
 	}
+	out->cstatus = NULL;
 	if (bytes_eq(rq->method, rq->method_len, "HEAD"))
 		out->flags |= PL_HEAD;
 	if (first(hdrs, nh, "authorization") != NULL)
@@ -520,6 +582,7 @@ policy_request(const struct sc_policy *p, const struct pol_limits *lim,
 	if (pragma_no_cache(&out->rcc, hdrs, nh))
 		out->rcc.flags |= CC_NO_CACHE;
 	if ((out->flags & PL_CC) && (out->rcc.flags & (CC_NO_STORE | CC_NO_CACHE))) {
+		out->cstatus = CSTAT_REQUEST;
 		bypass(out, "request no-store/no-cache", 0);
 		return;
 	}
@@ -540,6 +603,13 @@ policy_request(const struct sc_policy *p, const struct pol_limits *lim,
 		bypass(out, pol_keyerr_str(rc), 0);
 		return;
 	}
+	if (request_range(rq, hdrs, nh, out) < 0) {
+		out->cstatus = CSTAT_REQUEST;
+		bypass(out, "Range not served from the cache", 0);
+		return;
+	}
+	if (p->set_cookie == SC_COOKIE_STORE)
+		out->flags |= PL_COOKIES;
 	if ((h = first(hdrs, nh, "if-none-match")) != NULL && h->vlen <= POL_INM_MAX) {
 		memcpy(out->inm, h->val, h->vlen);
 		out->inm_len = h->vlen;
@@ -660,6 +730,22 @@ block_find(const char *h, size_t len, const char *name, size_t *vlen)
 	return NULL;
 }
 
+/* The time If-Modified-Since is compared with (RFC 9111 4.3.2): the
+ * entry's Last-Modified, else its Date, else when it was stored. -1 when
+ * the header there is not a date: then nothing is "not modified". */
+static int
+modified_at(const struct entry *e, int64_t *t)
+{
+	const char *v;
+	size_t vlen = 0;
+
+	if ((v = block_find(e->hdrs, e->hlen, "last-modified", &vlen)) != NULL ||
+	    (v = block_find(e->hdrs, e->hlen, "date", &vlen)) != NULL)
+		return http_date_parse(v, vlen, t);
+	*t = e->stored_at;
+	return 0;
+}
+
 /* Would this entry answer the request with 304 Not Modified? */
 static int
 not_modified(const struct pol_lookup *L, const struct entry *e)
@@ -675,41 +761,57 @@ not_modified(const struct pol_lookup *L, const struct entry *e)
 		return if_none_match(L->inm, L->inm_len, v, v != NULL ? vlen : 0);
 	}
 	if (L->flags & PL_IMS) {
-		int64_t lm;
+		int64_t t;
 
-		v = block_find(e->hdrs, e->hlen, "last-modified", &vlen);
-		return v != NULL && http_date_parse(v, vlen, &lm) == 0 && lm <= L->ims;
+		return modified_at(e, &t) == 0 && t <= L->ims;
 	}
 	return 0;
 }
 
 /* May entry e answer this request at all? An entry stored for another
- * Vary variant, or not allowed for Authorization, is not "there" for it. */
+ * Vary variant, or not allowed for Authorization, is not "there" for it;
+ * *why is the Cache-Status of that. */
 static int
 for_this_request(const struct pol_lookup *L, const struct pol_limits *lim,
-    const struct entry *e)
+    const struct entry *e, const char **why)
 {
 	struct hdr h[POL_MAX_HEADERS];
 	struct ctx c;
 	size_t nh = 0;
 
-	if ((L->flags & PL_AUTH) && !(e->flags & EF_AUTH_OK))
+	*why = CSTAT_MISS;
+	/* The agent never stores a 206 (SR_PARTIAL): one that is there was
+	 * not made here, and a part never answers for the whole. */
+	if (e->status == 206)
 		return 0;
+	if ((L->flags & PL_AUTH) && !(e->flags & EF_AUTH_OK)) {
+		*why = CSTAT_REQUEST;
+		return 0;
+	}
 	if (e->vlen == 0)
 		return 1;
+	*why = CSTAT_VARY;
 	if (ctx_decode(L->ctx, L->ctx_len, &c) < 0 || ctx_hdrs(&c, lim, h, &nh) < 0)
 		return 0;
 	return vary_match(e->vary, e->vlen, h, nh);
+}
+
+/* Freshness left of entry e at age (< 0: stale), saturating. */
+static int64_t
+fresh_left(const struct entry *e, int64_t age)
+{
+	int64_t left;
+
+	if (__builtin_sub_overflow(e->lifetime, age, &left) || left < -INT64_MAX)
+		left = -INT64_MAX;
+	return left;
 }
 
 /* Is entry e, age seconds old, fresh enough for this request? */
 static int
 fresh_enough(const struct pol_lookup *L, const struct entry *e, int64_t age)
 {
-	int64_t left;	/* freshness left; < 0 is stale */
-
-	if (__builtin_sub_overflow(e->lifetime, age, &left) || left < -INT64_MAX)
-		left = -INT64_MAX;
+	int64_t left = fresh_left(e, age);
 
 	if (!(L->flags & PL_CC))
 		return left > 0;
@@ -726,51 +828,100 @@ fresh_enough(const struct pol_lookup *L, const struct entry *e, int64_t age)
 	return L->rcc.max_stale >= 0 && -left <= L->rcc.max_stale;
 }
 
-/* What the Lua service replays: the stored headers (none for a 504), then
- * what the agent computes at hit time. */
+/* The part of a 200 a Range request gets (RFC 9110 14.2, 15.3.7). */
+struct part {
+	int satisfiable;		/* 0: 416 */
+	int64_t off, n, size;
+};
+
+/* snprintf into buf at *n, never past cap (POL_HIT_EXTRA is sized for
+ * what serve() adds; this only keeps a mistake from writing past it). */
+static void
+put(char *buf, size_t cap, size_t *n, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+put(char *buf, size_t cap, size_t *n, const char *fmt, ...)
+{
+	va_list ap;
+	int r;
+
+	if (*n >= cap)
+		return;
+	va_start(ap, fmt);
+	r = vsnprintf(buf + *n, cap - *n, fmt, ap);
+	va_end(ap);
+	if (r > 0)
+		*n += (size_t)r < cap - *n ? (size_t)r : cap - *n - 1;
+}
+
+/* What the Lua service replays: the stored headers (none for a 504 or a
+ * 416), then what the agent computes at hit time. pt: NULL, or the range
+ * of a 206 (a part of the body) or a 416. */
 static void
 serve(const struct pol_lookup *L, const struct entry *e, int code, int64_t age,
-    enum cache_status st, char *buf, size_t cap, struct pol_hit *out)
+    enum cache_status st, const struct part *pt, char *buf, size_t cap, struct pol_hit *out)
 {
-	size_t n = 0;
+	size_t n = 0, blen = 0;
 
 	out->serve = 1;
 	out->code = code;
 	out->status = st;
 	if (e != NULL) {
-		memcpy(buf, e->hdrs, e->hlen);
-		n = e->hlen;
-		if (__builtin_sub_overflow(e->lifetime, age, &out->fresh_left))
-			out->fresh_left = -1;
+		if (code != 416) {
+			memcpy(buf, e->hdrs, e->hlen);
+			n = e->hlen;
+		}
+		out->fresh_left = fresh_left(e, age);
 		out->vary = e->vlen > 0;
+		blen = e->blen;
 	}
-	if (code != 304)
-		n += (size_t)snprintf(buf + n, cap - n, "content-length: %zu\r\n",
-		    e != NULL ? e->blen : 0);
+	if (pt != NULL && pt->satisfiable) {
+		put(buf, cap, &n, "content-range: bytes %lld-%lld/%lld\r\n", (long long)pt->off,
+		    (long long)(pt->off + pt->n - 1), (long long)pt->size);
+		blen = (size_t)pt->n;
+	} else if (pt != NULL) {
+		put(buf, cap, &n, "content-range: bytes */%lld\r\n", (long long)pt->size);
+		blen = 0;
+	}
+	/* none on a 304 or a 204 (RFC 9110 8.6) */
+	if (code != 304 && code != 204)
+		put(buf, cap, &n, "content-length: %zu\r\n", blen);
 	if (e != NULL)
-		n += (size_t)snprintf(buf + n, cap - n, "age: %lld\r\n", (long long)age);
-	n += (size_t)snprintf(buf + n, cap - n, "x-cache-status: %s\r\nx-cache-key: %s\r\n",
-	    cache_status_name[st], L->key);
+		put(buf, cap, &n, "age: %lld\r\n", (long long)age);
+	put(buf, cap, &n, "x-cache-status: %s\r\nx-cache-key: %s\r\n", cache_status_name[st], L->key);
+	if ((L->flags & PL_CSTATUS) && e != NULL)
+		put(buf, cap, &n, "cache-status: " POL_CSTATUS_NAME "; hit; ttl=%lld\r\n",
+		    (long long)out->fresh_left);
+	else if (L->flags & PL_CSTATUS)
+		put(buf, cap, &n, "cache-status: %s\r\n", CSTAT_OIC);
 	out->hdrs = buf;
 	out->hlen = n;
-	if (e != NULL && code == e->status && !(L->flags & PL_HEAD) && e->blen > 0) {
+	if (e == NULL || (L->flags & PL_HEAD) || blen == 0)
+		return;
+	if (code == 206) {
+		out->body = e->body + pt->off;
+		out->blen = blen;
+	} else if (code == e->status) {
 		out->body = e->body;
-		out->blen = e->blen;
+		out->blen = blen;
 	}
 }
 
 /* Nothing usable: fetch from the origin, or 504 for only-if-cached. */
 static void
-miss(struct pol_lookup *L, enum cache_status st, char *buf, size_t cap, struct pol_hit *out)
+miss(struct pol_lookup *L, enum cache_status st, const char *why, char *buf, size_t cap,
+    struct pol_hit *out)
 {
 	out->status = st;
 	if ((L->flags & PL_CC) && (L->rcc.flags & CC_ONLY_IF_CACHED)) {
 		/* RFC 9111 5.2.1.7: nothing usable stored, so 504. */
 		out->answer = PE_GATEWAY_TIMEOUT;
-		serve(L, NULL, 504, 0, st, buf, cap, out);
+		serve(L, NULL, 504, 0, st, NULL, buf, cap, out);
 		return;
 	}
 	out->answer = st == CS_REFRESH ? PE_REFRESH : PE_MISS;
+	if (L->flags & PL_CSTATUS)
+		out->cstatus = why;
 	if (st == CS_REFRESH)
 		L->ctx[1] |= CTX_F_REFRESH;
 }
@@ -818,7 +969,7 @@ wait_or(struct pol_lookup *L, enum cache_status st, char *buf, size_t cap, struc
 		out->status = st;
 		return;
 	}
-	miss(L, st, buf, cap, out);
+	miss(L, st, st == CS_REFRESH ? CSTAT_STALE : CSTAT_MISS, buf, cap, out);
 }
 
 /* A refresh of a stale 200 with validators asks the origin with them
@@ -837,7 +988,7 @@ carry_validators(struct pol_lookup *L, const struct entry *e, int64_t age, char 
 	lm = block_find(e->hdrs, e->hlen, "last-modified", &lml);
 	if (et == NULL && lm == NULL)
 		return;
-	serve(L, e, e->status, age, CS_REFRESH, buf, cap, out);
+	serve(L, e, e->status, age, CS_REFRESH, NULL, buf, cap, out);
 	out->serve = 0;
 	out->answer = PE_REFRESH;
 	out->reval = 1;
@@ -863,7 +1014,7 @@ stale(struct pol_lookup *L, const struct entry *e, int64_t age, char *buf, size_
 		/* the origin failed (RFC 5861 4): inside the window, serve it */
 		if ((e->flags & EF_MUST_REVALIDATE) || e->sie == 0 ||
 		    staleness(e, age) > (int64_t)e->sie) {
-			miss(L, CS_MISS, buf, cap, out);
+			miss(L, CS_MISS, CSTAT_STALE, buf, cap, out);
 			return;
 		}
 		why = PST_ERROR;
@@ -905,7 +1056,7 @@ stale(struct pol_lookup *L, const struct entry *e, int64_t age, char *buf, size_
 		return;
 	}
 	if (refresh) {
-		miss(L, CS_REFRESH, buf, cap, out);
+		miss(L, CS_REFRESH, CSTAT_STALE, buf, cap, out);
 		if (out->answer == PE_REFRESH && !(L->flags & PL_NO_CLAIM))
 			carry_validators(L, e, age, buf, cap, out);
 		return;
@@ -914,7 +1065,34 @@ serve_stale:
 	out->answer = PE_HIT;
 	out->age = age;
 	out->stale = why;
-	serve(L, e, e->status, age, CS_HIT, buf, cap, out);
+	serve(L, e, e->status, age, CS_HIT, NULL, buf, cap, out);
+}
+
+/* A fresh entry e for a request: the whole of it, a 304, or for a Range
+ * request the part asked for of a 200 (a 206, or 416 when there is no
+ * such part). Conditionals come first (RFC 9110 13.2.2); a stored status
+ * other than 200 ignores Range, as its origin would. */
+static void
+answer_with(struct pol_lookup *L, const struct entry *e, int64_t age, char *buf, size_t cap,
+    struct pol_hit *out)
+{
+	struct part pt;
+
+	out->age = age;
+	if (not_modified(L, e)) {
+		out->answer = PE_NOT_MODIFIED;
+		serve(L, e, 304, age, CS_HIT, NULL, buf, cap, out);
+		return;
+	}
+	out->answer = PE_HIT;
+	if (!(L->flags & PL_RANGE) || e->status != 200) {
+		serve(L, e, e->status, age, CS_HIT, NULL, buf, cap, out);
+		return;
+	}
+	pt.size = (int64_t)e->blen;
+	pt.satisfiable = http_range_resolve(L->range_first, L->range_last, pt.size, &pt.off,
+	    &pt.n);
+	serve(L, e, pt.satisfiable ? 206 : 416, age, CS_HIT, &pt, buf, cap, out);
 }
 
 void
@@ -922,6 +1100,7 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
     size_t vlen, int64_t now, char *buf, size_t cap, struct pol_hit *out)
 {
 	struct entry e;
+	const char *why;
 	int64_t age;
 	int rc;
 
@@ -935,7 +1114,7 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
 	if (val == NULL) {
 		/* absent (when polling: the fetch it waited for left nothing),
 		 * or the shard failed */
-		miss(L, CS_MISS, buf, cap, out);
+		miss(L, CS_MISS, CSTAT_MISS, buf, cap, out);
 		return;
 	}
 	if (vlen == 0) {
@@ -943,14 +1122,14 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
 		 * another's to wait for */
 		if ((L->mc & MC_MF_WON) && !(L->flags & PL_NO_CLAIM)) {
 			L->ctx[1] |= CTX_F_WON;
-			miss(L, CS_MISS, buf, cap, out);
+			miss(L, CS_MISS, CSTAT_MISS, buf, cap, out);
 		} else {
 			wait_or(L, CS_MISS, buf, cap, out);
 		}
 		return;
 	}
 	if (vlen == POL_PASS_LEN && memcmp(val, POL_PASS_MARK, POL_PASS_LEN) == 0) {
-		miss(L, CS_MISS, buf, cap, out);	/* known not storable: no wait */
+		miss(L, CS_MISS, CSTAT_MISS, buf, cap, out);	/* known not storable: no wait */
 		return;
 	}
 	/* As untrusted as the network (MISSION 5): bound to this key, signed
@@ -958,35 +1137,33 @@ policy_entry(struct pol_lookup *L, const struct pol_limits *lim, const uint8_t *
 	 * response to it overwrites. */
 	rc = entry_decode(val, vlen, L->key, KEY_HEX_LEN, lim->auth, &e);
 	if (rc == 0)
-		rc = entry_check_replay(&e, max_lines(lim));
+		rc = entry_check_replay_allow(&e, max_lines(lim),
+		    (L->flags & PL_COOKIES) ? ENTRY_ALLOW_SET_COOKIE : 0);
 	if (rc < 0) {
 		out->reject = rc;
 		out->note = entry_err_str(rc);
-		miss(L, CS_MISS, buf, cap, out);
+		miss(L, CS_MISS, CSTAT_MISS, buf, cap, out);
 		return;
 	}
 	age = entry_age(&e, now);
-	if (!for_this_request(L, lim, &e)) {
-		miss(L, CS_MISS, buf, cap, out);
+	if (!for_this_request(L, lim, &e, &why)) {
+		miss(L, CS_MISS, why, buf, cap, out);
 		return;
 	}
 	if (L->flags & PL_REVALIDATED) {
 		out->answer = PE_HIT;
 		out->age = age;
-		serve(L, &e, e.status, age, CS_REFRESH, buf, cap, out);
+		serve(L, &e, e.status, age, CS_REFRESH, NULL, buf, cap, out);
 		return;
 	}
 	if (!(L->mc & MC_MF_STALE)) {
 		if (fresh_enough(L, &e, age)) {
-			rc = not_modified(L, &e);
-			out->answer = rc ? PE_NOT_MODIFIED : PE_HIT;
-			out->age = age;
-			serve(L, &e, rc ? 304 : e.status, age, CS_HIT, buf, cap, out);
+			answer_with(L, &e, age, buf, cap, out);
 			return;
 		}
-		if (staleness(&e, age) < 0) {
+		if (fresh_left(&e, age) > 0) {
 			/* fresh, but not enough for what the client asked */
-			miss(L, CS_REFRESH, buf, cap, out);
+			miss(L, CS_REFRESH, CSTAT_REQUEST, buf, cap, out);
 			return;
 		}
 	}
@@ -1039,10 +1216,82 @@ parse_delta(const char *s, size_t len, int64_t *out)
 	return 0;
 }
 
-/* Freshness lifetime of a response (RFC 9111 4.2.1). */
+/* RFC 9110 15.1: what a cache may store without explicit freshness. */
+static int
+heuristically_cacheable(int64_t status)
+{
+	static const int codes[] = { 200, 203, 204, 206, 300, 301, 308, 404, 405, 410, 414, 501 };
+
+	for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++)
+		if (codes[i] == status)
+			return 1;
+	return 0;
+}
+
+/* The final statuses whose caching rules this cache implements, for
+ * must-understand (RFC 9111 5.2.2.3): those RFC 9110 defines, less 206
+ * (never stored) and 304 (never stored as such). */
+static int
+status_understood(int64_t status)
+{
+	return (status >= 200 && status <= 205) || (status >= 300 && status <= 308 &&
+	    status != 304 && status != 306) || (status >= 400 && status <= 417) ||
+	    status == 421 || status == 422 || status == 426 || (status >= 500 && status <= 505);
+}
+
+/* The first targeted field of the policy's list (RFC 9213 2.2) that is
+ * present and valid, into *t: 1, or 0 when there is none (an invalid one
+ * is as if absent, 2.1). */
+static int
+targeted_cc(const struct sc_policy *p, const struct hdr *hdrs, size_t nh, struct cachectl *t)
+{
+	for (size_t i = 0; i < p->targeted_cc.n; i++) {
+		const char *name = p->targeted_cc.v[i];
+		size_t from = 0, nlen = strlen(name);
+		const struct hdr *h;
+		int found = 0, ok = 1;
+
+		cachectl_init(t);
+		while (ok && (h = hdrs_find(hdrs, nh, name, nlen, &from)) != NULL) {
+			found = 1;
+			ok = cachectl_parse_targeted(h->val, h->vlen, t) == 0;
+		}
+		if (found && ok)
+			return 1;
+	}
+	cachectl_init(t);
+	return 0;
+}
+
+/* Heuristic freshness (RFC 9111 4.2.2): 10% of the time between
+ * Last-Modified and Date (or now), at most cache_ttl. 0 without a usable
+ * Last-Modified: a response that says nothing about its freshness and
+ * has no validator is not served fresh. */
 static int64_t
-lifetime_of(const struct sc_policy *p, const struct cachectl *cc, const struct hdr *hdrs,
-    size_t nh, int64_t now)
+heuristic_lifetime(const struct sc_policy *p, const struct hdr *hdrs, size_t nh, int64_t now)
+{
+	const struct hdr *h;
+	int64_t lm, date, f;
+
+	if ((h = first(hdrs, nh, "last-modified")) == NULL || http_date_parse(h->val, h->vlen, &lm) < 0)
+		return 0;
+	h = first(hdrs, nh, "date");
+	if (h == NULL || http_date_parse(h->val, h->vlen, &date) < 0)
+		date = now;
+	if (lm >= date)
+		return 0;
+	f = (date - lm) / 10;
+	return f < p->cache_ttl ? f : p->cache_ttl;
+}
+
+/* Freshness lifetime of a response (RFC 9111 4.2.1) under directives cc
+ * (a targeted field's when targeted: Expires is then ignored, RFC 9213
+ * 2.2). -1: it may not be stored at all (RFC 9111 3: no explicit
+ * expiration time, and neither public nor a heuristically cacheable
+ * status). Without cache_control: cache_ttl, as Kong. */
+static int64_t
+lifetime_of(const struct sc_policy *p, const struct cachectl *cc, int targeted, int64_t status,
+    const struct hdr *hdrs, size_t nh, int64_t now)
 {
 	const struct hdr *h;
 	int64_t exp, date;
@@ -1053,7 +1302,7 @@ lifetime_of(const struct sc_policy *p, const struct cachectl *cc, const struct h
 		return cc->s_maxage;
 	if (cc->max_age >= 0)
 		return cc->max_age;
-	if ((h = first(hdrs, nh, "expires")) != NULL) {
+	if (!targeted && (h = first(hdrs, nh, "expires")) != NULL) {
 		if (http_date_parse(h->val, h->vlen, &exp) < 0)
 			return 0;	/* an invalid Expires means already expired */
 		h = first(hdrs, nh, "date");
@@ -1061,7 +1310,66 @@ lifetime_of(const struct sc_policy *p, const struct cachectl *cc, const struct h
 			date = now;
 		return exp > date ? exp - date : 0;
 	}
-	return p->cache_ttl;
+	if (!(cc->flags & CC_PUBLIC) && !heuristically_cacheable(status))
+		return -1;
+	return heuristic_lifetime(p, hdrs, nh, now);
+}
+
+/* The Age a response arrived with (RFC 9111 5.1). With cache_control,
+ * what cannot be read errs toward staleness (4.2.1 encourages treating
+ * invalid freshness information as stale): a list, or several lines,
+ * counts as its largest member, and anything but digits as 2^31, always
+ * stale. Without it, as before: the first line, 0 when not a number. */
+static int64_t
+age_of(const struct sc_policy *p, const struct hdr *hdrs, size_t nh)
+{
+	const struct hdr *h;
+	size_t from = 0;
+	int64_t age = 0, v;
+
+	if (!p->cache_control) {
+		h = first(hdrs, nh, "age");
+		return h != NULL && parse_delta(h->val, h->vlen, &v) == 0 ? v : 0;
+	}
+	while ((h = hdrs_find(hdrs, nh, "age", 3, &from)) != NULL) {
+		const char *s = h->val, *end = h->val + h->vlen;
+
+		do {
+			const char *m = s, *me;
+
+			while (m < end && (*m == ' ' || *m == '\t'))
+				m++;
+			me = m;
+			while (me < end && *me != ',')
+				me++;
+			s = me < end ? me + 1 : end;
+			while (me > m && (me[-1] == ' ' || me[-1] == '\t'))
+				me--;
+			if (parse_delta(m, (size_t)(me - m), &v) < 0)
+				return CC_DELTA_MAX;
+			if (v > age)
+				age = v;
+		} while (s < end);
+	}
+	return age;
+}
+
+uint32_t
+policy_mc_exptime(int64_t ttl, int64_t now)
+{
+	const int64_t rel_max = 30 * 86400;	/* memcached: larger is a Unix time */
+	int64_t at, ahead;
+
+	if (ttl <= 0)
+		return 1;	/* the caller keeps nothing for 0 s; 0 would mean "forever" */
+	if (ttl <= rel_max)
+		return (uint32_t)ttl;
+	if (__builtin_add_overflow(now, ttl, &at) || at > INT32_MAX)
+		at = INT32_MAX;
+	/* it must read as a Unix time and still be more than 30 days ahead */
+	if (at <= rel_max || (!__builtin_sub_overflow(at, now, &ahead) && ahead <= rel_max))
+		return (uint32_t)rel_max;
+	return (uint32_t)at;
 }
 
 /* The Connection field lines of a response, found once. */
@@ -1089,16 +1397,19 @@ conn_lines_of(const struct hdr *hdrs, size_t nh, struct conn_lines *cl)
 }
 
 /* Headers to replay: not hop-by-hop, not named by Connection, not the ones
- * the agent computes at hit time. */
+ * the agent computes at hit time, no Set-Cookie unless the policy stores
+ * it (set_cookie = "store"). */
 static int
-keep_header(const struct hdr *h, const struct conn_lines *cl)
+keep_header(const struct hdr *h, const struct conn_lines *cl, int cookies)
 {
 	static const char *const drop[] = {
-		"content-length", "age", "set-cookie", "set-cookie2", "x-cache-status",
-		"x-cache-key", NULL
+		"content-length", "age", "x-cache-status", "x-cache-key", NULL
 	};
 
 	if (hdrs_is_hop_by_hop(h->name, h->nlen))
+		return 0;
+	if (!cookies && (name_eq(h->name, h->nlen, "set-cookie") ||
+	    name_eq(h->name, h->nlen, "set-cookie2")))
 		return 0;
 	for (const char *const *d = drop; *d != NULL; d++)
 		if (name_eq(h->name, h->nlen, *d))
@@ -1152,7 +1463,8 @@ vary_build(const struct ctx *c, const struct pol_limits *lim, const struct hdr *
 /* Replayable headers of a response as "name: value\r\n" lines into
  * out[0..cap); -1 when one is unsafe to replay or they do not fit. */
 static int
-replay_headers(const struct hdr *hdrs, size_t nh, char *out, size_t cap, size_t *len)
+replay_headers(const struct hdr *hdrs, size_t nh, int cookies, char *out, size_t cap,
+    size_t *len)
 {
 	struct conn_lines cl;
 	size_t n = 0;
@@ -1161,7 +1473,7 @@ replay_headers(const struct hdr *hdrs, size_t nh, char *out, size_t cap, size_t 
 	for (size_t i = 0; i < nh; i++) {
 		const struct hdr *h = &hdrs[i];
 
-		if (!keep_header(h, &cl))
+		if (!keep_header(h, &cl, cookies))
 			continue;
 		if (!hdr_name_valid(h->name, h->nlen) || !hdr_value_safe(h->val, h->vlen))
 			return -1;
@@ -1197,7 +1509,135 @@ window(int64_t directive, int honoured, int policy)
 	return w > 30 * 86400 ? 30 * 86400 : (uint32_t)w;
 }
 
-static void decide_response(const struct sc_policy *p, const struct pol_limits *lim,
+/* no-store and private of one field: what keeps a response out. With
+ * cache_control, must-understand with a status this cache implements
+ * lifts that field's no-store (RFC 9111 5.2.2.3). */
+static unsigned
+never_flags(const struct sc_policy *p, int64_t status, unsigned f)
+{
+	if (p->cache_control && (f & CC_MUST_UNDERSTAND) && status_understood(status))
+		f &= ~CC_NO_STORE;
+	return f & (CC_NO_STORE | CC_PRIVATE);
+}
+
+/* The directives this cache obeys in a response, into *cc; 1 when they
+ * are a targeted field's (RFC 9213 2.2: with cache_control, the first
+ * valid one of the policy's list replaces Cache-Control and Expires).
+ * *never is set when the response must not be stored whatever the policy
+ * says: no-store or private in Cache-Control or in a targeted field. A
+ * targeted field can so add those, and grant freshness, but it does not
+ * lift Cache-Control's (MISSION 4.4; RFC 9213 would, but a cache may
+ * always decline to store). */
+static int
+response_cc(const struct sc_policy *p, int64_t status, const struct hdr *hdrs, size_t nh,
+    struct cachectl *cc, enum store_refusal *never)
+{
+	struct cachectl t;
+	int targeted = targeted_cc(p, hdrs, nh, &t);
+	unsigned f;
+
+	cc_of(hdrs, nh, cc);
+	f = never_flags(p, status, cc->flags) | (targeted ? never_flags(p, status, t.flags) : 0);
+	*never = (f & CC_NO_STORE) ? SR_NO_STORE : (f & CC_PRIVATE) ? SR_PRIVATE : SR_MAX;
+	if (p->cache_control && targeted) {
+		*cc = t;
+		return 1;
+	}
+	return 0;
+}
+
+/* Only a body whose completeness is proven: HAProxy cuts res.body to its
+ * buffer without saying so, so it must match the one Content-Length. A
+ * 204 has no body and needs none (RFC 9110 15.3.5). */
+static int
+body_complete(int64_t status, const struct hdr *hdrs, size_t nh, const struct pol_response *rs)
+{
+	size_t from = 0, blen = rs->body != NULL ? rs->body_len : 0;
+	const struct hdr *h;
+	int64_t clen;
+
+	if (first(hdrs, nh, "transfer-encoding") != NULL)
+		return 0;
+	h = hdrs_find(hdrs, nh, "content-length", 14, &from);
+	if (h == NULL)
+		return status == 204 && blen == 0;
+	return parse_delta(h->val, h->vlen, &clen) == 0 &&
+	    hdrs_find(hdrs, nh, "content-length", 14, &from) == NULL && clen == (int64_t)blen;
+}
+
+/* A Location or Content-Location value as a request target policy_key()
+ * takes: origin-form or absolute, without its fragment; a network-path
+ * reference gets the connection's scheme. NULL for a relative path (the
+ * request's own path is not kept) or anything else. */
+static const char *
+target_of(const struct hdr *h, int tls, char *buf, size_t cap, size_t *len)
+{
+	const char *v = h->val, *end = h->val + h->vlen, *hash;
+	const char *scheme = tls ? "https:" : "http:";
+	size_t n;
+
+	while (v < end && (*v == ' ' || *v == '\t'))
+		v++;
+	while (end > v && (end[-1] == ' ' || end[-1] == '\t'))
+		end--;
+	if ((hash = memchr(v, '#', (size_t)(end - v))) != NULL)
+		end = hash;
+	n = (size_t)(end - v);
+	if (n >= 2 && v[0] == '/' && v[1] == '/') {
+		if (strlen(scheme) + n > cap)
+			return NULL;
+		memcpy(buf, scheme, strlen(scheme));
+		memcpy(buf + strlen(scheme), v, n);
+		*len = strlen(scheme) + n;
+		return buf;
+	}
+	if ((n >= 1 && v[0] == '/') || (n > 7 && strncasecmp(v, "http://", 7) == 0) ||
+	    (n > 8 && strncasecmp(v, "https://", 8) == 0)) {
+		*len = n;
+		return v;
+	}
+	return NULL;
+}
+
+/* RFC 9111 4.4: a successful unsafe request also invalidates the URIs in
+ * Location and Content-Location, when they are on the request's
+ * authority (policy_key() refuses another Host or scheme): their GET keys
+ * under the request's headers, into out->also. rh: the response's. */
+static void
+invalidate_targets(const struct sc_policy *p, const struct pol_limits *lim, const struct ctx *c,
+    const struct pol_response *rs, const struct hdr *rh, size_t nrh, struct pol_store *out)
+{
+	static const char *const names[] = { "location", "content-location" };
+	struct hdr qh[POL_MAX_HEADERS];
+	char url[2048], key[KEY_HEX_LEN + 1];
+	size_t nqh = 0;
+
+	if (ctx_hdrs(c, lim, qh, &nqh) < 0)
+		return;		/* the request's headers were too large to carry */
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		const struct hdr *h = first(rh, nrh, names[i]);
+		struct pol_request get;
+		int dup = 0;
+
+		memset(&get, 0, sizeof(get));
+		if (h == NULL || (get.url = target_of(h, rs->tls, url, sizeof(url), &get.url_len)) == NULL)
+			continue;
+		get.method = "GET";
+		get.method_len = 3;
+		get.tls = rs->tls;
+		get.consumer = rs->consumer;
+		get.consumer_len = rs->consumer_len;
+		if (policy_key(p, lim, &get, qh, nqh, key) < 0)
+			continue;
+		dup = strcmp(key, out->key) == 0;
+		for (size_t k = 0; k < out->n_also; k++)
+			dup |= strcmp(key, out->also[k]) == 0;
+		if (!dup)
+			memcpy(out->also[out->n_also++], key, sizeof(key));
+	}
+}
+
+static void response_decide(const struct sc_policy *p, const struct pol_limits *lim,
     const struct pol_response *rs, int64_t now, size_t max_ack, size_t max_item,
     char *hbuf, size_t hcap, struct pol_store *out);
 
@@ -1207,31 +1647,42 @@ policy_response(const struct sc_policy *p, const struct pol_limits *lim,
     char *hbuf, size_t hcap, struct pol_store *out)
 {
 	struct ctx c;
+	size_t n = 0;
 
-	decide_response(p, lim, rs, now, max_ack, max_item, hbuf, hcap, out);
-	if (out->action == PS_BAD || ctx_decode(rs->ctx, rs->ctx_len, &c) < 0)
+	response_decide(p, lim, rs, now, max_ack, max_item, hbuf, hcap, out);
+	if (out->action != PS_BAD && ctx_decode(rs->ctx, rs->ctx_len, &c) == 0) {
+		/* The lookup that claimed the fetch others wait for answers
+		 * them: with the entry, or with the pass marker, so that they
+		 * (and the lookups after them) go to the origin now instead of
+		 * waiting. */
+		out->unlock = (c.flags & CTX_F_LOCKED) != 0;
+		out->pass = out->action == PS_REFUSE && (c.flags & (CTX_F_WON | CTX_F_LOCKED));
+	}
+	if (p == NULL || !p->cache_status || out->action == PS_BAD)
 		return;
-	/* The lookup that claimed the fetch others wait for answers them:
-	 * with the entry, or with the pass marker, so that they (and the
-	 * lookups after them) go to the origin now instead of waiting. */
-	out->unlock = (c.flags & CTX_F_LOCKED) != 0;
-	out->pass = out->action == PS_REFUSE && (c.flags & (CTX_F_WON | CTX_F_LOCKED));
+	/* RFC 9211 2.3-2.5: what the lookup's Cache-Status (fwd=...) gets */
+	put(out->cstatus, sizeof(out->cstatus), &n, "; fwd-status=%lld", (long long)rs->status);
+	out->cstatus_unstored = n;
+	if (out->action == PS_STORE)
+		put(out->cstatus, sizeof(out->cstatus), &n, "; stored");
+	else if (out->action == PS_REFUSE)
+		put(out->cstatus, sizeof(out->cstatus), &n, "; detail=%s", store_refusal_name[out->why]);
 }
 
 static void
-decide_response(const struct sc_policy *p, const struct pol_limits *lim,
+response_decide(const struct sc_policy *p, const struct pol_limits *lim,
     const struct pol_response *rs, int64_t now, size_t max_ack, size_t max_item,
     char *hbuf, size_t hcap, struct pol_store *out)
 {
 	struct hdr hdrs[POL_MAX_HEADERS];
 	size_t nh = 0, vlen = 0, max = lim->max_headers;
-	const struct hdr *h;
 	struct cachectl cc;
+	enum store_refusal never;
 	struct entry *e = &out->e;
 	struct ctx c;
-	int64_t lifetime, clen, ttl;
+	int64_t lifetime, ttl;
 	uint32_t keep;
-	int ok = 0;
+	int ok = 0, targeted;
 
 	memset(out, 0, offsetof(struct pol_store, vary));
 	out->label = "Bypass";
@@ -1242,9 +1693,17 @@ decide_response(const struct sc_policy *p, const struct pol_limits *lim,
 	}
 	memcpy(out->key, c.key, KEY_HEX_LEN);
 	out->key[KEY_HEX_LEN] = '\0';
+	if (max == 0 || max > POL_MAX_HEADERS)
+		max = POL_MAX_HEADERS;
 	if (c.flags & CTX_F_INVALIDATE) {
 		/* RFC 9111 4.4: a successful unsafe request invalidates. */
-		out->action = rs->status >= 200 && rs->status < 400 ? PS_INVALIDATE : PS_NONE;
+		if (rs->status < 200 || rs->status >= 400) {
+			out->action = PS_NONE;
+			return;
+		}
+		out->action = PS_INVALIDATE;
+		if (rs->hdrs != NULL && hdrs_parse(rs->hdrs, rs->hdrs_len, hdrs, max, &nh) == 0)
+			invalidate_targets(p, lim, &c, rs, hdrs, nh, out);
 		return;
 	}
 	if (rs->status == 304 && (c.flags & CTX_F_REVAL)) {
@@ -1262,14 +1721,16 @@ decide_response(const struct sc_policy *p, const struct pol_limits *lim,
 		out->label = "Miss";
 		return;
 	}
+	if (rs->status == 206) {
+		refuse(out, SR_PARTIAL);	/* a part must never answer for the whole */
+		return;
+	}
 	for (size_t i = 0; i < p->n_response_codes; i++)
 		ok |= p->response_codes[i] == rs->status;
 	if (!ok) {
 		refuse(out, SR_STATUS);
 		return;
 	}
-	if (max == 0 || max > POL_MAX_HEADERS)
-		max = POL_MAX_HEADERS;
 	if (rs->hdrs == NULL || hdrs_parse(rs->hdrs, rs->hdrs_len, hdrs, max, &nh) < 0) {
 		refuse(out, SR_HEADERS);
 		return;
@@ -1278,25 +1739,29 @@ decide_response(const struct sc_policy *p, const struct pol_limits *lim,
 		refuse(out, SR_CONTENT_TYPE);
 		return;
 	}
-	if (first(hdrs, nh, "set-cookie") != NULL) {
+	/* RFC 9111 7.3 leaves Set-Cookie to the operator: by default a
+	 * response that sets one is not stored at all. */
+	if (p->set_cookie == SC_COOKIE_REFUSE && (first(hdrs, nh, "set-cookie") != NULL ||
+	    first(hdrs, nh, "set-cookie2") != NULL)) {
 		refuse(out, SR_SET_COOKIE);
 		return;
 	}
-	cc_of(hdrs, nh, &cc);
+	targeted = response_cc(p, rs->status, hdrs, nh, &cc, &never);
 	/* Whatever cache_control says, a shared cache never stores what the
 	 * origin marked no-store or private (Kong ignores both when its
 	 * cache_control is off; serving one user's private answer to the
 	 * next is worse than a miss). */
-	if (cc.flags & CC_NO_STORE) {
+	if (never != SR_MAX) {
+		refuse(out, never);
+		return;
+	}
+	if (p->cache_control && ((cc.flags & CC_NO_CACHE) ||
+	    (!targeted && pragma_no_cache(&cc, hdrs, nh)))) {
 		refuse(out, SR_NO_STORE);
 		return;
 	}
-	if (cc.flags & CC_PRIVATE) {
-		refuse(out, SR_PRIVATE);
-		return;
-	}
-	if (p->cache_control && ((cc.flags & CC_NO_CACHE) || pragma_no_cache(&cc, hdrs, nh))) {
-		refuse(out, SR_NO_STORE);
+	if (p->cache_control && (cc.flags & CC_MUST_UNDERSTAND) && !status_understood(rs->status)) {
+		refuse(out, SR_UNCACHEABLE);	/* RFC 9111 3, 5.2.2.3 */
 		return;
 	}
 	/* RFC 9111 3.5: a shared cache stores an answer to a request with
@@ -1309,33 +1774,23 @@ decide_response(const struct sc_policy *p, const struct pol_limits *lim,
 		refuse(out, SR_VARY);
 		return;
 	}
-	/* Only a body whose completeness is proven: HAProxy cuts res.body to
-	 * its buffer without saying so, so it must match Content-Length. */
-	if (first(hdrs, nh, "transfer-encoding") != NULL) {
+	if (!body_complete(rs->status, hdrs, nh, rs)) {
 		refuse(out, SR_LENGTH);
 		return;
 	}
-	{
-		size_t from = 0;
-
-		h = hdrs_find(hdrs, nh, "content-length", 14, &from);
-		if (h == NULL || parse_delta(h->val, h->vlen, &clen) < 0 ||
-		    hdrs_find(hdrs, nh, "content-length", 14, &from) != NULL ||
-		    clen != (rs->body != NULL ? (int64_t)rs->body_len : 0)) {
-			refuse(out, SR_LENGTH);
-			return;
-		}
+	lifetime = lifetime_of(p, &cc, targeted, rs->status, hdrs, nh, now);
+	if (lifetime < 0) {
+		refuse(out, SR_UNCACHEABLE);
+		return;
 	}
-	lifetime = lifetime_of(p, &cc, hdrs, nh, now);
-	if (lifetime <= 0 && p->storage_ttl <= 0) {
+	if (lifetime == 0 && p->storage_ttl <= 0) {
 		refuse(out, SR_ZERO_TTL);
 		return;
 	}
 
 	e->stored_at = now;
-	e->lifetime = lifetime > 0 ? lifetime : 0;
-	if ((h = first(hdrs, nh, "age")) == NULL || parse_delta(h->val, h->vlen, &e->age0) < 0)
-		e->age0 = 0;
+	e->lifetime = lifetime;
+	e->age0 = age_of(p, hdrs, nh);
 	e->status = (uint16_t)rs->status;
 	if (cc.flags & (CC_PUBLIC | CC_MUST_REVALIDATE) || cc.s_maxage >= 0)
 		e->flags |= EF_AUTH_OK;
@@ -1345,7 +1800,7 @@ decide_response(const struct sc_policy *p, const struct pol_limits *lim,
 	e->vlen = vlen;
 	e->body = rs->body;
 	e->blen = rs->body != NULL ? rs->body_len : 0;
-	if (replay_headers(hdrs, nh, hbuf, hcap, &e->hlen) < 0) {
+	if (replay_headers(hdrs, nh, p->set_cookie == SC_COOKIE_STORE, hbuf, hcap, &e->hlen) < 0) {
 		refuse(out, SR_HEADERS);
 		return;
 	}
@@ -1371,9 +1826,7 @@ decide_response(const struct sc_policy *p, const struct pol_limits *lim,
 	    first(hdrs, nh, "last-modified") != NULL))
 		keep = (uint32_t)p->stale_keep;	/* revalidated with a 304 rather than refetched */
 	ttl = p->storage_ttl > 0 ? p->storage_ttl : e->lifetime + (int64_t)keep;
-	if (ttl > 30 * 86400)
-		ttl = now + ttl;	/* memcached reads larger values as a Unix time */
-	out->mc_ttl = (uint32_t)ttl;
+	out->mc_ttl = policy_mc_exptime(ttl, now);
 	out->action = PS_STORE;
 	out->label = (c.flags & CTX_F_REFRESH) ? "Refresh" : "Miss";
 }
@@ -1511,7 +1964,7 @@ policy_revalidate(const struct sc_policy *p, const struct pol_limits *lim,
 	merged.hdrs_len = (size_t)(w - bin);
 	merged.body = e.body;
 	merged.body_len = e.blen;
-	decide_response(p, lim, &merged, now, max_replay, max_item, hbuf + half, hcap - half, out);
+	response_decide(p, lim, &merged, now, max_replay, max_item, hbuf + half, hcap - half, out);
 	if (out->action != PS_STORE && out->action != PS_REFUSE)
 		out->action = PS_REFUSE;	/* cannot be: the ctx was ours above */
 	out->label = "Refresh";

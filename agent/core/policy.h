@@ -41,7 +41,7 @@
 #define POL_CTX_MAX		(1 + 1 + KEY_HEX_LEN + 1 + POL_MAX_NAME + 2 + POL_CTX_HDRS_MAX)
 #define POL_VARY_MAX		4096	/* an entry's Vary record */
 #define POL_INM_MAX		1024	/* If-None-Match kept for a conditional hit */
-#define POL_HIT_EXTRA		256	/* header bytes a hit adds to the stored ones */
+#define POL_HIT_EXTRA		512	/* header bytes a hit adds to the stored ones */
 #define POL_ACK_SLACK		512	/* an ACK's variables besides headers and body */
 #define POL_KEY_LINES		256	/* vary and routing header field lines one key takes */
 #define POL_KEY_HDR_BYTES	8192	/* their values, in all */
@@ -51,6 +51,13 @@
  * below HAProxy's "timeout processing" (the templates: 1500 ms). */
 #define POL_COLLAPSE_WAIT_DEFAULT	1000
 #define POL_STALE_KEEP_DEFAULT		600
+/* What a response with Set-Cookie gets (RFC 9111 7.3 leaves it to the
+ * operator): not stored (the default), stored without its Set-Cookie
+ * header lines, or stored and replayed with them. */
+enum sc_set_cookie { SC_COOKIE_REFUSE = 0, SC_COOKIE_STRIP, SC_COOKIE_STORE };
+
+#define POL_CSTATUS_NAME	"spoe-cache"	/* this cache in Cache-Status (RFC 9211) */
+#define POL_CSTATUS_MAX		96		/* the longest Cache-Status value made here */
 
 /* A comma-free list of strings, as configured. */
 struct sc_strlist {
@@ -79,6 +86,10 @@ struct sc_policy {
 	int stale_keep;			/* s past freshness an entry with a validator is kept */
 	struct sc_strlist key_routing_headers;	/* default pol_routing_headers_default */
 	int routing_bypass;		/* routing_headers = "bypass": Bypass, don't key */
+	int cache_status;		/* add Cache-Status (RFC 9211), default off */
+	enum sc_set_cookie set_cookie;	/* default SC_COOKIE_REFUSE */
+	struct sc_strlist targeted_cc;	/* RFC 9213 targeted fields, first = most specific;
+					 * default CDN-Cache-Control; read with cache_control */
 	int line;
 };
 
@@ -102,7 +113,12 @@ extern const char *const cache_status_name[CS_MAX];
 enum store_refusal {
 	SR_STATUS, SR_CONTENT_TYPE, SR_NO_STORE, SR_PRIVATE, SR_SET_COOKIE,
 	SR_AUTHORIZATION, SR_LENGTH, SR_TOO_BIG, SR_VARY, SR_ZERO_TTL, SR_HEADERS,
-	SR_STORE_FAILED, SR_MAX
+	SR_STORE_FAILED,
+	SR_PARTIAL,		/* a 206: never stored (RFC 9111 3.3 is a MAY we do not take) */
+	SR_UNCACHEABLE,		/* RFC 9111 3: no explicit freshness, and neither public
+				 * nor a heuristically cacheable status; or must-understand
+				 * with a status this cache does not implement */
+	SR_MAX
 };
 extern const char *const store_refusal_name[SR_MAX];
 
@@ -170,6 +186,9 @@ enum pol_action {
 				 * inside its stale-if-error window may stand in */
 #define PL_REVALIDATED	0x100u	/* set by the caller: the entry was just revalidated (a
 				 * 304): serve it as it is, labelled Refresh */
+#define PL_RANGE	0x200u	/* one byte range asked for: range_first, range_last */
+#define PL_CSTATUS	0x400u	/* the policy adds Cache-Status */
+#define PL_COOKIES	0x800u	/* the policy stores Set-Cookie: entries may replay it */
 
 /* The refresh lock of a stale entry (policy_entry's PE_LOCK). */
 enum pol_lock { PLK_NONE, PLK_WON, PLK_LOST };
@@ -211,6 +230,8 @@ struct pol_lookup {
 	uint32_t lock_ttl;		/* seconds a refresh lock (PE_LOCK) lives */
 	unsigned mc;			/* set by the caller: MC_MF_* of the fetch's reply */
 	enum pol_lock lock;		/* set by the caller after PE_LOCK */
+	int64_t range_first, range_last;	/* PL_RANGE: as http_range_parse() */
+	const char *cstatus;		/* PL_CSTATUS, not PA_FETCH: Cache-Status (static) */
 };
 
 /* p NULL: the message named no known policy (Bypass, bad). Nothing in
@@ -261,6 +282,8 @@ struct pol_hit {
 	const char *etag, *lastmod;	/* NULL: absent; into the value */
 	size_t etag_len, lastmod_len;
 	const char *note;		/* an entry refused or that did not decode: why, for a log */
+	const char *cstatus;		/* PL_CSTATUS and !serve: Cache-Status so far (static);
+					 * a served answer has it in hdrs */
 };
 
 /* Room policy_entry() needs in buf for a value of vlen bytes. */
@@ -288,6 +311,9 @@ struct pol_response {
 	size_t hdrs_len;
 	const uint8_t *body;		/* NULL: not sent (no body) */
 	size_t body_len;
+	int tls;			/* the connection's: for Location targets */
+	const char *consumer;		/* txn.cache_consumer: for Location targets */
+	size_t consumer_len;
 };
 
 /* The policy a ctx names: 0 and (*name, *nlen), or -1 when it is not a
@@ -316,6 +342,14 @@ struct pol_store {
 	int pass;			/* PS_REFUSE: store the pass marker under key (the
 					 * lookup won the fetch others may wait for) */
 	int unlock;			/* delete the refresh lock of key */
+	/* PS_INVALIDATE: the Location and Content-Location targets on the
+	 * request's authority (RFC 9111 4.4), to delete too */
+	char also[2][KEY_HEX_LEN + 1];
+	size_t n_also;
+	/* the policy adds Cache-Status: what the store step appends to the
+	 * lookup's (fwd-status, stored or why not); "" otherwise */
+	char cstatus[POL_CSTATUS_MAX];
+	size_t cstatus_unstored;	/* the prefix of cstatus to send if the store fails */
 	uint8_t vary[POL_VARY_MAX];
 };
 
@@ -351,5 +385,10 @@ int policy_ctx_lookup(const uint8_t *ctx, size_t len, struct pol_lookup *L);
 void policy_revalidate(const struct sc_policy *p, const struct pol_limits *lim,
     const struct pol_response *rs, const uint8_t *val, size_t vlen, int64_t now,
     size_t max_replay, size_t max_item, char *hbuf, size_t hcap, struct pol_store *out);
+/* memcached's exptime for an item kept ttl (> 0) seconds from now: up to
+ * 30 days a relative time, beyond it a Unix time, which memcached reads as
+ * a signed 32-bit number (anything past 2038-01-19 expires the item at
+ * once): clamped there, and to 30 days when even that is not ahead. */
+uint32_t policy_mc_exptime(int64_t ttl, int64_t now);
 
 #endif

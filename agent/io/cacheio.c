@@ -152,6 +152,8 @@ set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h)
 			spoe_req_set_int(r, "l1", l1);
 	} else {
 		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
+		if (h->cstatus != NULL)
+			spoe_req_set_str(r, "cstatus", h->cstatus, strlen(h->cstatus));
 	}
 	if (h->sie && !h->serve)
 		spoe_req_set_bool(r, "sie", 1);
@@ -392,6 +394,8 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 			M_INC(env->m, bad_messages);
 		if (L.keyerr != 0)
 			log_every(1, LOG_INFO, "lookup bypassed: %s", L.why);
+		if (L.cstatus != NULL)
+			spoe_req_set_str(r, "cstatus", L.cstatus, strlen(L.cstatus));
 		bypass(env, r, L.why);
 		return;
 	}
@@ -416,6 +420,8 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	if (L.action == PA_INVALIDATE) {
 		spoe_req_set_str(r, "status", "Bypass", 6);
 		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
+		if (lk->L.cstatus != NULL)
+			spoe_req_set_str(r, "cstatus", lk->L.cstatus, strlen(lk->L.cstatus));
 		spoe_req_hold(r, lk);	/* the ctx lives in lk until the ACK is sent */
 		finish(env, r, CS_BYPASS);
 		return;
@@ -433,7 +439,17 @@ struct store {
 	int invalidate;
 	int unlock;		/* release the refresh lock once stored */
 	uint8_t *entry;
+	char cstatus[POL_CSTATUS_MAX];	/* Cache-Status to add, "" for none */
+	size_t cstatus_unstored;	/* what of it to send when the set fails */
 };
+
+/* What the store step adds to the lookup's Cache-Status (RFC 9211). */
+static void
+set_cstatus(struct spoe_req *r, const char *cs, size_t len)
+{
+	if (len > 0)
+		spoe_req_set_str(r, "cstatus_store", cs, len);
+}
 
 static void
 unlock(struct cache_env *env, const char *key)
@@ -464,6 +480,19 @@ refuse(struct cache_env *env, struct spoe_req *r, enum store_refusal why)
 	answer(r, "Bypass");
 }
 
+/* A Location or Content-Location target deleted beside the request's
+ * own (RFC 9111 4.4): nothing waits for it. */
+static void
+also_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct cache_env *env = arg;
+
+	(void)st;
+	(void)val;
+	(void)vlen;
+	M_INC(env->m, invalidations);	/* counted as store_done() counts the request's */
+}
+
 static void
 store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 {
@@ -487,9 +516,11 @@ store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 			M_INC(env->m, refused[SR_STORE_FAILED]);
 			log_debug("store of %.*s failed: %s", KEY_HEX_LEN, S->key, mc_status_name(st));
 			S->label = "Bypass";
+			S->cstatus[S->cstatus_unstored] = '\0';
 		}
 		spoe_req_set_str(r, "status", S->label, strlen(S->label));
 	}
+	set_cstatus(r, S->cstatus, strlen(S->cstatus));
 	free(S->entry);
 	free(S);
 	spoe_req_done(r);
@@ -533,8 +564,8 @@ revalidated(struct reread *R, const struct pol_limits *lim, struct pol_lookup *L
 {
 	const struct sc_config *cf = R->env->cf;
 	const struct sc_policy *p = NULL;
-	struct pol_response rs = { R->data, R->ctx_len, 304, R->data + R->ctx_len, R->hdrs_len,
-	    NULL, 0 };
+	struct pol_response rs = { .ctx = R->data, .ctx_len = R->ctx_len, .status = 304,
+	    .hdrs = R->data + R->ctx_len, .hdrs_len = R->hdrs_len };
 	size_t hcap = POL_REVAL_HBUF(vlen, R->hdrs_len), n = vlen, cap;
 	struct pol_store *ps = malloc(sizeof(*ps));
 	char *hbuf = malloc(hcap), *buf = NULL;
@@ -703,6 +734,8 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	rs.hdrs_len = hlen;
 	rs.body = (const uint8_t *)text(&a->body, &blen);
 	rs.body_len = blen;
+	rs.tls = a->tls.type == SPOP_T_BOOL && a->tls.v.b;
+	rs.consumer = text(&a->consumer, &rs.consumer_len);
 	config_limits(cf, &lim);
 	ps = malloc(sizeof(*ps));
 	if (ps == NULL || (hbuf = malloc(POL_STORE_HBUF(hlen))) == NULL) {
@@ -719,11 +752,13 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		answer(r, "Bypass");
 		goto out;
 	case PS_NONE:
+		set_cstatus(r, ps->cstatus, strlen(ps->cstatus));
 		answer(r, ps->label);
 		goto out;
 	case PS_REFUSE:
 		if (ps->pass)
 			pass(env, ps);
+		set_cstatus(r, ps->cstatus, strlen(ps->cstatus));
 		refuse(env, r, ps->why);
 		goto out;
 	case PS_REVALIDATE:
@@ -742,8 +777,12 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	S->label = ps->label;
 	S->unlock = ps->unlock;
 	memcpy(S->key, ps->key, KEY_HEX_LEN);
+	memcpy(S->cstatus, ps->cstatus, sizeof(S->cstatus));
+	S->cstatus_unstored = ps->cstatus_unstored;
 	if (ps->action == PS_INVALIDATE) {
 		S->invalidate = 1;
+		for (size_t i = 0; i < ps->n_also; i++)
+			(void)pool_delete(env->pool, ps->also[i], KEY_HEX_LEN, also_done, env);
 		if (pool_delete(env->pool, ps->key, KEY_HEX_LEN, store_done, S) < 0) {
 			free(S);
 			answer(r, "Bypass");

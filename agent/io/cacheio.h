@@ -20,6 +20,9 @@
  *   sie      a stale entry may stand in if the origin cannot be reached
  *   replace  true when the store step's answer replaces the origin's
  *            response (a 304 to our validators, stale-if-error)
+ *   cstatus  for a policy with cache_status, when the lookup did not serve:
+ *            its Cache-Status so far ("spoe-cache; fwd=uri-miss", RFC 9211)
+ *   cstatus_store  what the store step appends ("; fwd-status=200; stored")
  */
 #ifndef SC_CACHEIO_H
 #define SC_CACHEIO_H

@@ -28,8 +28,15 @@ inspect_decode(const struct sc_config *cf, const char *key, const uint8_t *val, 
     struct entry *e)
 {
 	int rc = entry_decode(val, vlen, key, strlen(key), cf->pool.entry_auth, e);
+	unsigned allow = 0;
 
-	return rc < 0 ? rc : entry_check_replay(e, (size_t)cf->agent.max_headers);
+	/* The key does not say which policy stored it: an entry with
+	 * Set-Cookie is shown when some policy stores them (set_cookie =
+	 * "store"); a lookup under any other policy still refuses it. */
+	for (size_t i = 0; i < cf->npolicies; i++)
+		if (cf->policies[i].set_cookie == SC_COOKIE_STORE)
+			allow |= ENTRY_ALLOW_SET_COOKIE;
+	return rc < 0 ? rc : entry_check_replay_allow(e, (size_t)cf->agent.max_headers, allow);
 }
 
 

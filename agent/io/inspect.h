@@ -14,8 +14,8 @@
 #include "entry.h"
 
 /* val as the agent takes it before a replay (bound to key, signed with
- * cf's entry secret when there is one, replayable): 0 and *e, or the
- * ENTRY_ERR_* it is refused for. */
+ * cf's entry secret when there is one, replayable, with Set-Cookie when a
+ * policy of cf stores it): 0 and *e, or the ENTRY_ERR_* it is refused for. */
 int inspect_decode(const struct sc_config *cf, const char *key, const uint8_t *val, size_t vlen,
     struct entry *e);
 

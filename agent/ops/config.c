@@ -406,7 +406,10 @@ static const struct field policy_fields[] = {
 	{ "stale_if_error", K_INT, PO(stale_if_error), 0, 30 * 86400, 0 },
 	{ "stale_keep", K_INT, PO(stale_keep), 0, 30 * 86400, 0 },
 	{ "key_routing_headers", K_STRLIST, PO(key_routing_headers), 0, POL_MAX_VARY, 0 },
-	/* "routing_headers" ("key" | "bypass") is read by parse_policy() */
+	{ "cache_status", K_BOOL, PO(cache_status), 0, 0, 0 },
+	{ "targeted_cache_control", K_STRLIST, PO(targeted_cc), 0, 8, 0 },
+	/* "routing_headers" ("key" | "bypass") and "set_cookie" ("refuse" |
+	 * "strip" | "store") are read by parse_policy() */
 	{ NULL, K_INT, 0, 0, 0, 0 }
 };
 #undef PO
@@ -432,6 +435,7 @@ policy_defaults(struct sc_policy *p)
 {
 	static const char *const methods[] = { "GET", "HEAD", NULL };
 	static const char *const types[] = { "text/plain", "application/json", NULL };
+	static const char *const targeted[] = { "CDN-Cache-Control", NULL };
 	static const int codes[] = { 200, 301, 404 };
 
 	p->response_codes = malloc(sizeof(codes));
@@ -445,7 +449,8 @@ policy_defaults(struct sc_policy *p)
 	p->collapse_wait = POL_COLLAPSE_WAIT_DEFAULT;
 	p->stale_keep = POL_STALE_KEEP_DEFAULT;
 	if (strlist_set(&p->request_method, methods) < 0 || strlist_set(&p->content_type, types) < 0 ||
-	    strlist_set(&p->key_routing_headers, pol_routing_headers_default) < 0)
+	    strlist_set(&p->key_routing_headers, pol_routing_headers_default) < 0 ||
+	    strlist_set(&p->targeted_cc, targeted) < 0)
 		return -1;
 	return 0;
 }
@@ -461,6 +466,7 @@ policy_free(struct sc_policy *p)
 	strlist_free(&p->vary_query_params);
 	strlist_free(&p->vary_body_json_fields);
 	strlist_free(&p->key_routing_headers);
+	strlist_free(&p->targeted_cc);
 }
 
 /* RFC 9110: a method and a field name are both tokens. */
@@ -510,8 +516,8 @@ parse_hosts(struct ctx *c, const config_setting_t *s, struct sc_pool_conf *pc)
 static int
 parse_policy(struct ctx *c, const config_setting_t *s, struct sc_policy *p)
 {
-	static const char *const own[] = { "routing_headers", NULL };
-	const config_setting_t *rh;
+	static const char *const own[] = { "routing_headers", "set_cookie", NULL };
+	const config_setting_t *rh, *sc;
 	char path[256];
 
 	setting_path(s, path, sizeof(path));
@@ -540,6 +546,24 @@ parse_policy(struct ctx *c, const config_setting_t *s, struct sc_policy *p)
 		else
 			return fail(c, rh, "%s.routing_headers: expected \"key\" or \"bypass\"", path);
 	}
+	if ((sc = config_setting_get_member(s, "set_cookie")) != NULL) {
+		static const char *const modes[] = { "refuse", "strip", "store" };
+		const char *v = config_setting_get_string(sc);
+		size_t m;
+
+		for (m = 0; m < 3; m++)
+			if (v != NULL && strcmp(v, modes[m]) == 0)
+				break;
+		if (m == 3)
+			return fail(c, sc, "%s.set_cookie: expected \"refuse\", \"strip\" or \"store\"",
+			    path);
+		p->set_cookie = m == 0 ? SC_COOKIE_REFUSE : m == 1 ? SC_COOKIE_STRIP : SC_COOKIE_STORE;
+	}
+	for (size_t i = 0; i < p->targeted_cc.n; i++)
+		if (!is_token(p->targeted_cc.v[i]) || strcasecmp(p->targeted_cc.v[i], "Cache-Control") == 0)
+			return fail(c, config_setting_get_member(s, "targeted_cache_control"),
+			    "%s.targeted_cache_control: \"%s\" is not a targeted field name", path,
+			    p->targeted_cc.v[i]);
 	for (size_t i = 0; i < p->key_routing_headers.n; i++)
 		if (!is_token(p->key_routing_headers.v[i]))
 			return fail(c, config_setting_get_member(s, "key_routing_headers"),

@@ -143,19 +143,21 @@ def test_l1_never_answers_what_the_agent_would_not(procs):
         l1_ttl="30", cache_control="true",
         vh=dict(l1_ttl="30", vary_headers='["Accept-Language"]'),
         off=dict(l1_ttl="0")))
+    # With cache_control the origin must say how long: /max-age is fresh
+    # for 30 s (a response without freshness is never a hit, RFC 9111 4.2.2).
     c = Client(s.http_port)
-    c.req("/text")
-    st, h, b = c.warm("/text")
+    c.req("/max-age")
+    st, h, b = c.warm("/max-age")
     for hdrs in ({"Authorization": "Basic eDp5"}, {"Cache-Control": "max-age=0"},
                  {"Cache-Control": "max-stale=5"}, {"Pragma": "no-cache"},
                  {"If-None-Match": '"x"'}, {"If-Modified-Since": "Sun, 06 Nov 1994 08:49:37 GMT"},
                  {"Range": "bytes=0-1"}, {"X-Forwarded-Host": "evil.example"},
                  {"X-Original-URL": "/admin"}, {"X-Proxy-Cache-Memcached-Force": "true"}):
-        st, h2, b2, _ = c.req("/text", hdrs)
+        st, h2, b2, _ = c.req("/max-age", hdrs)
         assert h2.get("x-cache-tier") != "L1", (hdrs, h2)
     # the key: another Host, another query, another case of the path
-    for path, hdrs in (("/text", {"Host": "other.example"}), ("/text?a=1", None),
-                       ("/Text", None)):
+    for path, hdrs in (("/max-age", {"Host": "other.example"}), ("/max-age?a=1", None),
+                       ("/Max-age", None)):
         st, h2, b2, _ = c.req(path, hdrs)
         assert h2.get("x-cache-tier") != "L1", (path, hdrs, h2)
     c.close()
@@ -164,7 +166,7 @@ def test_l1_never_answers_what_the_agent_would_not(procs):
     # headers, nor of a policy with l1_ttl = 0.
     port_vh, _ = s.node(SPOE_CACHE_POLICY="vh", SPOE_CACHE_L1_MB="16")
     port_off, _ = s.node(SPOE_CACHE_POLICY="off", SPOE_CACHE_L1_MB="16")
-    for port, path in ((s.http_port, "/gen?body=v&h=Vary:Accept-Language"),
+    for port, path in ((s.http_port, "/gen?body=v&h=Vary:Accept-Language&h=Cache-Control:max-age=60"),
                        (port_vh, "/text"), (port_off, "/text")):
         c = Client(port)
         hits = 0

@@ -144,9 +144,12 @@ class Origin(BaseHTTPRequestHandler):
         body), te=chunked (no Content-Length), cl=N (lie about length),
         delay=MS (answer that much later), etag=V (ETag V; If-None-Match: V
         gets a 304 with the h= fields and X-Revalidated), failable=1 (answer
-        the status POST /__fail set, when one is)."""
+        the status POST /__fail set, when one is),
+        mstatus=METHOD:CODE (that status for that method only), nocl=1 (no
+        Content-Length at all, as a 204 has none), ranges=1 (answer a
+        single "bytes=A-B" Range with a 206 of the body)."""
         status, ctype, headers, body = 200, "text/plain", [], b""
-        chunked = False
+        chunked = nocl = ranges = False
         qd = dict(q)
         if qd.get("failable") and failing[0]:
             return self.send(failing[0], "the origin is failing\n")
@@ -185,6 +188,29 @@ class Origin(BaseHTTPRequestHandler):
                 chunked = True
             elif k == "delay":
                 time.sleep(int(v) / 1000.0)
+            elif k == "mstatus":
+                m, _, code = v.partition(":")
+                if m == self.command:
+                    status = int(code)
+            elif k == "nocl":
+                nocl = True
+            elif k == "ranges":
+                ranges = True
+        rng = self.headers.get("Range") or ""
+        if ranges and status == 200 and rng.startswith("bytes=") and "," not in rng:
+            a, _, b = rng[6:].partition("-")
+            if a:
+                first, last = int(a), min(int(b) if b else len(body) - 1, len(body) - 1)
+                if first < len(body):
+                    headers.append(("Content-Range", "bytes %d-%d/%d" % (first, last, len(body))))
+                    status, body = 206, body[first:last + 1]
+        if nocl:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.end_headers()
+            return
         if chunked:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
@@ -204,6 +230,13 @@ class Origin(BaseHTTPRequestHandler):
     do_PUT = do_GET
     do_DELETE = do_GET
     do_PATCH = do_GET
+
+    def __getattr__(self, name):
+        # Any other method (M-SEARCH, PROPFIND, an extension) is served as
+        # GET is, so a test can see what it invalidates (RFC 9111 4.4).
+        if name.startswith("do_"):
+            return self.do_GET
+        raise AttributeError(name)
 
 
 class Server(ThreadingHTTPServer):

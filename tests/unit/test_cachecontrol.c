@@ -185,7 +185,7 @@ test_unknown_and_junk(void)
 {
 	struct cachectl cc;
 
-	CHECK(cc_of("stale-while-revalidate=30, foo=bar, must-understand, max-age=4", &cc) == 0);
+	CHECK(cc_of("stale-while-revalidate=30, foo=bar, max-age=4", &cc) == 0);
 	CHECK(cc.max_age == 4 && cc.flags == CC_PRESENT);
 	CHECK(cc_of(",,, , ,", &cc) == 0 && cc.flags == CC_PRESENT);
 	CHECK(cc_of("=5, \"x\", max-age=8", &cc) == CC_MALFORMED && cc.max_age == 8);
@@ -244,13 +244,27 @@ test_date_formats(void)
 	CHECK(date_of("Sat, 31 Dec 2016 23:59:60 GMT", &t) == 0 && t == 1483228800);
 }
 
+/* RFC 9111 4.2: a cache matches HTTP-dates case-insensitively. */
+static void
+test_date_letter_case(void)
+{
+	int64_t t;
+
+	CHECK(date_of("sun, 06 nov 1994 08:49:37 gmt", &t) == 0 && t == 784111777);
+	CHECK(date_of("SUN, 06 NOV 1994 08:49:37 GMT", &t) == 0 && t == 784111777);
+	CHECK(date_of("sUnDaY, 06-nOv-94 08:49:37 gMt", &t) == 0 && t == 784111777);
+	CHECK(date_of("SUN NOV  6 08:49:37 1994", &t) == 0 && t == 784111777);
+	/* case is all it forgives */
+	CHECK(date_of("sun, 06 nov 1994 08:49:37 utc", &t) == -1);
+	CHECK(date_of("SUNDAY, 06 NOV 1994 08:49:37 GMT", &t) == -1);
+}
+
 static void
 test_date_invalid(void)
 {
 	static const char *const bad[] = {
 		"", "0", "1994-11-06T08:49:37Z", "784111777",
-		"Sun, 06 Nov 1994 08:49:37 UTC", "sun, 06 Nov 1994 08:49:37 GMT",
-		"Sun, 06 nov 1994 08:49:37 GMT", "Sun, 6 Nov 1994 08:49:37 GMT",
+		"Sun, 06 Nov 1994 08:49:37 UTC", "Sun, 6 Nov 1994 08:49:37 GMT",
 		"Sun, 06 Nov 94 08:49:37 GMT", "Sun, 06 Nov 1994 8:49:37 GMT",
 		"Sun, 06 Nov 1994 24:00:00 GMT", "Sun, 06 Nov 1994 08:60:00 GMT",
 		"Sun, 06 Nov 1994 08:49:61 GMT", "Sun, 00 Nov 1994 08:49:37 GMT",
@@ -343,6 +357,146 @@ test_if_none_match(void)
 #undef INM
 }
 
+/* must-understand lifts no-store for a status the cache implements
+ * (RFC 9111 5.2.2.3): like public, only its exact form counts. */
+static void
+test_must_understand(void)
+{
+	struct cachectl cc;
+
+	CHECK(cc_of("must-understand, no-store", &cc) == 0);
+	CHECK(cc.flags == (CC_PRESENT | CC_MUST_UNDERSTAND | CC_NO_STORE));
+	CHECK(cc_of("Must-Understand", &cc) == 0 && (cc.flags & CC_MUST_UNDERSTAND));
+	CHECK(cc_of("must-understand=1, no-store", &cc) == CC_MALFORMED);
+	CHECK(!(cc.flags & CC_MUST_UNDERSTAND) && (cc.flags & CC_NO_STORE));
+	CHECK(cc_of("must-understands", &cc) == 0 && cc.flags == CC_PRESENT);
+}
+
+/* One targeted field line (RFC 9213, a Structured Fields Dictionary), or
+ * -1; cc starts fresh. */
+static int
+tcc_of(const char *s, struct cachectl *cc)
+{
+	struct guard g;
+	size_t n = strlen(s);
+	int r;
+
+	cachectl_init(cc);
+	r = cachectl_parse_targeted(guard_put(&g, s, n), n, cc);
+	guard_free(&g);
+	return r;
+}
+
+static void
+test_targeted_valid(void)
+{
+	struct cachectl cc;
+
+	CHECK(tcc_of("max-age=60", &cc) == 0 && cc.max_age == 60 && cc.flags == CC_PRESENT);
+	CHECK(tcc_of("no-store", &cc) == 0 && cc.flags == (CC_PRESENT | CC_NO_STORE));
+	CHECK(tcc_of("max-age=0", &cc) == 0 && cc.max_age == 0);
+	CHECK(tcc_of("  s-maxage=10,  max-age=5 , public  ", &cc) == 0);
+	CHECK(cc.s_maxage == 10 && cc.max_age == 5 && (cc.flags & CC_PUBLIC));
+	CHECK(tcc_of("private=\"set-cookie\", must-revalidate", &cc) == 0);
+	CHECK(cc.flags == (CC_PRESENT | CC_PRIVATE | CC_MUST_REVALIDATE));
+	CHECK(tcc_of("no-cache=\"a, b\", max-age=3", &cc) == 0);
+	CHECK((cc.flags & CC_NO_CACHE) && cc.max_age == 3);
+	/* a later member replaces an earlier one, flags included */
+	CHECK(tcc_of("max-age=10, max-age=20", &cc) == 0 && cc.max_age == 20);
+	CHECK(tcc_of("no-store, no-store=?0", &cc) == 0 && !(cc.flags & CC_NO_STORE));
+	CHECK(tcc_of("public=?1, immutable", &cc) == 0 &&
+	    cc.flags == (CC_PRESENT | CC_PUBLIC | CC_IMMUTABLE));
+	/* parameters, inner lists, tokens, decimals, binary and unknown keys parse */
+	CHECK(tcc_of("max-age=60;a=1;b, x=(1 2 \"s\");q=?0, y=tok/en:1, z=1.5, w=:aGk=:, *k", &cc) ==
+	    0 && cc.max_age == 60 && cc.flags == CC_PRESENT);
+	/* values of the wrong type lean as Cache-Control does */
+	CHECK(tcc_of("max-age=\"60\"", &cc) == 0 && cc.max_age == 0);
+	CHECK(tcc_of("max-age=-5", &cc) == 0 && cc.max_age == 0);
+	CHECK(tcc_of("max-age=1.5", &cc) == 0 && cc.max_age == 0);
+	CHECK(tcc_of("max-age", &cc) == 0 && cc.max_age == 0);
+	CHECK(tcc_of("no-store=1", &cc) == 0 && (cc.flags & CC_NO_STORE));
+	CHECK(tcc_of("public=1", &cc) == 0 && !(cc.flags & CC_PUBLIC));
+	CHECK(tcc_of("must-understand=\"x\"", &cc) == 0 && !(cc.flags & CC_MUST_UNDERSTAND));
+	CHECK(tcc_of("max-age=999999999999999", &cc) == 0 && cc.max_age == CC_DELTA_MAX);
+	/* line by line is the same as the lines joined */
+	cachectl_init(&cc);
+	CHECK(cachectl_parse_targeted("max-age=5", 9, &cc) == 0);
+	CHECK(cachectl_parse_targeted("no-store", 8, &cc) == 0);
+	CHECK(cc.max_age == 5 && (cc.flags & CC_NO_STORE));
+}
+
+static void
+test_targeted_invalid(void)
+{
+	static const char *const bad[] = {
+		"", "   ", "Max-Age=60", "max-age=60,", ",max-age=60", "max-age=60,,no-store",
+		"max-age=60 no-store", "max-age==60", "max-age=60;", "max-age=\"60", "x=\"\\a\"",
+		"x=?2", "x=1.", "x=1.2345", "x=1234567890123456", "x=(1", "x=(1,2)", "x=:a b:",
+		"x=\"\x01\"", "x=\xc3\xa9", "\tmax-age=60", "9x", "x=1 ;a",
+		"no-store, max-age=60;A=1", NULL };
+	struct cachectl cc;
+
+	for (size_t i = 0; bad[i] != NULL; i++) {
+		cachectl_init(&cc);
+		cc.max_age = 7;
+		if (cachectl_parse_targeted(bad[i], strlen(bad[i]), &cc) != -1 || cc.max_age != 7 ||
+		    cc.flags != 0) {
+			CHECK(!"accepted");
+			fprintf(stderr, "  accepted: %s\n", bad[i]);
+		}
+	}
+	/* OWS after a member is allowed, and around commas */
+	CHECK(tcc_of("max-age=60 ,\tno-store", &cc) == 0 && (cc.flags & CC_NO_STORE));
+	CHECK(tcc_of("max-age=60\t", &cc) == 0 && cc.max_age == 60);
+}
+
+static int
+range_of(const char *s, int64_t *a, int64_t *b)
+{
+	struct guard g;
+	size_t n = strlen(s);
+	int r = http_range_parse(guard_put(&g, s, n), n, a, b);
+
+	guard_free(&g);
+	return r;
+}
+
+/* RFC 9110 14.1.1: one byte range is served from storage; anything else
+ * (several, another unit, bad syntax) is not. */
+static void
+test_range_parse(void)
+{
+	static const char *const bad[] = {
+		"", "bytes", "bytes=", "bytes=-", "bytes=a-b", "bytes=5-2", "bytes=0-1,2-3",
+		"bytes=0-1, -5", "items=0-1", "bytes 0-1", "bytes=0-1x", "bytes=+1-2", "bytes=1--2",
+		"bytes=0 -1", NULL };
+	int64_t a, b, off, n;
+
+	CHECK(range_of("bytes=0-99", &a, &b) == 0 && a == 0 && b == 99);
+	CHECK(range_of("bytes=100-", &a, &b) == 0 && a == 100 && b == -1);
+	CHECK(range_of("bytes=-20", &a, &b) == 0 && a == -1 && b == 20);
+	CHECK(range_of(" Bytes=5-5 ", &a, &b) == 0 && a == 5 && b == 5);
+	CHECK(range_of("bytes=, 1-2 ,", &a, &b) == 0 && a == 1 && b == 2);
+	CHECK(range_of("bytes=0-99999999999999999999999", &a, &b) == 0 && b == HTTP_RANGE_MAX);
+	for (size_t i = 0; bad[i] != NULL; i++)
+		if (range_of(bad[i], &a, &b) != -1) {
+			CHECK(!"accepted");
+			fprintf(stderr, "  accepted: %s\n", bad[i]);
+		}
+	/* resolved against a length (RFC 9110 14.1.2) */
+	CHECK(http_range_resolve(0, 3, 10, &off, &n) == 1 && off == 0 && n == 4);
+	CHECK(http_range_resolve(5, -1, 10, &off, &n) == 1 && off == 5 && n == 5);
+	CHECK(http_range_resolve(5, 1000, 10, &off, &n) == 1 && off == 5 && n == 5);
+	CHECK(http_range_resolve(9, 9, 10, &off, &n) == 1 && off == 9 && n == 1);
+	CHECK(http_range_resolve(10, 20, 10, &off, &n) == 0);
+	CHECK(http_range_resolve(-1, 3, 10, &off, &n) == 1 && off == 7 && n == 3);
+	CHECK(http_range_resolve(-1, 30, 10, &off, &n) == 1 && off == 0 && n == 10);
+	CHECK(http_range_resolve(-1, 0, 10, &off, &n) == 0);
+	CHECK(http_range_resolve(0, 0, 0, &off, &n) == 0);
+	CHECK(http_range_resolve(-1, 5, 0, &off, &n) == 0);
+	CHECK(http_range_resolve(HTTP_RANGE_MAX, HTTP_RANGE_MAX, 10, &off, &n) == 0);
+}
+
 int
 main(void)
 {
@@ -358,9 +512,14 @@ main(void)
 	RUN(test_unknown_and_junk);
 	RUN(test_hostile_sizes);
 	RUN(test_date_formats);
+	RUN(test_date_letter_case);
 	RUN(test_date_invalid);
 	RUN(test_date_format);
 	RUN(test_etag_weak_match);
 	RUN(test_if_none_match);
+	RUN(test_must_understand);
+	RUN(test_targeted_valid);
+	RUN(test_targeted_invalid);
+	RUN(test_range_parse);
 	return T_EXIT();
 }

@@ -7,6 +7,7 @@
  * against a guard page. One "memcached" slot, keyed, stands for the pool.
  */
 #include "entry.h"
+#include "l1.h"
 #include "policy.h"
 #include "varint.h"
 #include "t.h"
@@ -89,6 +90,8 @@ static struct {
 	uint8_t val[2 * sizeof(struct hb)];	/* what "memcached" holds under mkey */
 	size_t vlen;
 	int stored;
+	int rs_tls;			/* what the store message says of the connection */
+	const char *rs_consumer;
 	char mkey[KEY_HEX_LEN + 1];
 	struct guard g[G_MAX];
 } T;
@@ -102,6 +105,8 @@ tx_reset(void)
 	T.max_ack = 1 << 20;
 	T.max_item = 1 << 20;
 	T.stored = 0;
+	T.rs_tls = 0;
+	T.rs_consumer = NULL;
 }
 
 /* data[0..n) copied against a guard page; the slot's previous copy dies. */
@@ -315,6 +320,11 @@ respond_block(const struct sc_policy *p, int64_t status, const struct hb *h,
 	rs.hdrs_len = h->n;
 	rs.body = body != NULL ? guarded(G_RSBODY, body, blen) : NULL;
 	rs.body_len = blen;
+	rs.tls = T.rs_tls;
+	if (T.rs_consumer != NULL) {
+		rs.consumer = T.rs_consumer;
+		rs.consumer_len = strlen(T.rs_consumer);
+	}
 	policy_response(p, &T.lim, &rs, now, T.max_ack, T.max_item, T.hbuf, sizeof(T.hbuf), &T.st);
 	if (T.st.action == PS_STORE) {
 		int n = entry_encode(&T.st.e, T.lim.auth, T.val, sizeof(T.val));
@@ -932,7 +942,10 @@ test_method_not_allowed(void)
 	struct sc_policy p = policy();
 
 	CHECK(lookup(&p, RQ(.method = "OPTIONS")) == PA_BYPASS && bypassed("method", 0));
-	CHECK(lookup(&p, RQ(.method = "get")) == PA_BYPASS && bypassed("method", 0));
+	CHECK(lookup(&p, RQ(.method = "TRACE")) == PA_BYPASS && bypassed("method", 0));
+	/* methods are case-sensitive: "get" is an extension method, not known
+	 * to be safe, so it invalidates (RFC 9111 4.4) */
+	CHECK(lookup(&p, RQ(.method = "get")) == PA_INVALIDATE);
 	CHECK(lookup(&p, RQ(.method = "HEAD")) == PA_FETCH);
 	p.request_method = SL("GET");
 	CHECK(lookup(&p, RQ(.method = "HEAD")) == PA_BYPASS && bypassed("method", 0));
@@ -998,7 +1011,8 @@ test_force_header(void)
 	CHECK(refusal(&p, RQ(.h = force_ns), RS(.h = H(CT_TEXT, "Set-Cookie", "a=b"))) == SR_SET_COOKIE);
 	CHECK(refusal(&p, RQ(.h = force_ns), RS(.h = H(CT_TEXT, "Cache-Control", "no-store"))) ==
 	    SR_NO_STORE);
-	CHECK(store(&p, RQ(.method = "OPTIONS", .h = force), HELLO) == PS_STORE);
+	CHECK(store(&p, RQ(.method = "OPTIONS", .h = force),
+	    RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60"))) == PS_STORE);
 }
 
 static void
@@ -1128,7 +1142,15 @@ test_not_modified(void)
 	CHECK(txn(&p, ROOT, HELLO, RQ(.h = H(HOST, "If-None-Match", "*")), T0 + 1) ==
 	    PE_NOT_MODIFIED);
 	CHECK(get(&p, RQ(.h = H(HOST, "If-None-Match", "\"v1\"")), T0 + 1) == PE_HIT);
-	CHECK(get(&p, RQ(.h = H(HOST, "If-Modified-Since", date(T0))), T0 + 1) == PE_HIT);
+	/* without Last-Modified, If-Modified-Since is compared with Date, and
+	 * without Date with when the entry was stored (RFC 9111 4.3.2) */
+	CHECK(get(&p, RQ(.h = H(HOST, "If-Modified-Since", date(T0))), T0 + 1) == PE_NOT_MODIFIED);
+	CHECK(get(&p, RQ(.h = H(HOST, "If-Modified-Since", date(T0 - 1))), T0 + 1) == PE_HIT);
+	CHECK(txn(&p, ROOT, RS(.body = "hello", .h = H(CT_TEXT, "Date", date(T0 - 50))),
+	    RQ(.h = H(HOST, "If-Modified-Since", date(T0 - 50))), T0 + 1) == PE_NOT_MODIFIED);
+	CHECK(get(&p, RQ(.h = H(HOST, "If-Modified-Since", date(T0 - 51))), T0 + 1) == PE_HIT);
+	CHECK(txn(&p, ROOT, RS(.body = "hello", .h = H(CT_TEXT, "Date", "junk")),
+	    RQ(.h = H(HOST, "If-Modified-Since", date(T0 + 50))), T0 + 1) == PE_HIT);
 	/* conditionals apply to a 200 only */
 	CHECK(txn(&p, ROOT, RS(.status = 404, .h = H(CT_TEXT, "ETag", "\"v1\"")),
 	    RQ(.h = H(HOST, "If-None-Match", "\"v1\"")), T0 + 1) == PE_HIT && T.hit.code == 404);
@@ -1143,7 +1165,8 @@ test_only_if_cached(void)
 	CHECK(get(&p, oic, T0) == PE_GATEWAY_TIMEOUT);
 	CHECK(T.hit.serve && T.hit.code == 504 && hit_body_is(NULL, 0) && T.hit.status == CS_MISS);
 	CHECK(hit_hdrs_are("", "content-length: 0\r\nx-cache-status: Miss\r\n"));
-	CHECK(txn(&p, ROOT, HELLO, oic, T0 + 10) == PE_HIT && hit_body_is("hello", 5));
+	CHECK(txn(&p, ROOT, RS(.body = "hello", .h = H(CT_TEXT, "Cache-Control", "max-age=300")),
+	    oic, T0 + 10) == PE_HIT && hit_body_is("hello", 5));
 	CHECK(get(&p, oic, T0 + 300) == PE_GATEWAY_TIMEOUT && T.hit.code == 504);
 	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "only-if-cached, max-stale")), T0 + 300) ==
 	    PE_HIT);
@@ -1196,6 +1219,15 @@ test_freshness_cache_ttl(void)
 	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "min-fresh=100")), T0 + 10) == PE_HIT);
 }
 
+/* The lifetime of what the last store step stored, or -1. */
+static int64_t
+stored_lifetime(void)
+{
+	struct entry e;
+
+	return T.st.action == PS_STORE && stored(&e) ? e.lifetime : -1;
+}
+
 /* The lifetime stored for response headers rh under p, or -1. */
 static int64_t
 lifetime(const struct sc_policy *p, const char *const *rh)
@@ -1220,7 +1252,9 @@ test_freshness_response(void)
 	CHECK(lifetime(&p, H(CT_TEXT, "Date", date(T0), "Expires", date(T0 + 120))) == 120);
 	CHECK(lifetime(&p, H(CT_TEXT, "Date", date(T0 - 100), "Expires", date(T0 + 20))) == 120);
 	CHECK(lifetime(&p, H(CT_TEXT, "Expires", date(T0 + 50))) == 50);
-	CHECK(lifetime(&p, H(CT_TEXT)) == 300);
+	/* no freshness stated and no validator: nothing to serve fresh
+	 * (RFC 9111 4.2.2; test_heuristic_freshness has the rest) */
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT))) == SR_ZERO_TTL);
 	/* an Expires in the past, or not a date, is already stale */
 	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Expires", date(T0 - 1)))) == SR_ZERO_TTL);
 	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Expires", "0"))) == SR_ZERO_TTL);
@@ -1305,9 +1339,12 @@ test_age(void)
 static void
 test_authorization(void)
 {
-	static const char *const allow[] = { "public", "s-maxage=60", "must-revalidate" };
+	/* with cache_control, each also states a freshness (RFC 9111 4.2.2) */
+	static const char *const allow[2][3] = { { "public", "s-maxage=60", "must-revalidate" },
+		{ "public, max-age=60", "s-maxage=60", "must-revalidate, max-age=60" } };
 	const struct rq *auth = RQ(.h = H(HOST, "Authorization", "Bearer x"));
 	struct sc_policy pols[2] = { policy(), policy_cc() };
+	const struct rs *fresh = RS(.body = "hello", .h = H(CT_TEXT, "Cache-Control", "max-age=60"));
 	struct entry e;
 
 	for (size_t k = 0; k < 2; k++) {
@@ -1319,17 +1356,17 @@ test_authorization(void)
 		    SR_AUTHORIZATION);
 		CHECK(refusal(p, auth, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60"))) ==
 		    SR_AUTHORIZATION);
-		for (size_t i = 0; i < sizeof(allow) / sizeof(allow[0]); i++) {
-			CHECK(txn(p, auth, RS(.h = H(CT_TEXT, "Cache-Control", allow[i])), auth, T0 + 1) ==
+		for (size_t i = 0; i < 3; i++) {
+			CHECK(txn(p, auth, RS(.h = H(CT_TEXT, "Cache-Control", allow[k][i])), auth, T0 + 1) ==
 			    PE_HIT);
 			CHECK(stored(&e) && (e.flags & EF_AUTH_OK));
 			CHECK(get(p, ROOT, T0 + 1) == PE_HIT);
 		}
 		/* stored for an anonymous request: not served to Authorization */
-		CHECK(txn(p, ROOT, HELLO, ROOT, T0 + 1) == PE_HIT);
+		CHECK(txn(p, ROOT, fresh, ROOT, T0 + 1) == PE_HIT);
 		CHECK(stored(&e) && !(e.flags & EF_AUTH_OK));
 		CHECK(get(p, auth, T0 + 1) == PE_MISS && T.hit.status == CS_MISS && !T.hit.serve);
-		CHECK(txn(p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "public")), auth, T0 + 1) ==
+		CHECK(txn(p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", allow[k][0])), auth, T0 + 1) ==
 		    PE_HIT);
 	}
 }
@@ -2085,6 +2122,545 @@ test_binary_body(void)
 	    hit_has("content-length: 768"));
 }
 
+/* ==== HTTP to the letter (issue 16) ==== */
+
+/* RFC 9111 4.2.2: a heuristic only where the RFC allows one (10% of the
+ * time since Last-Modified, at most cache_ttl), and never without a
+ * Last-Modified: a response that states no freshness is not fresh. */
+static void
+test_heuristic_freshness(void)
+{
+	struct sc_policy p = policy_cc(), k = policy();
+	int codes302[] = { 200, 302 };
+
+	CHECK(lifetime(&p, H(CT_TEXT, "Date", date(T0), "Last-Modified", date(T0 - 1000))) == 100);
+	CHECK(get(&p, ROOT, T0 + 99) == PE_HIT && get(&p, ROOT, T0 + 100) == PE_REFRESH);
+	/* without Date, from now */
+	CHECK(lifetime(&p, H(CT_TEXT, "Last-Modified", date(T0 - 500))) == 50);
+	/* from Date, not from now */
+	CHECK(lifetime(&p, H(CT_TEXT, "Date", date(T0 - 100), "Last-Modified", date(T0 - 600))) ==
+	    50);
+	/* cache_ttl caps it */
+	CHECK(lifetime(&p, H(CT_TEXT, "Date", date(T0), "Last-Modified", date(T0 - 100 * DAY))) ==
+	    300);
+	p.cache_ttl = 20;
+	CHECK(lifetime(&p, H(CT_TEXT, "Last-Modified", date(T0 - 1000))) == 20);
+	p.cache_ttl = 300;
+	/* no Last-Modified, or a useless one (not a date, not before Date):
+	 * no heuristic, so nothing fresh to keep */
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT))) == SR_ZERO_TTL);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Last-Modified", "last week"))) == SR_ZERO_TTL);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Date", date(T0), "Last-Modified", date(T0)))) ==
+	    SR_ZERO_TTL);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Last-Modified", date(T0 + 50)))) == SR_ZERO_TTL);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Last-Modified", date(T0 - 5)))) == SR_ZERO_TTL);
+	/* with storage_ttl it is kept, but stale: never a Hit */
+	p.storage_ttl = 600;
+	CHECK(lifetime(&p, H(CT_TEXT)) == 0 && T.st.mc_ttl == 600);
+	CHECK(get(&p, ROOT, T0) == PE_REFRESH);
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale")), T0) == PE_HIT);
+	p.storage_ttl = -1;
+	/* explicit freshness is not a heuristic: cache_ttl does not cap it */
+	CHECK(lifetime(&p, H(CT_TEXT, "Cache-Control", "max-age=5000",
+	    "Last-Modified", date(T0 - 1000))) == 5000);
+	/* a status that is not heuristically cacheable (RFC 9110 15.1) needs
+	 * explicit freshness or public (RFC 9111 3) */
+	codes(&p, codes302, 2);
+	CHECK(refusal(&p, ROOT, RS(.status = 302, .h = H(CT_TEXT, "Last-Modified",
+	    date(T0 - 1000)))) == SR_UNCACHEABLE);
+	CHECK(refusal(&p, ROOT, RS(.status = 302)) == SR_UNCACHEABLE);
+	CHECK(store(&p, ROOT, RS(.status = 302, .h = H(CT_TEXT, "Cache-Control", "public",
+	    "Last-Modified", date(T0 - 1000)))) == PS_STORE);
+	CHECK(stored_lifetime() == 100);
+	CHECK(store(&p, ROOT, RS(.status = 302, .h = H(CT_TEXT, "Cache-Control", "max-age=9"))) ==
+	    PS_STORE && stored_lifetime() == 9);
+	CHECK(store(&p, ROOT, RS(.status = 302, .h = H(CT_TEXT, "Expires", date(T0 + 9)))) ==
+	    PS_STORE && stored_lifetime() == 9);
+	/* every heuristically cacheable status the policy lists gets one */
+	{
+		int all[] = { 200, 203, 300, 301, 308, 404, 405, 410, 414, 501 };
+
+		codes(&p, all, sizeof(all) / sizeof(all[0]));
+		for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+			CHECK(store(&p, ROOT, RS(.status = all[i], .h = H(CT_TEXT, "Last-Modified",
+			    date(T0 - 1000)))) == PS_STORE && stored_lifetime() == 100);
+	}
+	/* Kong compatibility: without cache_control, freshness is cache_ttl */
+	CHECK(lifetime(&k, H(CT_TEXT)) == 300);
+	CHECK(lifetime(&k, H(CT_TEXT, "Last-Modified", date(T0 - 1000))) == 300);
+}
+
+/* The answer to a GET with this Range header, for the entry stored. */
+static int
+ranged(const struct sc_policy *p, const char *range, int64_t now)
+{
+	return get(p, RQ(.h = H(HOST, "Range", range)), now);
+}
+
+/* RFC 9110 14, 15.3.7; RFC 9111 3.3, 4.3.5: a 206 never answers a
+ * request it does not match. */
+static void
+test_partial_content(void)
+{
+	struct sc_policy p = policy_cc();
+	int with206[] = { 200, 206, 404 };
+	const struct rs *whole = RS(.body = "hello world",
+	    .h = H(CT_TEXT, "Cache-Control", "max-age=60", "ETag", "\"v\""));
+	struct entry e;
+
+	codes(&p, with206, 3);
+	/* a 206 is never stored, even when the policy lists it */
+	CHECK(refusal(&p, ROOT, RS(.status = 206, .body = "hell", .h = H(CT_TEXT, "Content-Range",
+	    "bytes 0-3/11", "Cache-Control", "max-age=60"))) == SR_PARTIAL && !T.stored);
+	/* a Range request is served from a whole stored 200 */
+	CHECK(txn(&p, ROOT, whole, ROOT, T0 + 1) == PE_HIT && T.hit.code == 200);
+	CHECK(ranged(&p, "bytes=0-4", T0 + 1) == PE_HIT && T.hit.code == 206);
+	CHECK(T.L.flags & PL_RANGE);
+	CHECK(hit_body_is("hello", 5) && hit_has("content-range: bytes 0-4/11") &&
+	    hit_has("content-length: 5") && hit_has("ETag: \"v\"") && hit_has("Content-Type: text/plain"));
+	CHECK(ranged(&p, "bytes=6-", T0 + 1) == PE_HIT && T.hit.code == 206 &&
+	    hit_body_is("world", 5) && hit_has("content-range: bytes 6-10/11"));
+	CHECK(ranged(&p, "bytes=-5", T0 + 1) == PE_HIT && T.hit.code == 206 &&
+	    hit_body_is("world", 5));
+	CHECK(ranged(&p, "bytes=-50", T0 + 1) == PE_HIT && T.hit.code == 206 &&
+	    hit_body_is("hello world", 11) && hit_has("content-range: bytes 0-10/11"));
+	CHECK(ranged(&p, "bytes=10-99", T0 + 1) == PE_HIT && hit_body_is("d", 1));
+	/* one that cannot be satisfied is a 416, with nothing of the entry */
+	CHECK(ranged(&p, "bytes=11-", T0 + 1) == PE_HIT && T.hit.code == 416);
+	CHECK(hit_body_is(NULL, 0) && hit_has("content-range: bytes */11") &&
+	    hit_has("content-length: 0") && !hit_has("Content-Type: text/plain"));
+	CHECK(ranged(&p, "bytes=-0", T0 + 1) == PE_HIT && T.hit.code == 416);
+	/* the L1 never keeps a ranged answer */
+	CHECK(ranged(&p, "bytes=0-4", T0 + 1) == PE_HIT &&
+	    l1_grant_ms(1, &T.L, 0, &T.hit, 0) == 0);
+	/* a conditional comes first (RFC 9110 13.2.2) */
+	CHECK(get(&p, RQ(.h = H(HOST, "Range", "bytes=0-4", "If-None-Match", "\"v\"")), T0 + 1) ==
+	    PE_NOT_MODIFIED && T.hit.code == 304);
+	/* HEAD ignores Range (RFC 9110 14.2) */
+	CHECK(get(&p, RQ(.method = "HEAD", .h = H(HOST, "Range", "bytes=0-4")), T0 + 1) == PE_HIT &&
+	    T.hit.code == 200 && hit_body_is(NULL, 0) && hit_has("content-length: 11"));
+	/* what it cannot answer exactly passes through, the entry untouched */
+	{
+		static const char *const pass[] = { "bytes=0-1,3-4", "items=0-1", "bytes=5-2", "bytes=x" };
+
+		for (size_t i = 0; i < sizeof(pass) / sizeof(pass[0]); i++)
+			CHECK(lookup(&p, RQ(.h = H(HOST, "Range", pass[i]))) == PA_BYPASS &&
+			    bypassed("Range not served from the cache", 0));
+		CHECK(lookup(&p, RQ(.h = H(HOST, "Range", "bytes=0-1", "If-Range", "\"v\""))) ==
+		    PA_BYPASS);
+		CHECK(lookup(&p, RQ(.h = H(HOST, "Range", "bytes=0-1", "Range", "bytes=0-1"))) ==
+		    PA_BYPASS);
+		CHECK(get(&p, ROOT, T0 + 1) == PE_HIT && hit_body_is("hello world", 11));
+	}
+	/* stale: the Range request goes to the origin; its 206 is not stored
+	 * and the whole entry stays */
+	CHECK(ranged(&p, "bytes=0-4", T0 + 61) == PE_REFRESH);
+	CHECK(respond(&p, RS(.status = 206, .body = "hello", .h = H(CT_TEXT,
+	    "Content-Range", "bytes 0-4/11", "Cache-Control", "max-age=60")), T0 + 61) == PS_REFUSE &&
+	    T.st.why == SR_PARTIAL);
+	CHECK(stored(&e) && e.status == 200 && e.blen == 11);
+	/* a miss answered with the whole 200 stores it */
+	T.stored = 0;
+	CHECK(ranged(&p, "bytes=0-4", T0 + 61) == PE_MISS);
+	CHECK(respond(&p, whole, T0 + 61) == PS_STORE);
+	CHECK(ranged(&p, "bytes=0-4", T0 + 62) == PE_HIT && T.hit.code == 206);
+	/* another stored status ignores Range, as its origin would */
+	CHECK(txn(&p, ROOT, RS(.status = 404, .body = "gone", .h = H(CT_TEXT, "Cache-Control",
+	    "max-age=60")), RQ(.h = H(HOST, "Range", "bytes=0-1")), T0 + 1) == PE_HIT);
+	CHECK(T.hit.code == 404 && hit_body_is("gone", 4));
+	/* a 206 entry someone else wrote is a miss, for any request */
+	{
+		uint8_t v[1024];
+		int n;
+
+		CHECK(lookup(&p, ROOT) == PA_FETCH);
+		memset(&e, 0, sizeof(e));
+		e.stored_at = T0;
+		e.lifetime = 60;
+		e.status = 206;
+		e.hdrs = "Content-Range: bytes 0-3/11\r\n";
+		e.hlen = strlen(e.hdrs);
+		e.body = (const uint8_t *)"hell";
+		e.blen = 4;
+		e.key = T.L.key;
+		e.klen = KEY_HEX_LEN;
+		n = entry_encode(&e, NULL, v, sizeof(v));
+		CHECK(n > 0);
+		CHECK(fetch_bytes(v, (size_t)n, T0 + 1) == PE_MISS && !T.hit.serve);
+		CHECK(lookup(&p, RQ(.h = H(HOST, "Range", "bytes=0-3"))) == PA_FETCH);
+		CHECK(fetch_bytes(v, (size_t)n, T0 + 1) == PE_MISS && !T.hit.serve);
+	}
+	/* without cache_control too */
+	p.cache_control = 0;
+	CHECK(refusal(&p, ROOT, RS(.status = 206, .body = "hell")) == SR_PARTIAL);
+	CHECK(txn(&p, ROOT, RS(.body = "hello world"), RQ(.h = H(HOST, "Range", "bytes=1-2")),
+	    T0 + 1) == PE_HIT && T.hit.code == 206 && hit_body_is("el", 2));
+}
+
+/* RFC 9213: the first valid targeted field of the policy's list replaces
+ * Cache-Control and Expires for this cache. */
+static void
+test_targeted_cache_control(void)
+{
+	struct sc_policy p = policy_cc(), k = policy();
+	struct entry e;
+
+	p.targeted_cc = SL("CDN-Cache-Control");
+	k.targeted_cc = SL("CDN-Cache-Control");
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "no-store",
+	    "Cache-Control", "max-age=3600"))) == SR_NO_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "cdn-cache-control", "private",
+	    "Cache-Control", "public, max-age=3600"))) == SR_PRIVATE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "no-cache",
+	    "Cache-Control", "max-age=3600"))) == SR_NO_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "max-age=0",
+	    "Cache-Control", "max-age=3600"))) == SR_ZERO_TTL);
+	p.storage_ttl = 600;
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=0", "Cache-Control",
+	    "max-age=3600")) == 0 && get(&p, ROOT, T0) == PE_REFRESH);
+	p.storage_ttl = -1;
+	/* it grants what Cache-Control, meant for others, does not... */
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=600", "Cache-Control",
+	    "max-age=0")) == 600);
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=600", "Cache-Control",
+	    "no-cache, max-age=5", "Pragma", "no-cache")) == 600);
+	/* ...but never lifts its no-store or private (what the shared cache
+	 * owes every user: it may always decline to store) */
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "max-age=600",
+	    "Cache-Control", "no-store"))) == SR_NO_STORE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "max-age=600, public",
+	    "Cache-Control", "private"))) == SR_PRIVATE);
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=600, must-understand",
+	    "Cache-Control", "max-age=5")) == 600);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "max-age=600, must-understand",
+	    "Cache-Control", "no-store"))) == SR_NO_STORE);
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "s-maxage=30, max-age=600")) == 30);
+	CHECK(stored(&e) && (e.flags & EF_MUST_REVALIDATE) && (e.flags & EF_AUTH_OK));
+	/* Expires is ignored with it, Cache-Control's max-age too */
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "must-revalidate",
+	    "Expires", date(T0 + 100), "Cache-Control", "max-age=100"))) == SR_ZERO_TTL);
+	/* one that is not a valid Dictionary is as if absent (RFC 9213 2.1) */
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "Max-Age=5", "Cache-Control",
+	    "max-age=70")) == 70);
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=5,", "Cache-Control",
+	    "max-age=70")) == 70);
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "", "Cache-Control", "max-age=70")) == 70);
+	/* a bad line spoils the whole field; good lines add up */
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=5", "CDN-Cache-Control", "x=(",
+	    "Cache-Control", "max-age=70")) == 70);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "max-age=5",
+	    "CDN-Cache-Control", "no-store"))) == SR_NO_STORE);
+	/* the list is by precedence; the first present and valid one wins */
+	p.targeted_cc = SL("Edge-Cache-Control", "CDN-Cache-Control");
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=20", "Edge-Cache-Control",
+	    "max-age=10")) == 10);
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=20", "Edge-Cache-Control",
+	    "max-age=1.0.0")) == 20);
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "max-age=20")) == 20);
+	/* and a policy without the list reads none */
+	p.targeted_cc = (struct sc_strlist){ NULL, 0 };
+	CHECK(lifetime(&p, H(CT_TEXT, "CDN-Cache-Control", "no-store", "Cache-Control",
+	    "max-age=70")) == 70);
+	/* Authorization: its public or s-maxage allows it (RFC 9111 3.5) */
+	p.targeted_cc = SL("CDN-Cache-Control");
+	CHECK(store(&p, RQ(.h = H(HOST, "Authorization", "x")), RS(.h = H(CT_TEXT,
+	    "CDN-Cache-Control", "public, max-age=60"))) == PS_STORE);
+	CHECK(refusal(&p, RQ(.h = H(HOST, "Authorization", "x")), RS(.h = H(CT_TEXT,
+	    "CDN-Cache-Control", "max-age=60", "Cache-Control", "public"))) == SR_AUTHORIZATION);
+	/* without cache_control: freshness stays cache_ttl, but its no-store
+	 * and private are obeyed too */
+	CHECK(refusal(&k, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "no-store"))) == SR_NO_STORE);
+	CHECK(refusal(&k, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "private"))) == SR_PRIVATE);
+	CHECK(refusal(&k, ROOT, RS(.h = H(CT_TEXT, "CDN-Cache-Control", "max-age=60",
+	    "Cache-Control", "no-store"))) == SR_NO_STORE);
+	CHECK(lifetime(&k, H(CT_TEXT, "CDN-Cache-Control", "max-age=60")) == 300);
+}
+
+/* RFC 9111 5.2.2.3: must-understand, with a status this cache implements,
+ * lifts no-store; with one it does not, nothing is stored. */
+static void
+test_must_understand(void)
+{
+	struct sc_policy p = policy_cc(), k = policy();
+	int odd[] = { 200, 299 };
+
+	codes(&p, odd, 2);
+	CHECK(lifetime(&p, H(CT_TEXT, "Cache-Control", "must-understand, no-store, max-age=60")) ==
+	    60);
+	CHECK(get(&p, ROOT, T0 + 1) == PE_HIT);
+	/* a status it does not implement: its no-store stands, and without
+	 * one must-understand alone forbids storing (RFC 9111 3) */
+	CHECK(refusal(&p, ROOT, RS(.status = 299, .h = H(CT_TEXT, "Cache-Control",
+	    "must-understand, no-store, max-age=60"))) == SR_NO_STORE);
+	CHECK(refusal(&p, ROOT, RS(.status = 299, .h = H(CT_TEXT, "Cache-Control",
+	    "must-understand, max-age=60"))) == SR_UNCACHEABLE);
+	CHECK(store(&p, ROOT, RS(.status = 299, .h = H(CT_TEXT, "Cache-Control", "max-age=60"))) ==
+	    PS_STORE);
+	/* its other refusals stand */
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control",
+	    "must-understand, no-store, private, max-age=60"))) == SR_PRIVATE);
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control",
+	    "must-understand=1, no-store, max-age=60"))) == SR_NO_STORE);
+	/* without cache_control no-store is never lifted */
+	CHECK(refusal(&k, ROOT, RS(.h = H(CT_TEXT, "Cache-Control",
+	    "must-understand, no-store, max-age=60"))) == SR_NO_STORE);
+}
+
+/* RFC 9111 5.1, 4.2.3: an Age that cannot be read errs toward staleness. */
+static void
+test_age_errs_stale(void)
+{
+	static const char *const bad[] = { "junk", "-1", "1.5", "", "7200 s", "0x10", NULL };
+	struct sc_policy p = policy_cc();
+	const struct rs *r;
+	struct entry e;
+
+	r = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=3600", "Age", "7200, 0"));
+	CHECK(txn(&p, ROOT, r, ROOT, T0) == PE_REFRESH && stored(&e) && e.age0 == 7200);
+	r = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=3600", "Age", "0, 7200"));
+	CHECK(txn(&p, ROOT, r, ROOT, T0) == PE_REFRESH && stored(&e) && e.age0 == 7200);
+	r = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=3600", "Age", "10", "Age", "20"));
+	CHECK(txn(&p, ROOT, r, ROOT, T0) == PE_HIT && stored(&e) && e.age0 == 20);
+	r = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=3600", "Age", " 30 "));
+	CHECK(txn(&p, ROOT, r, ROOT, T0) == PE_HIT && T.hit.age == 30);
+	for (size_t i = 0; bad[i] != NULL; i++) {
+		r = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=3600", "Age", bad[i]));
+		CHECK(txn(&p, ROOT, r, ROOT, T0) == PE_REFRESH && stored(&e) &&
+		    e.age0 == CC_DELTA_MAX);
+	}
+	r = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=3600", "Age", "5, junk"));
+	CHECK(txn(&p, ROOT, r, ROOT, T0) == PE_REFRESH);
+	/* a huge one is 2^31 (RFC 9111 1.2.2) */
+	r = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=3600", "Age", "99999999999999999999"));
+	CHECK(txn(&p, ROOT, r, ROOT, T0) == PE_REFRESH && stored(&e) && e.age0 == CC_DELTA_MAX);
+}
+
+/* memcached reads an exptime over 30 days as a signed 32-bit Unix time:
+ * one past 2038-01-19 would drop the item at once. */
+static void
+test_far_future_expiry(void)
+{
+	struct sc_policy p = policy_cc(), k = policy();
+
+	CHECK(policy_mc_exptime(60, T0) == 60);
+	CHECK(policy_mc_exptime(30 * DAY, T0) == 30 * DAY);
+	CHECK(policy_mc_exptime(30 * DAY + 1, T0) == T0 + 30 * DAY + 1);
+	CHECK(policy_mc_exptime(CC_DELTA_MAX, T0) == INT32_MAX);
+	CHECK(policy_mc_exptime(INT64_MAX, T0) == INT32_MAX);
+	/* when even 2038 is not 30 days ahead, 30 days relative */
+	CHECK(policy_mc_exptime(40 * DAY, INT32_MAX - DAY) == 30 * DAY);
+	CHECK(policy_mc_exptime(40 * DAY, 3000000000LL) == 30 * DAY);
+	CHECK(policy_mc_exptime(0, T0) == 1);
+	CHECK(policy_mc_exptime(40 * DAY, -T0) == 30 * DAY);	/* a clock before 1970 */
+	CHECK(policy_mc_exptime(INT64_MAX, INT64_MIN) == 30 * DAY);
+	/* what a response gets */
+	CHECK(lifetime(&p, H(CT_TEXT, "Date", date(T0), "Expires", "Fri, 01 Jan 2100 00:00:00 GMT")) ==
+	    4102444800LL - T0 && T.st.mc_ttl == INT32_MAX);
+	CHECK(get(&p, ROOT, T0 + 365 * DAY) == PE_HIT);
+	CHECK(lifetime(&p, H(CT_TEXT, "Cache-Control", "max-age=2147483648")) == CC_DELTA_MAX &&
+	    T.st.mc_ttl == INT32_MAX);
+	CHECK(lifetime(&p, H(CT_TEXT, "Cache-Control", "max-age=99999999999")) == CC_DELTA_MAX &&
+	    T.st.mc_ttl == INT32_MAX);
+	k.storage_ttl = 365 * DAY;
+	CHECK(store(&k, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == T0 + 365 * DAY);
+}
+
+/* RFC 9111 4.4: every method not known to be safe invalidates, and so do
+ * the Location and Content-Location targets on the request's authority. */
+static void
+test_invalidation(void)
+{
+	static const char *const unsafe[] = { "M-SEARCH", "PURGE", "LOCK", "MKCOL", "FOO", "get" };
+	static const char *const safe[] = { "OPTIONS", "TRACE", "PROPFIND", "REPORT", "SEARCH" };
+	static const char *const none[] = { "http://other.example/a", "https://example.com/a",
+		"a", "../a", "mailto:x@example.com", "/x", "http://example.com/x", "" };
+	struct sc_policy p = policy(), v = policy();
+	const char *ka, *kb, *kd;
+	static char big[POL_CTX_HDRS_MAX + 1];
+
+	for (size_t i = 0; i < sizeof(unsafe) / sizeof(unsafe[0]); i++) {
+		CHECK(lookup(&p, RQ(.method = unsafe[i], .url = "/x")) == PA_INVALIDATE);
+		CHECK(respond(&p, RS(.status = 200), T0) == PS_INVALIDATE);
+		CHECK(respond(&p, RS(.status = 404), T0) == PS_NONE);
+	}
+	for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++)
+		CHECK(lookup(&p, RQ(.method = safe[i], .url = "/x")) == PA_BYPASS &&
+		    bypassed("method", 0));
+	/* the targets of a successful one */
+	ka = key(&p, RQ(.url = "/a"));
+	kb = key(&p, RQ(.url = "/b?q=1"));
+	kd = key(&p, RQ(.url = "/d"));
+	CHECK(lookup(&p, RQ(.method = "POST", .url = "/x")) == PA_INVALIDATE);
+	CHECK(respond(&p, RS(.status = 201, .h = H(CT_TEXT, "Location", "/a",
+	    "Content-Location", "http://example.com/b?q=1")), T0) == PS_INVALIDATE);
+	CHECK(T.st.n_also == 2 && strcmp(T.st.also[0], ka) == 0 && strcmp(T.st.also[1], kb) == 0);
+	CHECK(respond(&p, RS(.status = 303, .h = H(CT_TEXT, "Location", " //example.com/d#frag ")),
+	    T0) == PS_INVALIDATE && T.st.n_also == 1 && strcmp(T.st.also[0], kd) == 0);
+	/* another authority or scheme, a relative path, the request's own
+	 * URI (already deleted), or a failure: nothing more */
+	for (size_t i = 0; i < sizeof(none) / sizeof(none[0]); i++) {
+		CHECK(respond(&p, RS(.status = 200, .h = H(CT_TEXT, "Location", none[i],
+		    "Content-Location", none[i])), T0) == PS_INVALIDATE);
+		CHECK(T.st.n_also == 0);
+	}
+	CHECK(respond(&p, RS(.status = 500, .h = H(CT_TEXT, "Location", "/a")), T0) == PS_NONE &&
+	    T.st.n_also == 0);
+	/* the same target twice is deleted once */
+	CHECK(respond(&p, RS(.status = 200, .h = H(CT_TEXT, "Location", "/a",
+	    "Content-Location", "http://example.com/a")), T0) == PS_INVALIDATE && T.st.n_also == 1);
+	/* over TLS, https targets; with a consumer, the consumer's keys */
+	T.rs_tls = 1;
+	CHECK(lookup(&p, RQ(.method = "PUT", .url = "/x", .tls = 1)) == PA_INVALIDATE);
+	CHECK(respond(&p, RS(.status = 200, .h = H(CT_TEXT, "Location", "https://example.com/a")),
+	    T0) == PS_INVALIDATE && T.st.n_also == 1 &&
+	    strcmp(T.st.also[0], key(&p, RQ(.url = "/a", .tls = 1))) == 0);
+	T.rs_tls = 0;
+	T.rs_consumer = "alice";
+	CHECK(lookup(&p, RQ(.method = "PUT", .url = "/x", .consumer = "alice")) == PA_INVALIDATE);
+	CHECK(respond(&p, RS(.status = 200, .h = H(CT_TEXT, "Location", "/a")), T0) ==
+	    PS_INVALIDATE && T.st.n_also == 1 &&
+	    strcmp(T.st.also[0], key(&p, RQ(.url = "/a", .consumer = "alice"))) == 0);
+	T.rs_consumer = NULL;
+	/* vary headers of the request are keyed as for its own URI */
+	v.vary_headers = SL("X-A");
+	CHECK(lookup(&v, RQ(.method = "DELETE", .url = "/x", .h = H(HOST, "X-A", "1"))) ==
+	    PA_INVALIDATE);
+	CHECK(respond(&v, RS(.status = 204, .h = H(CT_TEXT, "Content-Location", "/a")), T0) ==
+	    PS_INVALIDATE && T.st.n_also == 1 &&
+	    strcmp(T.st.also[0], key(&v, RQ(.url = "/a", .h = H(HOST, "X-A", "1")))) == 0);
+	/* request headers too large to carry: only the request's own URI */
+	memset(big, 'a', POL_CTX_HDRS_MAX);
+	CHECK(lookup(&p, RQ(.method = "POST", .url = "/x", .h = H(HOST, "X-Big", big))) ==
+	    PA_INVALIDATE);
+	CHECK(respond(&p, RS(.status = 200, .h = H(CT_TEXT, "Location", "/a")), T0) ==
+	    PS_INVALIDATE && T.st.n_also == 0);
+}
+
+/* RFC 9111 7.3: what a response with Set-Cookie gets is the operator's
+ * call, per policy. */
+static void
+test_set_cookie_modes(void)
+{
+	struct sc_policy p = policy_cc(), q;
+	const struct rs *r = RS(.body = "hi", .h = H(CT_TEXT, "Cache-Control", "max-age=60",
+	    "Set-Cookie", "a=1", "X-Other", "o", "set-cookie2", "b=2"));
+	struct entry e;
+
+	CHECK(p.set_cookie == SC_COOKIE_REFUSE && refusal(&p, ROOT, r) == SR_SET_COOKIE);
+	p.set_cookie = SC_COOKIE_STRIP;
+	CHECK(txn(&p, ROOT, r, ROOT, T0 + 1) == PE_HIT);
+	CHECK(stored_hdrs_are(CT_LINE "Cache-Control: max-age=60\r\nX-Other: o\r\n"));
+	CHECK(!hit_has("Set-Cookie: a=1") && hit_has("X-Other: o"));
+	p.set_cookie = SC_COOKIE_STORE;
+	CHECK(txn(&p, ROOT, r, ROOT, T0 + 1) == PE_HIT);
+	CHECK(stored_hdrs_are(CT_LINE "Cache-Control: max-age=60\r\nSet-Cookie: a=1\r\n"
+	    "X-Other: o\r\nset-cookie2: b=2\r\n"));
+	CHECK(hit_has("Set-Cookie: a=1") && hit_has("set-cookie2: b=2") && T.hit.reject == 0);
+	/* it still needs what every response needs */
+	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Set-Cookie", "a=1", "Cache-Control",
+	    "private, max-age=60"))) == SR_PRIVATE);
+	/* an entry with Set-Cookie answers only a policy that stores it */
+	CHECK(txn(&p, ROOT, r, ROOT, T0 + 1) == PE_HIT && stored(&e));
+	q = p;
+	q.set_cookie = SC_COOKIE_STRIP;
+	CHECK(get(&q, ROOT, T0 + 1) == PE_MISS && T.hit.reject == ENTRY_ERR_FORBIDDEN);
+	q.set_cookie = SC_COOKIE_REFUSE;
+	CHECK(get(&q, ROOT, T0 + 1) == PE_MISS && T.hit.reject == ENTRY_ERR_FORBIDDEN);
+	/* without cache_control the same three */
+	q = policy();
+	CHECK(refusal(&q, ROOT, r) == SR_SET_COOKIE);
+	q.set_cookie = SC_COOKIE_STRIP;
+	CHECK(txn(&q, ROOT, r, ROOT, T0 + 1) == PE_HIT && !hit_has("Set-Cookie: a=1"));
+	q.set_cookie = SC_COOKIE_STORE;
+	CHECK(txn(&q, ROOT, r, ROOT, T0 + 1) == PE_HIT && hit_has("Set-Cookie: a=1"));
+}
+
+/* RFC 9110 15.3.5, 8.6: a 204 has no body and no Content-Length; it is
+ * stored without one and replayed without one. */
+static void
+test_no_content(void)
+{
+	struct sc_policy p = policy_cc();
+	int c204[] = { 200, 204 };
+
+	codes(&p, c204, 2);
+	CHECK(txn(&p, ROOT, RS(.status = 204, .raw = 1, .h = H(CT_TEXT, "Cache-Control",
+	    "max-age=60")), ROOT, T0 + 1) == PE_HIT);
+	CHECK(T.hit.code == 204 && hit_body_is(NULL, 0) && !hit_has("content-length: 0"));
+	CHECK(store(&p, ROOT, RS(.status = 204, .h = H(CT_TEXT, "Cache-Control", "max-age=60"))) ==
+	    PS_STORE);
+	CHECK(refusal(&p, ROOT, RS(.status = 204, .raw = 1, .body = "x", .h = H(CT_TEXT,
+	    "Cache-Control", "max-age=60"))) == SR_LENGTH);
+	CHECK(refusal(&p, ROOT, RS(.status = 204, .raw = 1, .h = H(CT_TEXT, "Cache-Control",
+	    "max-age=60", "Transfer-Encoding", "chunked"))) == SR_LENGTH);
+	/* a 200 still needs its Content-Length */
+	CHECK(refusal(&p, ROOT, RS(.status = 200, .raw = 1, .h = H(CT_TEXT, "Cache-Control",
+	    "max-age=60"))) == SR_LENGTH);
+}
+
+static int
+cs_is(const char *got, const char *want)
+{
+	return got != NULL && strcmp(got, want) == 0;
+}
+
+/* RFC 9211 Cache-Status, when the policy asks for it. */
+static void
+test_cache_status(void)
+{
+	struct sc_policy p = policy_cc(), off = policy_cc();
+	const struct rs *r = RS(.body = "hello", .h = H(CT_TEXT, "Cache-Control", "max-age=60",
+	    "Vary", "X-A"));
+
+	p.cache_status = 1;
+	CHECK(get(&p, ROOT, T0) == PE_MISS && cs_is(T.hit.cstatus, "spoe-cache; fwd=uri-miss"));
+	CHECK(respond(&p, r, T0) == PS_STORE && cs_is(T.st.cstatus, "; fwd-status=200; stored"));
+	CHECK(T.st.cstatus_unstored == strlen("; fwd-status=200"));
+	CHECK(get(&p, ROOT, T0 + 10) == PE_HIT && T.hit.cstatus == NULL);
+	CHECK(hit_has("cache-status: spoe-cache; hit; ttl=50"));
+	CHECK(get(&p, RQ(.h = H(HOST, "X-A", "1")), T0 + 10) == PE_MISS &&
+	    cs_is(T.hit.cstatus, "spoe-cache; fwd=vary-miss"));
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-age=5")), T0 + 10) == PE_REFRESH &&
+	    cs_is(T.hit.cstatus, "spoe-cache; fwd=request"));
+	CHECK(get(&p, ROOT, T0 + 60) == PE_REFRESH && cs_is(T.hit.cstatus, "spoe-cache; fwd=stale"));
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale")), T0 + 70) == PE_HIT &&
+	    hit_has("cache-status: spoe-cache; hit; ttl=-10"));
+	CHECK(get(&p, RQ(.h = H(HOST, "If-None-Match", "*")), T0 + 10) == PE_NOT_MODIFIED &&
+	    hit_has("cache-status: spoe-cache; hit; ttl=50"));
+	CHECK(get(&p, RQ(.h = H(HOST, "Authorization", "x")), T0 + 10) == PE_MISS &&
+	    cs_is(T.hit.cstatus, "spoe-cache; fwd=request"));
+	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "only-if-cached", "X-A", "2")), T0) ==
+	    PE_GATEWAY_TIMEOUT && hit_has("cache-status: spoe-cache; detail=only-if-cached"));
+	/* what the store step adds */
+	CHECK(get(&p, RQ(.url = "/c"), T0) == PE_MISS);
+	CHECK(respond(&p, RS(.h = H(CT_TEXT, "Set-Cookie", "a")), T0) == PS_REFUSE &&
+	    cs_is(T.st.cstatus, "; fwd-status=200; detail=set_cookie"));
+	CHECK(respond(&p, RS(.status = 500), T0) == PS_REFUSE &&
+	    cs_is(T.st.cstatus, "; fwd-status=500; detail=status"));
+	/* lookups that go forward without one */
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Cache-Control", "no-cache"))) == PA_BYPASS &&
+	    cs_is(T.L.cstatus, "spoe-cache; fwd=request"));
+	CHECK(lookup(&p, RQ(.method = "OPTIONS")) == PA_BYPASS &&
+	    cs_is(T.L.cstatus, "spoe-cache; fwd=method"));
+	CHECK(lookup(&p, RQ(.h = H(HOST, "Range", "bytes=0-1,3-4"))) == PA_BYPASS &&
+	    cs_is(T.L.cstatus, "spoe-cache; fwd=request"));
+	CHECK(lookup(&p, RQ(.url = "/a", .body = "x")) == PA_BYPASS &&
+	    cs_is(T.L.cstatus, "spoe-cache; fwd=bypass"));
+	CHECK(lookup(&p, RQ(.method = "POST")) == PA_INVALIDATE &&
+	    cs_is(T.L.cstatus, "spoe-cache; fwd=method"));
+	CHECK(respond(&p, RS(.status = 201), T0) == PS_INVALIDATE &&
+	    cs_is(T.st.cstatus, "; fwd-status=201"));
+	CHECK(lookup(&p, RQ(.method = "HEAD")) == PA_FETCH && T.L.cstatus == NULL);
+	CHECK(respond(&p, RS(.status = 200), T0) == PS_NONE &&
+	    cs_is(T.st.cstatus, "; fwd-status=200"));
+	/* a policy without it says nothing */
+	CHECK(txn(&off, ROOT, r, ROOT, T0 + 10) == PE_HIT && !(T.L.flags & PL_CSTATUS));
+	CHECK(T.st.cstatus[0] == '\0' && !hit_has("cache-status: spoe-cache; hit; ttl=50"));
+	CHECK(get(&off, ROOT, T0 + 60) == PE_REFRESH && T.hit.cstatus == NULL);
+	CHECK(lookup(&off, RQ(.method = "OPTIONS")) == PA_BYPASS && T.L.cstatus == NULL);
+	CHECK(lookup(NULL, ROOT) == PA_BYPASS && T.L.cstatus == NULL);
+}
+
 int
 main(void)
 {
@@ -2146,5 +2722,15 @@ main(void)
 	TEST(test_entry_refused_before_replay);
 	TEST(test_entry_signed);
 	TEST(test_binary_body);
+	TEST(test_heuristic_freshness);
+	TEST(test_partial_content);
+	TEST(test_targeted_cache_control);
+	TEST(test_must_understand);
+	TEST(test_age_errs_stale);
+	TEST(test_far_future_expiry);
+	TEST(test_invalidation);
+	TEST(test_set_cookie_modes);
+	TEST(test_no_content);
+	TEST(test_cache_status);
 	return T_EXIT();
 }
