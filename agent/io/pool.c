@@ -1080,6 +1080,104 @@ int pool_set(struct pool *p, const char *key, size_t klen, const void *val, size
 	return 0;
 }
 
+/* libevent's cleanup for a value handed over by pool_set_take(). */
+static void taken_val_free(const void *data, size_t len, void *extra)
+{
+	(void)len;
+	(void)extra;
+	free((void *)data);
+}
+
+/*
+ * submit() for a set whose value the pool owns: the value is referenced by
+ * the output buffer, not copied into it. Kept apart from submit() so that
+ * the copying path of every other request stays as it is.
+ */
+static void submit_take(struct req *r, const char *hdr, size_t hlen, void *val, size_t vlen)
+{
+	struct shard *s = r->shard;
+	struct conn *c;
+	struct evbuffer *out;
+
+	s->st.requests++;
+	if (!s->up) {
+		free(val);
+		req_fail_async(r, FW_DOWN);
+		return;
+	}
+	c = shard_conn(s);
+	if (c == NULL) {
+		free(val);
+		req_fail_async(r, FW_IO);
+		shard_failure(s, "cannot open a connection");
+		return;
+	}
+	out = bufferevent_get_output(c->bev);
+	if (evbuffer_add(out, hdr, hlen) < 0) {
+		free(val);
+		goto fail;
+	}
+	/* On failure libevent does not call the cleanup: the value is ours. */
+	if (evbuffer_add_reference(out, val, vlen, taken_val_free, NULL) < 0) {
+		free(val);
+		goto fail;
+	}
+	if (evbuffer_add(out, "\r\n", 2) < 0)
+		goto fail;
+	conn_push(c, r);
+	/* Its caller answers HAProxy before memcached answers the set: put the
+	 * set on the wire first, so that the next request its answer leads to
+	 * cannot reach memcached before it (else a lookup on another
+	 * connection, even another worker's, could overtake it while this
+	 * thread waits for the CPU between two writes). A socket bufferevent
+	 * lets only its own write callback drain its output: open it for this
+	 * write, as spoeconn.c does at shutdown. Whatever is not written now
+	 * (a full socket, an error) is left to the bufferevent. TLS: left to
+	 * the bufferevent, which alone may write through the SSL object. */
+	if (c->state == CONN_READY && !s->pool->tls) {
+		evbuffer_unfreeze(out, 1);
+		(void)evbuffer_write(out, bufferevent_getfd(c->bev));
+		evbuffer_freeze(out, 1);
+	}
+	return;
+fail:
+	/* part of a command may be queued: the stream is unusable */
+	req_fail_async(r, FW_IO);
+	conn_fail(c, FW_IO, "out of memory queueing a request");
+}
+
+int pool_set_take(struct pool *p, const char *key, size_t klen, void *val, size_t vlen,
+		  uint32_t ttl, pool_cb cb, void *arg)
+{
+	char hdr[MC_MAX_HDR];
+	struct req *r;
+	int shard, n;
+
+	if (val == NULL || !request_ok(p, cb) || (shard = pool_shard_of(p, key, klen)) < 0) {
+		free(val);
+		return -1;
+	}
+	if (vlen > p->conf->max_item_size) {
+		/* pool_set() logs and fails it (MC_TOOBIG) without reading val */
+		n = pool_set(p, key, klen, val, vlen, ttl, cb, arg);
+		free(val);
+		return n;
+	}
+	r = req_new(p, &p->shards[shard], RQ_SET, cb, arg);
+	if (r == NULL) {
+		free(val);
+		return -1;
+	}
+	n = mc_enc_set(hdr, sizeof(hdr), key, klen, vlen, ttl, r->opaque);
+	if (n < 0) {
+		free(r);
+		free(val);
+		return -1;
+	}
+	submit_take(r, hdr, (size_t)n, val, vlen);
+	return 0;
+}
+
 int pool_delete(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg)
 {
 	char hdr[MC_MAX_HDR];
