@@ -290,7 +290,8 @@ metrics(struct admin *a, struct evhttp_request *req)
 	struct evbuffer *b = evbuffer_new();
 	uint64_t lk[CS_MAX] = { 0 }, ref[SR_MAX] = { 0 }, rej[ENTRY_NERR] = { 0 };
 	uint64_t stores = 0, inval = 0, ctot = 0, fin = 0, fout = 0, disc = 0, bad = 0;
-	int64_t copen = 0, infl = 0;
+	uint64_t sfail[SF_MAX] = { 0 }, backlog_full = 0;
+	int64_t copen = 0, infl = 0, backlog = 0;
 	int ns = pool_nshards(a->pool);
 	struct pool_shard_stats *sh = calloc((size_t)ns, sizeof(*sh));
 
@@ -310,6 +311,10 @@ metrics(struct admin *a, struct evhttp_request *req)
 			ref[s] += M_GET(m, refused[s]);
 		stores += M_GET(m, stores);
 		inval += M_GET(m, invalidations);
+		for (int f = 0; f < SF_MAX; f++)
+			sfail[f] += M_GET(m, store_failures[f]);
+		backlog_full += M_GET(m, stores_shed);
+		backlog += M_GET(m, store_backlog);
 		ctot += M_GET(m, conns_total);
 		copen += M_GET(m, conns_open);
 		fin += M_GET(m, frames_in);
@@ -334,6 +339,25 @@ metrics(struct admin *a, struct evhttp_request *req)
 	for (int s = 0; s < SR_MAX; s++)
 		evbuffer_add_printf(b, "spoe_cache_store_refusals_total{reason=\"%s\"} %llu\n",
 		    store_refusal_name[s], (unsigned long long)ref[s]);
+	{
+		static const char *const fail_name[SF_MAX] = { "error", "not_stored", "too_big" };
+
+		evbuffer_add_printf(b, "# HELP spoe_cache_store_failures_total Background stores "
+		    "memcached did not take (the client had its label already), by reason.\n"
+		    "# TYPE spoe_cache_store_failures_total counter\n");
+		for (int f = 0; f < SF_MAX; f++)
+			evbuffer_add_printf(b, "spoe_cache_store_failures_total{reason=\"%s\"} %llu\n",
+			    fail_name[f], (unsigned long long)sfail[f]);
+	}
+	evbuffer_add_printf(b,
+	    "# HELP spoe_cache_store_backlog_refusals_total Stores refused (Bypass): the "
+	    "worker's background stores held memcached.store_backlog.\n"
+	    "# TYPE spoe_cache_store_backlog_refusals_total counter\n"
+	    "spoe_cache_store_backlog_refusals_total %llu\n"
+	    "# HELP spoe_cache_store_backlog_bytes Bytes of background stores sent to memcached "
+	    "and not answered yet.\n"
+	    "# TYPE spoe_cache_store_backlog_bytes gauge\nspoe_cache_store_backlog_bytes %lld\n",
+	    (unsigned long long)backlog_full, (long long)backlog);
 	evbuffer_add_printf(b,
 	    "# TYPE spoe_cache_invalidations_total counter\nspoe_cache_invalidations_total %llu\n"
 	    "# TYPE spoe_cache_spop_connections_total counter\nspoe_cache_spop_connections_total %llu\n"

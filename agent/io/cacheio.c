@@ -4,7 +4,8 @@
  * A lookup is: read the message, policy_request(), then either answer at
  * once (Bypass, Invalidate) or read the key from its shard and answer with
  * what policy_entry() makes of the value. A store is: policy_response(),
- * then set or delete on the shard and answer with its label.
+ * then answer with its label at once and set in the background, or delete
+ * on the shard and answer (see "store" below).
  *
  * Nothing here blocks: memcached is reached through the pool, and every
  * pointer into the NOTIFY frame is used before cacheio_notify returns;
@@ -256,13 +257,35 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 
 /* ---- store ---- */
 
-struct store {
+/*
+ * A store is answered as soon as policy_response() has decided: the
+ * client's label (Miss or Refresh) does not wait for memcached. The set
+ * then finishes in the background, owned by a struct bg_store that only
+ * counts: memcached's answer changes no label any more, so a failure is a
+ * metric (store_failures) and a debug line, and the next request for the
+ * key is a Miss again. What background stores of one worker hold is capped
+ * (memcached.store_backlog): past it a new store is refused, Bypass,
+ * rather than queued, so a slow shard costs bounded memory.
+ *
+ * An invalidation still waits for its delete: the client that changed a
+ * resource must not read the old one back with its next request.
+ *
+ * Ownership: store_start() allocates a bg_store, the pool owns the encoded
+ * entry (pool_set_take) and calls store_done() exactly once, which frees
+ * the bg_store; that includes a pool freed with the set in flight (a
+ * reload, shutdown): a failure then. Nothing of the SPOP request is kept,
+ * so an HAProxy connection closing changes nothing. struct inval is the
+ * synchronous delete's and holds its request until inval_done().
+ */
+struct bg_store {
+	struct cache_env *env;
+	size_t bytes;		/* counted in env->backlog until the answer */
+	char key[KEY_HEX_LEN];
+};
+
+struct inval {
 	struct cache_env *env;
 	struct spoe_req *r;
-	const char *label;	/* what the client is told: Miss or Refresh */
-	char key[KEY_HEX_LEN];
-	int invalidate;
-	uint8_t *entry;
 };
 
 static void
@@ -276,30 +299,78 @@ refuse(struct cache_env *env, struct spoe_req *r, enum store_refusal why)
 static void
 store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 {
-	struct store *S = arg;
+	struct bg_store *S = arg;
 	struct cache_env *env = S->env;
-	struct spoe_req *r = S->r;
 
 	(void)val;
 	(void)vlen;
-	if (S->invalidate) {
-		M_INC(env->m, invalidations);
-		spoe_req_set_str(r, "status", "Bypass", 6);
+	env->backlog -= S->bytes;
+	M_ADD(env->m, store_backlog, -(int64_t)S->bytes);
+	if (st == MC_OK) {
+		M_INC(env->m, stores);
+		log_debug("stored %.*s", KEY_HEX_LEN, S->key);
 	} else {
-		if (st == MC_OK) {
-			M_INC(env->m, stores);
-			log_debug("stored %.*s", KEY_HEX_LEN, S->key);
-		} else {
-			/* not stored, whatever the cause: the client is told Bypass */
-			M_INC(env->m, refused[SR_STORE_FAILED]);
-			log_debug("store of %.*s failed: %s", KEY_HEX_LEN, S->key, mc_status_name(st));
-			S->label = "Bypass";
-		}
-		spoe_req_set_str(r, "status", S->label, strlen(S->label));
+		M_INC(env->m, store_failures[st == MC_NOTSTORED ? SF_NOT_STORED :
+		    st == MC_TOOBIG ? SF_TOO_BIG : SF_ERROR]);
+		log_debug("store of %.*s failed: %s", KEY_HEX_LEN, S->key, mc_status_name(st));
 	}
-	free(S->entry);
 	free(S);
-	spoe_req_done(r);
+}
+
+static void
+inval_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct inval *I = arg;
+
+	(void)st;
+	(void)val;
+	(void)vlen;
+	M_INC(I->env->m, invalidations);
+	answer(I->r, "Bypass");
+	free(I);
+}
+
+/* Start the background set of ps's entry; answer r with its label, or
+ * Bypass when it cannot be started. */
+static void
+store_start(struct cache_env *env, struct spoe_req *r, const struct pol_store *ps,
+    const struct entry_auth *auth)
+{
+	size_t size = entry_size(&ps->e, auth);
+	struct bg_store *S;
+	uint8_t *buf;
+	int n;
+
+	if (env->backlog + size > env->cf->pool.store_backlog) {
+		M_INC(env->m, stores_shed);
+		log_every(10, LOG_WARNING, "background stores hold %zu bytes, a %zu-byte entry "
+		    "would go past memcached.store_backlog (%zu): not stored (Bypass)",
+		    env->backlog, size, env->cf->pool.store_backlog);
+		answer(r, "Bypass");
+		return;
+	}
+	S = malloc(sizeof(*S));
+	buf = malloc(size);
+	if (S == NULL || buf == NULL ||
+	    (n = entry_encode(&ps->e, auth, buf, size)) < 0) {
+		free(buf);
+		free(S);
+		refuse(env, r, SR_STORE_FAILED);
+		return;
+	}
+	S->env = env;
+	S->bytes = (size_t)n;
+	memcpy(S->key, ps->key, KEY_HEX_LEN);
+	/* buf is the pool's from here, whatever this returns */
+	if (pool_set_take(env->pool, ps->key, KEY_HEX_LEN, buf, (size_t)n, ps->mc_ttl,
+	    store_done, S) < 0) {
+		free(S);
+		refuse(env, r, SR_STORE_FAILED);
+		return;
+	}
+	env->backlog += S->bytes;
+	M_ADD(env->m, store_backlog, (int64_t)S->bytes);
+	answer(r, ps->label);
 }
 
 static void
@@ -310,11 +381,10 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	struct pol_response rs;
 	struct pol_limits lim;
 	struct pol_store *ps;
-	struct store *S = NULL;
+	struct inval *I;
 	const char *pname;
 	size_t plen, hlen = 0, blen = 0;
 	char *hbuf = NULL;
-	int n;
 
 	memset(&rs, 0, sizeof(rs));
 	if (a->ctx.type == SPOP_T_BIN) {
@@ -342,44 +412,29 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	case PS_BAD:
 		M_INC(env->m, bad_messages);
 		answer(r, "Bypass");
-		goto out;
+		break;
 	case PS_NONE:
 		answer(r, ps->label);
-		goto out;
+		break;
 	case PS_REFUSE:
 		refuse(env, r, ps->why);
-		goto out;
-	case PS_INVALIDATE:
-	case PS_STORE:
 		break;
-	}
-	S = calloc(1, sizeof(*S));
-	if (S == NULL)
-		goto failed;
-	S->env = env;
-	S->r = r;
-	S->label = ps->label;
-	memcpy(S->key, ps->key, KEY_HEX_LEN);
-	if (ps->action == PS_INVALIDATE) {
-		S->invalidate = 1;
-		if (pool_delete(env->pool, ps->key, KEY_HEX_LEN, store_done, S) < 0) {
-			free(S);
+	case PS_INVALIDATE:
+		if ((I = malloc(sizeof(*I))) == NULL) {
+			answer(r, "Bypass");
+			break;
+		}
+		I->env = env;
+		I->r = r;
+		if (pool_delete(env->pool, ps->key, KEY_HEX_LEN, inval_done, I) < 0) {
+			free(I);
 			answer(r, "Bypass");
 		}
-		goto out;
+		break;
+	case PS_STORE:
+		store_start(env, r, ps, lim.auth);
+		break;
 	}
-	if ((S->entry = malloc(entry_size(&ps->e, lim.auth))) == NULL ||
-	    (n = entry_encode(&ps->e, lim.auth, S->entry, entry_size(&ps->e, lim.auth))) < 0 ||
-	    pool_set(env->pool, ps->key, KEY_HEX_LEN, S->entry, (size_t)n, ps->mc_ttl,
-	    store_done, S) < 0)
-		goto failed;
-	goto out;
-failed:
-	if (S != NULL)
-		free(S->entry);
-	free(S);
-	refuse(env, r, SR_STORE_FAILED);
-out:
 	free(hbuf);
 	free(ps);
 }

@@ -28,11 +28,15 @@
 
 struct spoe_req;
 
-/* Owned by the worker, which sets cf again on reload; read here. */
+/* Owned by the worker, which sets cf again on reload; read here.
+ * backlog is cacheio.c's: bytes of this worker's background stores not
+ * answered yet (see do_store), at most cf->pool.store_backlog. It lives
+ * here, not in the pool, because it outlives a pool swapped on reload. */
 struct cache_env {
 	const struct sc_config *cf;
 	struct pool *pool;
 	struct metrics *m;
+	size_t backlog;
 };
 
 /* The NOTIFY handler (spoe_notify_fn); arg is a struct cache_env. */
