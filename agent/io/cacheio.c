@@ -247,6 +247,7 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	if (L.action == PA_INVALIDATE) {
 		spoe_req_set_str(r, "status", "Bypass", 6);
 		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
+		spoe_req_set_bool(r, "inval", 1);
 		spoe_req_hold(r, lk);	/* the ctx lives in lk until the ACK is sent */
 		finish(env, r, CS_BYPASS);
 		return;
@@ -456,7 +457,9 @@ cacheio_notify(void *arg, struct spoe_req *r, const uint8_t *payload, size_t len
 			do_lookup(env, r, &a);
 			return;
 		}
-		if (spop_str_eq(&name, "cache-store")) {
+		/* cache-invalidate: the store step of an unsafe method, sent
+		 * without the body it has no use for (lookup said inval). */
+		if (spop_str_eq(&name, "cache-store") || spop_str_eq(&name, "cache-invalidate")) {
 			do_store(env, r, &a);
 			return;
 		}

@@ -14,6 +14,9 @@
  *   key      the cache key (hex SHA-256), when the request is cacheable
  *   ctx      what the store step needs (opaque, made by the agent)
  *   serve    true when the Lua service must answer (a Hit, a 304, a 504)
+ *   inval    true when the store step only invalidates (an unsafe method):
+ *            HAProxy then sends cache-invalidate, which carries no body, and
+ *            does not buffer the response for it
  *   code, headers, body   that answer
  */
 #ifndef SC_CACHEIO_H

@@ -7,10 +7,13 @@ in the background. Its outcome is counted (spoe_cache_stores_total,
 spoe_cache_store_failures_total{reason}); what background stores of one
 worker hold is capped by memcached.store_backlog, past which a store is
 refused (Bypass, spoe_cache_store_backlog_refusals_total) rather than
-queued.
+queued. An unsafe method's invalidation sends no body and its response is
+not buffered: the client has the headers while the origin still holds the
+body.
 
 Nothing here is timed: every claim is an ordering. The fake memcached holds
-the replies to sets until the test releases them and says what it holds.
+the replies to sets until the test releases them and says what it holds;
+the origin holds a body until the test releases it (origin.py hold=).
 
 Fault injection: `test_async_store.py --holdmc PORT CTLPORT` is the fake
 memcached: mg, ms, md and mn over an in-memory table, one reply per command
@@ -20,6 +23,7 @@ connection, waits), "release" (answer everything held: sets stored, HD),
 "release ns" (held sets not stored, NS), "drop" (close every connection
 holding a set), "state" (JSON: sets received, held, stored).
 """
+import http.client
 import json
 import os
 import socket
@@ -34,6 +38,9 @@ from stack import Stack  # noqa: E402
 # on a pipelined connection: it would then wait for the release, and HAProxy
 # would give up on it (timeout processing) instead.
 POOL = "keepalive_pool_size = 16;"
+# HAProxy waits this long for a body it will hand to the agent: long enough
+# that a response waiting for it would outlive the client's timeout.
+STORE_WAIT = {"SPOE_CACHE_STORE_WAIT": "60s"}
 
 
 class HoldMc:
@@ -67,7 +74,8 @@ class HoldMc:
 
 def stack(procs, mc, **kw):
     kw.setdefault("pool_extra", POOL)
-    return Stack(procs, shards=[mc], weights=(100,), timeout_ms=60000, threads=1, **kw)
+    return Stack(procs, shards=[mc], weights=(100,), timeout_ms=60000, threads=1,
+                 haproxy_extra_env=STORE_WAIT, **kw)
 
 
 def metric(s, name):
@@ -155,6 +163,31 @@ def test_store_backlog_cap_refuses_rather_than_queues(procs):
     for p in paths:
         s.wait_cached(p)
     assert metric(s, "spoe_cache_store_backlog_refusals_total") == 1
+
+
+@test
+def test_invalidation_does_not_buffer_the_response(procs):
+    """A POST to a cached URL: the client has the response headers (Bypass)
+    while the origin still holds the body, and the entry is gone by then;
+    HAProxy would otherwise wait for the whole body (up to 60 s here)."""
+    s = Stack(procs, haproxy_extra_env=STORE_WAIT)
+    path = "/gen?body=%s&hold=inval" % ("p" * 5000)
+    assert s.get(path)[1].get("x-cache-status") == "Miss"
+    s.wait_cached(path)
+    c = http.client.HTTPConnection(HOST, s.http_port, timeout=20)
+    try:
+        c.request("POST", path, body=b"", headers={"Content-Length": "0"})
+        r = c.getresponse()     # the headers: the origin holds the body meanwhile
+        assert r.status == 200 and r.getheader("X-Cache-Status") == "Bypass", r.getheaders()
+        assert metric(s, "spoe_cache_invalidations_total") == 1
+        # Invalidated before the headers went out: another client misses.
+        assert s.get(path)[1].get("x-cache-status") == "Miss"
+        s.request("POST", "/__release?hold=inval", port=s.origin_port)
+        assert r.read() == b"p" * 5000
+    finally:
+        c.close()
+    s.wait_cached(path)
+    assert s.origin_count(path, "POST") == 1
 
 
 # ---- the fake memcached ----------------------------------------------------------

@@ -18,6 +18,12 @@ from urllib.parse import parse_qsl, urlsplit
 counts = {}
 lock = threading.Lock()
 serial = [0]
+holds = {}      # name -> threading.Event: see gen(), hold=
+
+
+def hold_event(name):
+    with lock:
+        return holds.setdefault(name, threading.Event())
 
 
 def binary_body():
@@ -69,6 +75,9 @@ class Origin(BaseHTTPRequestHandler):
             with lock:
                 counts.clear()
             return self.send(200, "ok")
+        if self.command == "POST" and u.path == "/__release":
+            hold_event(dict(parse_qsl(u.query)).get("hold", "")).set()
+            return self.send(200, "released")
         n = self.count()
         length = int(self.headers.get("Content-Length") or 0)
         reqbody = self.rfile.read(length) if length else b""
@@ -137,9 +146,13 @@ class Origin(BaseHTTPRequestHandler):
     def gen(self, q, n, reqbody):
         """status=, ct=, h=Name:Value (repeatable), body=, size=N (bytes,
         every value), serial=1 (append the serial), echo=1 (body = request
-        body), te=chunked (no Content-Length), cl=N (lie about length)."""
+        body), te=chunked (no Content-Length), cl=N (lie about length),
+        hold=NAME (methods other than GET and HEAD: the headers and the
+        first byte of the body at once, the rest only after POST
+        /__release?hold=NAME)."""
         status, ctype, headers, body = 200, "text/plain", [], b""
         chunked = False
+        hold = None
         for k, v in q:
             if k == "status":
                 status = int(v)
@@ -159,6 +172,8 @@ class Origin(BaseHTTPRequestHandler):
                 body += reqbody
             elif k == "te":
                 chunked = True
+            elif k == "hold" and self.command not in ("GET", "HEAD"):
+                hold = v
         if chunked:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
@@ -170,6 +185,18 @@ class Origin(BaseHTTPRequestHandler):
                 if body:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
                 self.wfile.write(b"0\r\n\r\n")
+            return
+        if hold is not None and body:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:1])
+            self.wfile.flush()
+            hold_event(hold).wait(timeout=60)   # bounded: a failed test never releases
+            self.wfile.write(body[1:])
             return
         return self.send(status, body, ctype, headers)
 
