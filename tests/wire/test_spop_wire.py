@@ -388,6 +388,43 @@ def test_lookup_store_lookup(procs):
 
 
 @test
+def test_large_entries_round_trip(procs):
+    """Large entries are written to memcached at once when the socket takes
+    them, else in part with the rest queued behind, in order (a frozen shard
+    fills the socket buffers: 60 entries of 200 KB): every byte comes back
+    once it thaws."""
+    ag = Agent(procs, nshards=1, timeout_ms=60000)
+    c = ag.ready(max_frame=262140)
+    rnd = random.Random(18)
+    bodies = {}
+    for i, size in enumerate((70000, 150000, 240000)):
+        bodies["/large/%d" % i] = bytes(rnd.randrange(256) for _ in range(size))
+        store_entry(c, "/large/%d" % i, bodies["/large/%d" % i])
+    chunk = os.urandom(200000)
+    ctxs = {}
+    for i in range(60):
+        url = "/large/frozen/%d" % i
+        bodies[url] = chunk[i:] + chunk[:i]
+        a = lookup(c, url)
+        assert a["status"] == "Miss", a
+        ctxs[url] = a["ctx"]
+    os.kill(ag.shards[0].pid, signal.SIGSTOP)
+    try:
+        for url, ctx in ctxs.items():
+            s = c.store(next_id(), 1, ctx, 200, std_response_headers(bodies[url]), bodies[url])
+            assert s["status"] == "Miss", s
+        assert ag.metric("spoe_cache_store_backlog_bytes") > 60 * 200000
+    finally:
+        os.kill(ag.shards[0].pid, signal.SIGCONT)
+    ag.wait_stored()
+    assert ag.metric("spoe_cache_stores_total") == 63
+    for url, body in bodies.items():
+        h = lookup(c, url)
+        assert h["status"] == "Hit" and h["body"] == body, (url, h["status"])
+    ag.finish()
+
+
+@test
 def test_failed_store_is_counted(procs):
     """A store is answered before memcached's answer (its label is Miss), so
     one memcached did not take is counted as a failure instead."""
