@@ -55,8 +55,10 @@ read_args(const uint8_t **p, const uint8_t *end, int nargs, struct args *a)
 		if (spop_arg_next(p, end, &name, &val) < 0)
 			return;	/* spop_msgs_validate ran first: cannot happen */
 		for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++)
-			if (spop_str_eq(&name, map[k].name))
+			if (spop_str_eq(&name, map[k].name)) {
 				*(struct spop_data *)((char *)a + map[k].off) = val;
+				break;	/* names are unique: the rest cannot match */
+			}
 	}
 }
 
