@@ -515,8 +515,8 @@ metrics(struct admin *a, struct evhttp_request *req)
 	struct evbuffer *b = evbuffer_new();
 	uint64_t lk[CS_MAX] = { 0 }, ref[SR_MAX] = { 0 }, rej[ENTRY_NERR] = { 0 };
 	uint64_t stores = 0, inval = 0, ctot = 0, fin = 0, fout = 0, disc = 0, bad = 0;
-	uint64_t ev = 0, idle = 0, shed = 0;
-	int64_t copen = 0, infl = 0, buffered = 0;
+	uint64_t ev = 0, idle = 0, shed = 0, sfail[SF_MAX] = { 0 }, backlog_full = 0;
+	int64_t copen = 0, infl = 0, buffered = 0, backlog = 0;
 	int ns = pool_nshards(a->pool);
 	struct pool_shard_stats *sh = calloc((size_t)ns, sizeof(*sh));
 
@@ -536,6 +536,10 @@ metrics(struct admin *a, struct evhttp_request *req)
 			ref[s] += M_GET(m, refused[s]);
 		stores += M_GET(m, stores);
 		inval += M_GET(m, invalidations);
+		for (int f = 0; f < SF_MAX; f++)
+			sfail[f] += M_GET(m, store_failures[f]);
+		backlog_full += M_GET(m, stores_shed);
+		backlog += M_GET(m, store_backlog);
 		ctot += M_GET(m, conns_total);
 		copen += M_GET(m, conns_open);
 		fin += M_GET(m, frames_in);
@@ -560,6 +564,20 @@ metrics(struct admin *a, struct evhttp_request *req)
 	for (int s = 0; s < SR_MAX; s++)
 		evbuffer_add_printf(b, "spoe_cache_store_refusals_total{reason=\"%s\"} %llu\n",
 		    store_refusal_name[s], (unsigned long long)ref[s]);
+	family(b, "spoe_cache_store_failures_total", "counter",
+	    "Background stores memcached did not take (the client had its label already), by reason.");
+	{
+		static const char *const fail_name[SF_MAX] = { "error", "not_stored", "too_big" };
+
+		for (int f = 0; f < SF_MAX; f++)
+			evbuffer_add_printf(b, "spoe_cache_store_failures_total{reason=\"%s\"} %llu\n",
+			    fail_name[f], (unsigned long long)sfail[f]);
+	}
+	scalar_u(b, "spoe_cache_store_backlog_refusals_total", "counter",
+	    "Stores refused (Bypass): the worker's background stores held memcached.store_backlog.",
+	    backlog_full);
+	scalar_i(b, "spoe_cache_store_backlog_bytes", "gauge",
+	    "Bytes of background stores sent to memcached and not answered yet.", backlog);
 	scalar_u(b, "spoe_cache_invalidations_total", "counter",
 	    "Entries invalidated by requests with unsafe methods.", inval);
 	scalar_u(b, "spoe_cache_spop_connections_total", "counter",

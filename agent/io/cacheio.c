@@ -4,7 +4,8 @@
  * A lookup is: read the message, policy_request(), then either answer at
  * once (Bypass, Invalidate) or read the key from its shard and answer with
  * what policy_entry() makes of the value. A store is: policy_response(),
- * then set or delete on the shard and answer with its label.
+ * then answer with its label at once and set in the background, or delete
+ * on the shard and answer (see "store" below).
  *
  * Nothing here blocks: memcached is reached through the pool, and every
  * pointer into the NOTIFY frame is used before cacheio_notify returns;
@@ -56,8 +57,10 @@ read_args(const uint8_t **p, const uint8_t *end, int nargs, struct args *a)
 		if (spop_arg_next(p, end, &name, &val) < 0)
 			return;	/* spop_msgs_validate ran first: cannot happen */
 		for (size_t k = 0; k < sizeof(map) / sizeof(map[0]); k++)
-			if (spop_str_eq(&name, map[k].name))
+			if (spop_str_eq(&name, map[k].name)) {
 				*(struct spop_data *)((char *)a + map[k].off) = val;
+				break;	/* names are unique: the rest cannot match */
+			}
 	}
 }
 
@@ -422,6 +425,7 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
 		if (lk->L.cstatus != NULL)
 			spoe_req_set_str(r, "cstatus", lk->L.cstatus, strlen(lk->L.cstatus));
+		spoe_req_set_bool(r, "inval", 1);
 		spoe_req_hold(r, lk);	/* the ctx lives in lk until the ACK is sent */
 		finish(env, r, CS_BYPASS);
 		return;
@@ -431,16 +435,36 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 
 /* ---- store ---- */
 
-struct store {
+/*
+ * A store is answered as soon as policy_response() has decided: the
+ * client's label (Miss or Refresh) does not wait for memcached. The set
+ * then finishes in the background, owned by a struct bg_store that only
+ * counts: memcached's answer changes no label any more, so a failure is a
+ * metric (store_failures) and a debug line, and the next request for the
+ * key is a Miss again. What background stores of one worker hold is capped
+ * (memcached.store_backlog): past it a new store is refused, Bypass,
+ * rather than queued, so a slow shard costs bounded memory.
+ *
+ * An invalidation still waits for its delete: the client that changed a
+ * resource must not read the old one back with its next request.
+ *
+ * Ownership: store_start() allocates a bg_store, the pool owns the encoded
+ * entry (pool_set_take) and calls store_done() exactly once, which frees
+ * the bg_store; that includes a pool freed with the set in flight (a
+ * reload, shutdown): a failure then. Nothing of the SPOP request is kept,
+ * so an HAProxy connection closing changes nothing. struct inval is the
+ * synchronous delete's and holds its request until inval_done().
+ */
+struct bg_store {
+	struct cache_env *env;
+	size_t bytes;		/* counted in env->backlog until the answer */
+	int unlock;		/* release the refresh lock once memcached answers */
+	char key[KEY_HEX_LEN];
+};
+
+struct inval {
 	struct cache_env *env;
 	struct spoe_req *r;
-	const char *label;	/* what the client is told: Miss or Refresh */
-	char key[KEY_HEX_LEN];
-	int invalidate;
-	int unlock;		/* release the refresh lock once stored */
-	uint8_t *entry;
-	char cstatus[POL_CSTATUS_MAX];	/* Cache-Status to add, "" for none */
-	size_t cstatus_unstored;	/* what of it to send when the set fails */
 };
 
 /* What the store step adds to the lookup's Cache-Status (RFC 9211). */
@@ -496,34 +520,82 @@ also_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 static void
 store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 {
-	struct store *S = arg;
+	struct bg_store *S = arg;
 	struct cache_env *env = S->env;
-	struct spoe_req *r = S->r;
 
 	(void)val;
 	(void)vlen;
-	if (S->invalidate) {
-		M_INC(env->m, invalidations);
-		spoe_req_set_str(r, "status", "Bypass", 6);
+	env->backlog -= S->bytes;
+	M_ADD(env->m, store_backlog, -(int64_t)S->bytes);
+	if (S->unlock)
+		unlock(env, S->key);
+	if (st == MC_OK) {
+		M_INC(env->m, stores);
+		log_debug("stored %.*s", KEY_HEX_LEN, S->key);
 	} else {
-		if (S->unlock)
-			unlock(env, S->key);
-		if (st == MC_OK) {
-			M_INC(env->m, stores);
-			log_debug("stored %.*s", KEY_HEX_LEN, S->key);
-		} else {
-			/* not stored, whatever the cause: the client is told Bypass */
-			M_INC(env->m, refused[SR_STORE_FAILED]);
-			log_debug("store of %.*s failed: %s", KEY_HEX_LEN, S->key, mc_status_name(st));
-			S->label = "Bypass";
-			S->cstatus[S->cstatus_unstored] = '\0';
-		}
-		spoe_req_set_str(r, "status", S->label, strlen(S->label));
+		M_INC(env->m, store_failures[st == MC_NOTSTORED ? SF_NOT_STORED :
+		    st == MC_TOOBIG ? SF_TOO_BIG : SF_ERROR]);
+		log_debug("store of %.*s failed: %s", KEY_HEX_LEN, S->key, mc_status_name(st));
 	}
-	set_cstatus(r, S->cstatus, strlen(S->cstatus));
-	free(S->entry);
 	free(S);
-	spoe_req_done(r);
+}
+
+static void
+inval_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct inval *I = arg;
+
+	(void)st;
+	(void)val;
+	(void)vlen;
+	M_INC(I->env->m, invalidations);
+	answer(I->r, "Bypass");
+	free(I);
+}
+
+/* Start the background set of ps's entry; answer r with its label, or
+ * Bypass when it cannot be started. */
+static void
+store_start(struct cache_env *env, struct spoe_req *r, const struct pol_store *ps,
+    const struct entry_auth *auth)
+{
+	size_t size = entry_size(&ps->e, auth);
+	struct bg_store *S;
+	uint8_t *buf;
+	int n;
+
+	if (env->backlog + size > env->cf->pool.store_backlog) {
+		M_INC(env->m, stores_shed);
+		log_every(10, LOG_WARNING, "background stores hold %zu bytes, a %zu-byte entry "
+		    "would go past memcached.store_backlog (%zu): not stored (Bypass)",
+		    env->backlog, size, env->cf->pool.store_backlog);
+		answer(r, "Bypass");
+		return;
+	}
+	S = malloc(sizeof(*S));
+	buf = malloc(size);
+	if (S == NULL || buf == NULL ||
+	    (n = entry_encode(&ps->e, auth, buf, size)) < 0) {
+		free(buf);
+		free(S);
+		refuse(env, r, SR_STORE_FAILED);
+		return;
+	}
+	S->env = env;
+	S->bytes = (size_t)n;
+	S->unlock = ps->unlock;
+	memcpy(S->key, ps->key, KEY_HEX_LEN);
+	/* buf is the pool's from here, whatever this returns */
+	if (pool_set_take(env->pool, ps->key, KEY_HEX_LEN, buf, (size_t)n, ps->mc_ttl,
+	    store_done, S) < 0) {
+		free(S);
+		refuse(env, r, SR_STORE_FAILED);
+		return;
+	}
+	env->backlog += S->bytes;
+	M_ADD(env->m, store_backlog, (int64_t)S->bytes);
+	set_cstatus(r, ps->cstatus, strlen(ps->cstatus));
+	answer(r, ps->label);
 }
 
 /* ---- the store step's reads: revalidation (304) and stale-if-error ---- */
@@ -716,11 +788,10 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	struct pol_response rs;
 	struct pol_limits lim;
 	struct pol_store *ps;
-	struct store *S = NULL;
+	struct inval *I;
 	const char *pname;
 	size_t plen, hlen = 0, blen = 0;
 	char *hbuf = NULL;
-	int n;
 
 	memset(&rs, 0, sizeof(rs));
 	if (a->ctx.type == SPOP_T_BIN) {
@@ -750,57 +821,39 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	case PS_BAD:
 		M_INC(env->m, bad_messages);
 		answer(r, "Bypass");
-		goto out;
+		break;
 	case PS_NONE:
 		set_cstatus(r, ps->cstatus, strlen(ps->cstatus));
 		answer(r, ps->label);
-		goto out;
+		break;
 	case PS_REFUSE:
 		if (ps->pass)
 			pass(env, ps);
 		set_cstatus(r, ps->cstatus, strlen(ps->cstatus));
 		refuse(env, r, ps->why);
-		goto out;
+		break;
 	case PS_REVALIDATE:
 	case PS_STALE_IF_ERROR:
 		reread(env, r, ps, &rs, 0);
-		goto out;
-	case PS_INVALIDATE:
-	case PS_STORE:
 		break;
-	}
-	S = calloc(1, sizeof(*S));
-	if (S == NULL)
-		goto failed;
-	S->env = env;
-	S->r = r;
-	S->label = ps->label;
-	S->unlock = ps->unlock;
-	memcpy(S->key, ps->key, KEY_HEX_LEN);
-	memcpy(S->cstatus, ps->cstatus, sizeof(S->cstatus));
-	S->cstatus_unstored = ps->cstatus_unstored;
-	if (ps->action == PS_INVALIDATE) {
-		S->invalidate = 1;
+	case PS_INVALIDATE:
+		if ((I = malloc(sizeof(*I))) == NULL) {
+			answer(r, "Bypass");
+			break;
+		}
+		I->env = env;
+		I->r = r;
 		for (size_t i = 0; i < ps->n_also; i++)
 			(void)pool_delete(env->pool, ps->also[i], KEY_HEX_LEN, also_done, env);
-		if (pool_delete(env->pool, ps->key, KEY_HEX_LEN, store_done, S) < 0) {
-			free(S);
+		if (pool_delete(env->pool, ps->key, KEY_HEX_LEN, inval_done, I) < 0) {
+			free(I);
 			answer(r, "Bypass");
 		}
-		goto out;
+		break;
+	case PS_STORE:
+		store_start(env, r, ps, lim.auth);
+		break;
 	}
-	if ((S->entry = malloc(entry_size(&ps->e, lim.auth))) == NULL ||
-	    (n = entry_encode(&ps->e, lim.auth, S->entry, entry_size(&ps->e, lim.auth))) < 0 ||
-	    pool_set(env->pool, ps->key, KEY_HEX_LEN, S->entry, (size_t)n, ps->mc_ttl,
-	    store_done, S) < 0)
-		goto failed;
-	goto out;
-failed:
-	if (S != NULL)
-		free(S->entry);
-	free(S);
-	refuse(env, r, SR_STORE_FAILED);
-out:
 	free(hbuf);
 	free(ps);
 }
@@ -839,7 +892,9 @@ cacheio_notify(void *arg, struct spoe_req *r, const uint8_t *payload, size_t len
 			do_lookup(env, r, &a);
 			return;
 		}
-		if (spop_str_eq(&name, "cache-store")) {
+		/* cache-invalidate: the store step of an unsafe method, sent
+		 * without the body it has no use for (lookup said inval). */
+		if (spop_str_eq(&name, "cache-store") || spop_str_eq(&name, "cache-invalidate")) {
 			do_store(env, r, &a);
 			return;
 		}

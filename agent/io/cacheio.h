@@ -23,6 +23,9 @@
  *   cstatus  for a policy with cache_status, when the lookup did not serve:
  *            its Cache-Status so far ("spoe-cache; fwd=uri-miss", RFC 9211)
  *   cstatus_store  what the store step appends ("; fwd-status=200; stored")
+ *   inval    true when the store step only invalidates (an unsafe method):
+ *            HAProxy then sends cache-invalidate, which carries no body, and
+ *            does not buffer the response for it
  */
 #ifndef SC_CACHEIO_H
 #define SC_CACHEIO_H
@@ -38,13 +41,17 @@ struct event_base;
 struct lookup;
 struct spoe_req;
 
-/* Owned by the worker, which sets cf again on reload; read here. */
+/* Owned by the worker, which sets cf again on reload; read here.
+ * backlog is cacheio.c's: bytes of this worker's background stores not
+ * answered yet (see do_store), at most cf->pool.store_backlog. It lives
+ * here, not in the pool, because it outlives a pool swapped on reload. */
 struct cache_env {
 	struct event_base *base;	/* the worker's: timers of waiting lookups */
 	const struct sc_config *cf;
 	struct pool *pool;
 	struct metrics *m;
 	struct lookup *waiting;		/* cacheio.c's: lookups waiting on a timer */
+	size_t backlog;
 };
 
 /* The NOTIFY handler (spoe_notify_fn); arg is a struct cache_env. */

@@ -123,6 +123,14 @@ const char *pool_shard_name(const struct pool *p, int shard);
 int pool_get(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg);
 int pool_set(struct pool *p, const char *key, size_t klen, const void *val, size_t vlen,
 	     uint32_t ttl, pool_cb cb, void *arg);
+/*
+ * pool_set(), but val (from malloc()) is handed over instead of copied: it
+ * goes into the connection's output as it is and is freed once written, or
+ * when the request fails. The pool owns val from the call on, whatever the
+ * call returns (-1 included). For a large entry, one copy less.
+ */
+int pool_set_take(struct pool *p, const char *key, size_t klen, void *val, size_t vlen,
+		  uint32_t ttl, pool_cb cb, void *arg);
 int pool_delete(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg);
 
 /*

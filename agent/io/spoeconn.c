@@ -22,9 +22,11 @@
  * answer Bypass. The acceptor (agent.c) caps the connections.
  */
 #include <assert.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -68,6 +70,7 @@ struct spoe_conn {
 	int frag_skip;			/* we aborted it: drop its fragments until FIN */
 	const char *errmsg;		/* for the DISCONNECT of a failed frame */
 	size_t held;			/* bytes in its input, output and frag buffers */
+	size_t frame_len;		/* conn_process(): the frame being handled, else 0 */
 };
 
 static void conn_free(struct spoe_conn *c);
@@ -488,7 +491,9 @@ conn_process(struct spoe_conn *c)
 			conn_disconnect(c, SPOP_ST_RES, "out of memory");
 			break;
 		}
+		c->frame_len = SPOP_LEN_PREFIX + (size_t)flen;
 		rc = conn_frame(c, data + SPOP_LEN_PREFIX, flen);
+		c->frame_len = 0;
 		if (c->state != ST_CLOSING)
 			evbuffer_drain(in, SPOP_LEN_PREFIX + (size_t)flen);
 		if (rc < 0) {
@@ -576,6 +581,8 @@ spoe_server_init(struct spoe_server *s)
 	TAILQ_INIT(&s->conns);
 	s->next_conn_id = 0;
 	s->buffered = 0;
+	s->ackbuf = NULL;
+	s->ackbuf_cap = 0;
 	s->evict = event_new(s->base, -1, 0, on_evict, s);
 	return s->evict != NULL ? 0 : -1;
 }
@@ -587,6 +594,9 @@ spoe_server_free(struct spoe_server *s)
 	if (s->evict != NULL)
 		event_free(s->evict);
 	s->evict = NULL;
+	free(s->ackbuf);
+	s->ackbuf = NULL;
+	s->ackbuf_cap = 0;
 }
 
 void
@@ -781,6 +791,52 @@ encode_ack(struct spoe_req *r, uint8_t *buf, size_t cap)
 	return spop_ack_end(&a);
 }
 
+/*
+ * Write r's ACK straight to the socket when nothing else is due on the
+ * connection: nothing queued for the peer, no other request in flight, no
+ * further frame already read (HAProxy 3.1+ without pipelining: always). A
+ * bufferevent would add its write event for it and delete it once written
+ * (two epoll_ctl and one more loop pass per ACK); with other ACKs due, the
+ * bufferevent's one write for all of them is the cheaper path. 1: the ACK
+ * is written whole; 0: nothing was written (queue it); -1: a part was
+ * written and the rest is queued here.
+ */
+static int
+send_ack_direct(struct spoe_conn *c, struct spoe_req *r, size_t want)
+{
+	struct spoe_server *s = c->srv;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t cap = SPOP_LEN_PREFIX + r->max_ack;
+	ssize_t w;
+	int n;
+
+	if (c->state != ST_READY || c->inflight > 0 ||
+	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0 ||
+	    evbuffer_get_length(in) > c->frame_len)
+		return 0;
+	if (want < cap)
+		cap = want;
+	if (s->ackbuf_cap < cap) {
+		uint8_t *b = realloc(s->ackbuf, cap);
+
+		if (b == NULL)
+			return 0;
+		s->ackbuf = b;
+		s->ackbuf_cap = cap;
+	}
+	n = encode_ack(r, s->ackbuf, cap);
+	if (n < 0)
+		return 0;	/* over the frame size: send_ack() says so */
+	w = send(bufferevent_getfd(c->bev), s->ackbuf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (w == n)
+		return 1;
+	if (w <= 0)
+		return 0;	/* full, or an error the bufferevent will see */
+	if (bufferevent_write(c->bev, s->ackbuf + w, (size_t)(n - w)) < 0)
+		conn_disconnect(c, SPOP_ST_RES, "out of memory");
+	return -1;
+}
+
 static void
 send_ack(struct spoe_conn *c, struct spoe_req *r)
 {
@@ -792,6 +848,10 @@ send_ack(struct spoe_conn *c, struct spoe_req *r)
 
 	if (want < cap)
 		cap = want;	/* an estimate from above: never reserve more than needed */
+	if (send_ack_direct(c, r, want) != 0) {
+		M_INC(c->srv->m, frames_out);
+		return;
+	}
 	if (evbuffer_reserve_space(out, (ev_ssize_t)cap, &v, 1) < 1) {
 		conn_disconnect(c, SPOP_ST_RES, "out of memory");
 		return;

@@ -56,6 +56,10 @@ struct spoe_server {
 	 * closes the connections holding the most. */
 	size_t buffered;
 	struct event *evict;
+	/* Where an ACK written straight to its socket is encoded (see
+	 * send_ack() in spoeconn.c); grown to the largest ACK so far. */
+	uint8_t *ackbuf;
+	size_t ackbuf_cap;
 };
 
 #define SPOE_REQ_MAX_VARS 12

@@ -366,6 +366,7 @@ static const struct field pool_fields[] = {
 	{ "fail_threshold", K_INT, PL(fail_threshold), 1, 1000, 0 },
 	{ "retry_interval", K_INT, PL(retry_interval_ms), 10, 3600000, 0 },
 	{ "max_item_size", K_SIZE, PL(max_item_size), 1024, 1LL << 30, 0 },
+	{ "store_backlog", K_SIZE, PL(store_backlog), 1024, 1LL << 40, 0 },
 	{ "tls", K_BOOL, PL(tls), 0, 0, 0 },
 	{ "tls_verify", K_BOOL, PL(tls_verify), 0, 0, 0 },
 	{ "tls_server_name", K_STR, PL(tls_server_name), 0, 0, 0 },
@@ -715,6 +716,7 @@ defaults(struct sc_config *cf)
 	cf->pool.fail_threshold = 2;
 	cf->pool.retry_interval_ms = 1000;
 	cf->pool.max_item_size = 1u << 20;
+	cf->pool.store_backlog = 16u << 20;
 	cf->pool.tls_verify = -1;	/* unset: on when tls is */
 }
 
@@ -822,6 +824,13 @@ validate(struct ctx *c, struct sc_config *cf, const config_setting_t *root, int 
 		return fail(c, mc, "memcached: tls_* settings need tls = true");
 	if (cf->pool.tls_verify < 0)
 		cf->pool.tls_verify = cf->pool.tls;
+	/* Else a store of the largest item would be refused even with
+	 * nothing else in flight. */
+	if (cf->pool.store_backlog < cf->pool.max_item_size)
+		return fail(c, config_setting_get_member(mc, "store_backlog") != NULL ?
+		    config_setting_get_member(mc, "store_backlog") : mc,
+		    "memcached.store_backlog: %zu bytes, less than max_item_size (%zu)",
+		    cf->pool.store_backlog, cf->pool.max_item_size);
 	/* A shard that is not verified can be anyone on the path, answering
 	 * with entries of its choosing (MISSION 5). */
 	if (cf->pool.tls && !cf->pool.tls_verify &&

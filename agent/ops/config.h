@@ -24,6 +24,7 @@ struct sc_pool_conf {
 	int fail_threshold;		/* failures in a row before a shard is down, default 2 */
 	int retry_interval_ms;		/* background probe of a down shard, default 1000 */
 	size_t max_item_size;		/* largest value sent to memcached, default 1 MiB */
+	size_t store_backlog;		/* bytes of stores in flight per worker, default 16 MiB */
 	int tls;			/* connect with TLS, default off */
 	int tls_verify;			/* verify the server certificate, default on with tls */
 	char *tls_server_name;		/* SNI and the name to verify; NULL = host */

@@ -12,11 +12,24 @@
 
 #include "policy.h"
 
+/* Why a background store (cacheio.c) came to nothing: memcached's answer,
+ * which came after the client had its label. */
+enum store_fail {
+	SF_ERROR,		/* I/O error, timeout, shard down, SERVER_ERROR */
+	SF_NOT_STORED,		/* memcached declined (NS) */
+	SF_TOO_BIG,		/* above max_item_size: nothing was sent */
+	SF_MAX
+};
+
 struct metrics {
 	atomic_uint_fast64_t lookups[CS_MAX];
 	atomic_uint_fast64_t stores;
 	atomic_uint_fast64_t refused[SR_MAX];
 	atomic_uint_fast64_t invalidations;
+	/* Background stores (the client's label did not wait for them): */
+	atomic_uint_fast64_t store_failures[SF_MAX];
+	atomic_uint_fast64_t stores_shed;	/* refused: memcached.store_backlog held */
+	atomic_int_fast64_t store_backlog;	/* bytes of stores sent, not yet answered */
 	atomic_uint_fast64_t conns_total;
 	atomic_int_fast64_t conns_open;
 	atomic_uint_fast64_t frames_in;

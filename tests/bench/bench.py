@@ -31,6 +31,10 @@ send load anywhere else.
   BENCH_DURATION=10 BENCH_CONNS=16,64 python3 tests/bench/bench.py
   BENCH_HAPROXY=/path/to/haproxy[,/other/haproxy] ...   one full run per binary
   (default: Debian's haproxy, then build/haproxy-3.4/haproxy when built)
+  BENCH_PARTS=hits,miss,zipf,herd,outage ...   what to run (default: all)
+  BENCH_AGENT=/path/to/spoe-cache-agent ...    another agent build
+  BENCH_ZIPF_KEYS, BENCH_ZIPF_S, BENCH_ZIPF_CONNS, BENCH_HERD_CLIENTS,
+  BENCH_HERD_ROUNDS, BENCH_OUTAGE_PASSES: the fleet runs (see below)
 """
 import http.client
 import os
@@ -38,8 +42,10 @@ import re
 import shutil
 import signal
 import sys
+import threading
 import time
 import traceback
+import urllib.parse
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -48,6 +54,9 @@ from harness import (AGENT, HOST, ROOT, Procs, free_port, proc_status_kb,  # noq
                      wait_for, wait_port)
 from stack import agent_config, haproxy_cmd, parse_prometheus  # noqa: E402
 
+# BENCH_AGENT: another agent binary (an older build, for a before/after
+# comparison in the same conditions); the templates are this tree's.
+AGENT = os.environ.get("BENCH_AGENT") or AGENT
 DURATION = int(os.environ.get("BENCH_DURATION", "10"))
 WARMUP = int(os.environ.get("BENCH_WARMUP", "2"))
 CONNS = [int(c) for c in os.environ.get("BENCH_CONNS", "16,64").split(",")]
@@ -95,6 +104,45 @@ NAMES = {
     "straight": "HAProxy straight",
 }
 CACHES = ["l1", "ours", "haproxy", "srcache"]
+
+# What a run does (BENCH_PARTS, comma-separated): hits and miss are the
+# single-node cells above; zipf, herd and outage the multi-node runs of
+# "fleets" below.
+PARTS = [p for p in os.environ.get("BENCH_PARTS", "hits,miss,zipf,herd,outage").split(",") if p]
+# The Zipf workload: ZIPF_KEYS keys, rank k requested with weight 1/k^s, the
+# object of rank k one of ZIPF_SIZES_KB (a fixed function of k), through
+# ZIPF_NODES nodes of each system at once, BENCH_ZIPF_CONNS connections each.
+ZIPF_KEYS = int(os.environ.get("BENCH_ZIPF_KEYS", "10000"))
+ZIPF_S = float(os.environ.get("BENCH_ZIPF_S", "0.99"))
+ZIPF_SIZES_KB = [1, 2, 4, 8, 16, 32, 64]
+ZIPF_NODES = 2
+ZIPF_CONNS = int(os.environ.get("BENCH_ZIPF_CONNS", "32"))
+# The thundering herd: HERD_CLIENTS requests at once for one cold key,
+# spread over HERD_NODES nodes, an origin taking HERD_ORIGIN_MS; HERD_ROUNDS
+# cold keys one after the other.
+HERD_NODES = 3
+HERD_CLIENTS = int(os.environ.get("BENCH_HERD_CLIENTS", "60"))
+HERD_ROUNDS = int(os.environ.get("BENCH_HERD_ROUNDS", "5"))
+HERD_ORIGIN_MS = 300
+# The origin outage: OUTAGE_URLS stored URLs fresh for 300 s and as many
+# past their 1 s of freshness (inside stale-if-error=300), the origin
+# stopped, then every URL of each set requested through every node,
+# OUTAGE_PASSES times, by OUTAGE_CLIENTS clients at once.
+OUTAGE_URLS = 40
+OUTAGE_PASSES = int(os.environ.get("BENCH_OUTAGE_PASSES", "2"))
+OUTAGE_CLIENTS = 40
+# Every fleet agent: one policy that honours the origin's Cache-Control (as
+# HAProxy's cache and srcache do: the outage's stale URLs say max-age=1),
+# cache_ttl for a response that states no freshness.
+FLEET_POLICIES = """
+  default: {
+    content_type = ["text/plain"];
+    cache_ttl = 300;
+    cache_control = true;
+  };
+"""
+FLEET_NAMES = {"ours": "spoe-cache (ours)", "haproxy": "HAProxy cache",
+               "srcache": "nginx srcache+memc"}
 
 
 def say(msg):
@@ -317,7 +365,9 @@ class Bench:
 
         html = pr.path("origin-html")
         os.makedirs(html)
-        for _, path, size in OBJECTS:
+        objects = [(path, size) for _, path, size in OBJECTS] + \
+            [("/z-%d.txt" % kb, kb * 1024) for kb in ZIPF_SIZES_KB]
+        for path, size in objects:
             line = ("spoe-cache bench object %d bytes " % size).ljust(63, ".") + "\n"
             body = (line * (size // len(line) + 1))[:size - 1] + "\n"
             with open(os.path.join(html, path.lstrip("/")), "w") as f:
@@ -380,7 +430,7 @@ class Bench:
                 "BENCH_STATS_SOCKET": pr.path("haproxy-%s.sock" % name)}, port)
         port = free_port()
         self.fronts["srcache"] = nginx(pr, "srcache", fill("srcache.conf", {
-            "USER": user, "WORKERS": WORKERS, "DIR": pr.dir, "PORT": port,
+            "USER": user, "WORKERS": WORKERS, "DIR": pr.dir, "PORT": port, "NAME": "srcache",
             "ORIGIN": self.origin_port, "MC1": self.shards[0].port,
             "MC2": self.shards[1].port, "MC3": self.shards[2].port}), port)
 
@@ -495,7 +545,7 @@ class Bench:
 
     def run_all(self):
         order = ["l1", "ours", "floor", "haproxy", "srcache", "straight"]
-        for label, path, size in OBJECTS:
+        for label, path, size in OBJECTS if "hits" in PARTS else []:
             for s in order:
                 self.check_hit(s, path, size)
                 wrk(self.procs, self.fronts[s].port, path, max(CONNS), WARMUP)
@@ -503,6 +553,12 @@ class Bench:
             for c in CONNS:
                 for s in order:
                     self.measure("hit", s, label, path, c)
+        if "miss" in PARTS:
+            self.run_miss()
+        self.agent_hwm = proc_status_kb(self.agent.pid, "VmHWM")
+        self.haproxy_hwm = proc_status_kb(self.fronts["ours"].pid, "VmHWM")
+
+    def run_miss(self):
         self.check_miss()
         for s in ("ours", "straight"):
             wrk(self.procs, self.fronts[s].port, "/", max(CONNS), WARMUP,
@@ -511,8 +567,408 @@ class Bench:
             for s in ("ours", "straight"):
                 tag = "%s-c%d-%s" % (s, c, uuid.uuid4().hex[:8])
                 self.measure("miss", s, "1 KB cold", "/", c, cold_script(self.procs, tag))
-        self.agent_hwm = proc_status_kb(self.agent.pid, "VmHWM")
-        self.haproxy_hwm = proc_status_kb(self.fronts["ours"].pid, "VmHWM")
+
+
+# ---------------------------------------------------------------- fleets
+
+ZIPF_LUA = """-- Zipf(s) over N keys: rank k with weight 1/k^s, as /z/<size>k/<k>
+local N, S = %d, %r
+local sizes = {%s}
+local cdf = {}
+local threads = 0
+function setup(thread)
+  threads = threads + 1
+  thread:set("tid", threads)
+end
+function init(args)
+  local sum = 0
+  for k = 1, N do sum = sum + k ^ (-S); cdf[k] = sum end
+  for k = 1, N do cdf[k] = cdf[k] / sum end
+  math.randomseed(tonumber(args[1] or "1") * 1000 + tonumber(args[2] or "0") * 100 + tid)
+end
+function request()
+  local u = math.random()
+  local lo, hi = 1, N
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  return wrk.format(nil, "/z/" .. sizes[(lo * 7919) %% #sizes + 1] .. "k/" .. lo)
+end
+"""
+
+def wrk_many(procs, ports, conns, duration, script, args=()):
+    """One wrk per port, all at once; their parsed results."""
+    ps = []
+    for n, port in enumerate(ports):
+        argv = ["wrk", "-t", str(min(WRK_THREADS, conns)), "-c", str(conns),
+                "-d", "%ds" % duration, "--timeout", "5s", "--latency", "-s", script,
+                "http://%s:%d/" % (HOST, port), "--"] + [str(a) for a in args] + [str(n + 1)]
+        ps.append(procs.spawn(argv, name="wrk"))
+    out = []
+    for p in ps:
+        try:
+            p.wait(timeout=duration + 60)
+        except Exception:
+            procs.stop(p, signal.SIGKILL)
+            raise
+        r = parse_wrk(procs.log_text(p))
+        if p.returncode != 0:
+            r["errors"].append("wrk exited %s" % p.returncode)
+        out.append(r)
+    return out
+
+
+def percentile(xs, q):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
+
+
+class Fleet:
+    """n nodes of each multi-node system in front of one origin, on the
+    bench's three memcached shards:
+      ours     n x (HAProxy running cache-before-ratelimit.cfg as it ships,
+               the L1 on, and its own agent); every agent on the same pool
+      haproxy  n x HAProxy with its own in-memory cache (haproxy-cache.cfg)
+      srcache  n x nginx srcache+memc on the same pool (srcache.conf)
+    Every process is the bench's Procs'; stop() ends them by PID."""
+
+    def __init__(self, b, tag, n, origin_port, origin_pids):
+        self.b, self.tag, self.n = b, tag, n
+        self.origin_port, self.origin_pids = origin_port, origin_pids
+        self.procs_started = []
+        self.ports = {"ours": [], "haproxy": [], "srcache": []}
+        self.watch = {"ours": {"haproxy": [], "agent": []}, "haproxy": {"haproxy": []},
+                      "srcache": {"nginx": []}}
+        self.admin_ports = []
+        self.ours_haproxy = []
+
+    def spawned(self, p):
+        self.procs_started.append(p)
+        return p
+
+    def start(self):
+        b, pr = self.b, self.b.procs
+        user = "user root;" if os.geteuid() == 0 else ""
+        template = os.path.join(ROOT, "haproxy-conf", "cache-before-ratelimit.cfg")
+        for i in range(self.n):
+            name = "%s-%d" % (self.tag, i)
+            agent_port, admin_port, port = free_port(), free_port(), free_port()
+            conf = pr.write("agent-%s.conf" % name, agent_config(
+                [(s.port, w) for s, w in zip(b.shards, (100, 100, 50))],
+                agent_port, admin_port, FLEET_POLICIES, threads=2, log_level="notice"))
+            agent = self.spawned(pr.spawn([AGENT, "-c", conf], name="agent-" + name))
+            wait_port(agent_port, proc=agent)
+            wait_port(admin_port, proc=agent)
+            self.admin_ports.append(admin_port)
+            hp = self.spawned(haproxy(pr, "ours-" + name, template, {
+                "SPOE_CACHE_HOME": ROOT,
+                "SPOE_CACHE_BIND": "%s:%d" % (HOST, port),
+                "SPOE_CACHE_ORIGIN": "%s:%d" % (HOST, self.origin_port),
+                "SPOE_CACHE_AGENT": "%s:%d" % (HOST, agent_port),
+                "SPOE_CACHE_STATS_SOCKET": pr.path("haproxy-ours-%s.sock" % name),
+                "SPOE_CACHE_RATE_LIMIT": str(RATE_LIMIT),
+                "SPOE_CACHE_POLICY": "default"}, port))
+            self.ports["ours"].append(port)
+            self.ours_haproxy.append(hp)
+            self.watch["ours"]["haproxy"].append(hp.pid)
+            self.watch["ours"]["agent"].append(agent.pid)
+
+            port = free_port()
+            hp = self.spawned(haproxy(pr, "cache-" + name, os.path.join(HERE, "haproxy-cache.cfg"), {
+                "BENCH_NBTHREAD": b.nbthread,
+                "BENCH_BIND": "%s:%d" % (HOST, port),
+                "BENCH_ORIGIN": "%s:%d" % (HOST, self.origin_port),
+                "BENCH_STATS_SOCKET": pr.path("haproxy-cache-%s.sock" % name)}, port))
+            self.ports["haproxy"].append(port)
+            self.watch["haproxy"]["haproxy"].append(hp.pid)
+
+            port = free_port()
+            ng = self.spawned(nginx(pr, "srcache-" + name, fill("srcache.conf", {
+                "USER": user, "WORKERS": WORKERS, "DIR": pr.dir, "PORT": port,
+                "NAME": "srcache-" + name, "ORIGIN": self.origin_port,
+                "MC1": b.shards[0].port, "MC2": b.shards[1].port, "MC3": b.shards[2].port}),
+                port))
+            self.ports["srcache"].append(port)
+            self.watch["srcache"]["nginx"] += children(ng.pid)
+        mc = [s.pid for s in b.shards]
+        self.watch["ours"]["memcached"] = mc
+        self.watch["srcache"]["memcached"] = mc
+        for w in self.watch.values():
+            w["origin"] = self.origin_pids
+        self.all_pids = sorted(set(b.all_pids + self.origin_pids + [
+            pid for w in self.watch.values() for pids in w.values() for pid in pids]))
+
+    def stop(self):
+        for p in reversed(self.procs_started):
+            self.b.procs.stop(p)
+        self.procs_started = []
+
+    def window(self, sysname, fn):
+        """fn() between two readings of the CPU of sysname's processes and of
+        the machine: (fn's result, CPU seconds by process kind, share of
+        the CPUs other jobs took)."""
+        watch = self.watch[sysname]
+        cpu0 = {k: cpu_ticks(v) for k, v in watch.items()}
+        all0, busy0, wrk0 = cpu_ticks(self.all_pids), machine_busy_ticks(), reaped_children_secs()
+        t0 = time.time()
+        res = fn()
+        secs = time.time() - t0
+        all1, busy1, wrk1 = cpu_ticks(self.all_pids), machine_busy_ticks(), reaped_children_secs()
+        cpu = {k: (cpu_ticks(v) - cpu0[k]) / CLK_TCK for k, v in watch.items()}
+        other = ((busy1 - busy0) - (all1 - all0)) / CLK_TCK - (wrk1 - wrk0)
+        return res, cpu, max(0.0, other) / (os.cpu_count() * secs)
+
+    # ---- the Zipf workload
+    def zipf(self, sysname):
+        pr = self.b.procs
+        script = pr.write("zipf.lua", ZIPF_LUA % (ZIPF_KEYS, ZIPF_S, ", ".join(
+            str(k) for k in ZIPF_SIZES_KB)))
+        ports = self.ports[sysname][:ZIPF_NODES]
+        seed = [int(time.time()) % 100000]
+        # warm-up: the same distribution, other seeds
+        wrk_many(pr, ports, ZIPF_CONNS, WARMUP, script, seed)
+        o0 = origin_requests(self.b.origin_status)
+        e0 = sum(spoe_errors(p) for p in self.ours_haproxy)
+        rs, cpu, other = self.window(sysname, lambda: wrk_many(
+            pr, ports, ZIPF_CONNS, DURATION, script, [seed[0] + 1]))
+        o1 = origin_requests(self.b.origin_status)
+        e1 = sum(spoe_errors(p) for p in self.ours_haproxy)
+        errs = [e for r in rs for e in r["errors"]]
+        if sysname == "ours" and e1 > e0:
+            errs.append("HAProxy logged %d failed SPOE lookups or stores" % (e1 - e0))
+        run = {"kind": "zipf", "sys": sysname, "cpu": cpu, "other": other,
+               "origin": o1 - o0 - 1, "notes": errs,
+               "requests": sum(r["requests"] or 0 for r in rs),
+               "rps": sum(r["rps"] or 0 for r in rs),
+               "p50": max((r["p50"] or 0) for r in rs), "p99": max((r["p99"] or 0) for r in rs)}
+        say("  zipf  %-20s %9s req/s  p50 %-9s p99 %-9s origin %d%s" % (
+            FLEET_NAMES[sysname], fmt_rps(run["rps"]), fmt_ms(run["p50"]), fmt_ms(run["p99"]),
+            run["origin"], "  " + "; ".join(notes(run)) if notes(run) else ""))
+        return run
+
+    # ---- the thundering herd
+    def origin_count(self, path):
+        st, _, body = get(self.origin_port, "/__count?u=" + urllib.parse.quote("GET " + path))
+        return int(body)
+
+    def herd(self, sysname):
+        ports = self.ports[sysname]
+        lat, codes, labels, origin = [], {}, {}, []
+        lock = threading.Lock()
+        for rnd in range(HERD_ROUNDS):
+            path = "/slow?ms=%d&k=herd-%s-%d-%s" % (HERD_ORIGIN_MS, sysname, rnd,
+                                                    uuid.uuid4().hex[:8])
+            barrier = threading.Barrier(HERD_CLIENTS)
+
+            def client(i):
+                try:
+                    barrier.wait(timeout=30)
+                    t0 = time.time()
+                    st, h, _ = get(ports[i % len(ports)], path)
+                    dt = (time.time() - t0) * 1e3
+                except Exception as e:  # a refused or reset connection
+                    st, h, dt = "error %s" % type(e).__name__, {}, None
+                with lock:
+                    codes[st] = codes.get(st, 0) + 1
+                    v = h.get("x-cache-status") or h.get("x-cache") or "-"
+                    labels[v] = labels.get(v, 0) + 1
+                    if dt is not None:
+                        lat.append(dt)
+            ts = [threading.Thread(target=client, args=(i,)) for i in range(HERD_CLIENTS)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            origin.append(self.origin_count(path))
+        run = {"kind": "herd", "sys": sysname, "origin": origin, "codes": codes,
+               "labels": labels, "p50": percentile(lat, 0.50), "p99": percentile(lat, 0.99),
+               "requests": len(lat), "notes": [], "other": 0}
+        say("  herd  %-20s origin per cold key %s  p50 %-9s p99 %-9s %s" % (
+            FLEET_NAMES[sysname], "/".join(str(o) for o in origin), fmt_ms(run["p50"]),
+            fmt_ms(run["p99"]), codes))
+        return run
+
+    # ---- the origin outage
+    def outage_urls(self):
+        fresh = ["/gen?body=outage-fresh-%d&h=%s" % (i, urllib.parse.quote(
+            "Cache-Control: max-age=300")) for i in range(OUTAGE_URLS)]
+        stale = ["/gen?body=outage-stale-%d&h=%s" % (i, urllib.parse.quote(
+            "Cache-Control: max-age=1, stale-if-error=300")) for i in range(OUTAGE_URLS)]
+        return fresh, stale
+
+    def outage_store(self):
+        """Every URL through every node of every system, twice (the second
+        time a hit where the first one was stored)."""
+        fresh, stale = self.outage_urls()
+        for sysname, ports in self.ports.items():
+            for port in ports:
+                for path in fresh + stale:
+                    for _ in range(2):
+                        st, h, b = get(port, path)
+                        if st != 200:
+                            raise RuntimeError("outage: %s %s: status %d before the outage"
+                                               % (sysname, path, st))
+
+    def outage(self, sysname):
+        """Every stored URL through every node, OUTAGE_PASSES times, from
+        OUTAGE_CLIENTS threads: served (2xx) or not, and how long it took.
+        A fixed count rather than a duration: a proxy that waits for its
+        retries before its 503 (about 3 s) would otherwise hardly show."""
+        fresh, stale = self.outage_urls()
+        run = {"kind": "outage", "sys": sysname, "notes": [], "other": 0}
+        for label, paths in (("fresh", fresh), ("stale", stale)):
+            todo = [(port, p) for _ in range(OUTAGE_PASSES) for port in self.ports[sysname]
+                    for p in paths]
+            lat, codes, lock = [], {}, threading.Lock()
+
+            def client():
+                while True:
+                    with lock:
+                        if not todo:
+                            return
+                        port, path = todo.pop()
+                    t0 = time.time()
+                    try:
+                        st = get(port, path)[0]
+                    except Exception as e:  # refused, reset, timed out
+                        st = "error %s" % type(e).__name__
+                    with lock:
+                        lat.append((time.time() - t0) * 1e3)
+                        codes[st] = codes.get(st, 0) + 1
+            ts = [threading.Thread(target=client) for _ in range(OUTAGE_CLIENTS)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join()
+            ok = sum(n for st, n in codes.items() if isinstance(st, int) and 200 <= st < 300)
+            run[label] = {"requests": len(lat), "served": ok, "errors": len(lat) - ok,
+                          "codes": codes, "p50": percentile(lat, 0.50),
+                          "p99": percentile(lat, 0.99)}
+        say("  outage %-19s fresh: %d served, %d not; stale: %d served, %d not %s" % (
+            FLEET_NAMES[sysname], run["fresh"]["served"], run["fresh"]["errors"],
+            run["stale"]["served"], run["stale"]["errors"], run["stale"]["codes"]))
+        return run
+
+
+def run_fleets(b):
+    """The multi-node runs of PARTS: the Zipf workload on the bench's nginx
+    origin, then the thundering herd and the origin outage on a Python
+    origin that can wait (origin.py /slow) and be stopped. b.fleet_runs gets
+    their results."""
+    b.fleet_runs = []
+    order = ["ours", "haproxy", "srcache"]
+    if "zipf" in PARTS:
+        say("bench: Zipf workload, %d keys, s=%.2f, %s KB, %d nodes per system, c=%d per node"
+            % (ZIPF_KEYS, ZIPF_S, "/".join(str(k) for k in ZIPF_SIZES_KB), ZIPF_NODES,
+               ZIPF_CONNS))
+        f = Fleet(b, "zipf", ZIPF_NODES, b.origin_port, children(b.origin.pid))
+        f.start()
+        try:
+            for s in order:
+                b.fleet_runs.append(f.zipf(s))
+        finally:
+            f.stop()
+    if "herd" in PARTS or "outage" in PARTS:
+        pr = b.procs
+        oport = free_port()
+        origin = pr.spawn([sys.executable, os.path.join(ROOT, "tests", "lib", "origin.py"),
+                           str(oport)], name="origin-py")
+        wait_port(oport, proc=origin)
+        f = Fleet(b, "herd", HERD_NODES, oport, [origin.pid])
+        f.start()
+        try:
+            if "herd" in PARTS:
+                say("bench: thundering herd, %d clients at once on one cold key, %d nodes per "
+                    "system, origin %d ms, %d keys" % (HERD_CLIENTS, HERD_NODES, HERD_ORIGIN_MS,
+                                                       HERD_ROUNDS))
+                for s in order:
+                    b.fleet_runs.append(f.herd(s))
+            if "outage" in PARTS:
+                say("bench: origin outage, %d fresh and %d stale stored URLs, %d nodes per "
+                    "system, origin stopped" % (OUTAGE_URLS, OUTAGE_URLS, HERD_NODES))
+                f.outage_store()
+                time.sleep(2.5)     # the stale set is now past its max-age=1
+                pr.stop(origin, signal.SIGKILL)
+                for s in order:
+                    b.fleet_runs.append(f.outage(s))
+        finally:
+            f.stop()
+            pr.stop(origin, signal.SIGKILL)
+
+
+def fleet_report(b):
+    runs = getattr(b, "fleet_runs", [])
+    if not runs:
+        return
+
+    def find(kind, s):
+        return next((r for r in runs if (r["kind"], r["sys"]) == (kind, s)), None)
+
+    say("")
+    zipf = [r for r in runs if r["kind"] == "zipf"]
+    if zipf:
+        ours = find("zipf", "ours")
+        say("ZIPF (%d keys, s=%.2f, %s KB objects; %d nodes per system at once, %d conns each, "
+            "%d s after a %d s warm-up; p50/p99: the slower node)" % (
+                ZIPF_KEYS, ZIPF_S, "/".join(str(k) for k in ZIPF_SIZES_KB), ZIPF_NODES,
+                ZIPF_CONNS, DURATION, WARMUP))
+        say("ours: %d HAProxy (cache-before-ratelimit.cfg as shipped, L1 on) + %d agents on one "
+            "pool; HAProxy cache: each node its own; srcache: %d nginx on the same pool"
+            % (ZIPF_NODES, ZIPF_NODES, ZIPF_NODES))
+        say("%-20s %9s %9s %9s %8s %8s  %s" % ("system", "req/s", "p50", "p99", "rps/ours",
+                                             "origin", "CPU s per 1,000 requests: "
+                                             "haproxy agent memcachd nginx origin total"))
+        for s in ("ours", "haproxy", "srcache"):
+            r = find("zipf", s)
+            if not r:
+                continue
+            n = r["requests"] or 1
+            cells = " ".join("%.4f" % (r["cpu"][k] / n * 1000) if k in r["cpu"] else "-"
+                             for k in ("haproxy", "agent", "memcached", "nginx", "origin"))
+            say("%-20s %9s %9s %9s %8s %8d  %s %.4f  %s" % (
+                FLEET_NAMES[s], fmt_rps(r["rps"]), fmt_ms(r["p50"]), fmt_ms(r["p99"]),
+                ratio(r["rps"], ours["rps"]) if ours else "-", r["origin"], cells,
+                sum(r["cpu"].values()) / n * 1000, "; ".join(notes(r))))
+        o, x = find("zipf", "ours"), find("zipf", "srcache")
+        if o and x and x["rps"]:
+            v = o["rps"] / x["rps"]
+            say("TARGET zipf >= 1.2x nginx srcache+memc: %.2fx %s" % (
+                v, "met" if v >= 1.2 else "MISSED"))
+        say("")
+    if any(r["kind"] == "herd" for r in runs):
+        say("THUNDERING HERD (%d clients at once per cold key over %d nodes per system, origin "
+            "%d ms, %d cold keys; latency of each client request)" % (
+                HERD_CLIENTS, HERD_NODES, HERD_ORIGIN_MS, HERD_ROUNDS))
+        say("%-20s %-22s %9s %9s  %s" % ("system", "origin req per key", "p50", "p99",
+                                         "statuses; cache labels"))
+        for s in ("ours", "haproxy", "srcache"):
+            r = find("herd", s)
+            if r:
+                say("%-20s %-22s %9s %9s  %s; %s" % (
+                    FLEET_NAMES[s], "/".join(str(o) for o in r["origin"]), fmt_ms(r["p50"]),
+                    fmt_ms(r["p99"]), r["codes"], r["labels"]))
+        say("(ideal: 1 origin request per key; a cache without collapsed forwarding sends "
+            "every concurrent miss)")
+        say("")
+    if any(r["kind"] == "outage" for r in runs):
+        say("ORIGIN OUTAGE (origin stopped; each of %d stored URLs still fresh, then each of %d "
+            "past max-age=1 with stale-if-error=300, %d times through each of %d nodes, %d "
+            "clients at once)" % (OUTAGE_URLS, OUTAGE_URLS, OUTAGE_PASSES, HERD_NODES,
+                                  OUTAGE_CLIENTS))
+        say("%-20s %9s %9s %9s   %9s %9s %9s %9s  %s" % (
+            "system", "fresh ok", "fresh err", "p99", "stale ok", "stale err", "p50", "p99",
+            "stale statuses"))
+        for s in ("ours", "haproxy", "srcache"):
+            r = find("outage", s)
+            if r:
+                f, st = r["fresh"], r["stale"]
+                say("%-20s %9d %9d %9s   %9d %9d %9s %9s  %s" % (
+                    FLEET_NAMES[s], f["served"], f["errors"], fmt_ms(f["p99"]), st["served"],
+                    st["errors"], fmt_ms(st["p50"]), fmt_ms(st["p99"]), st["codes"]))
+        say("(err: not 2xx: a 5xx from a proxy without its origin, or a failed connection; "
+            "ideal: every stored URL served, the stale ones under stale-if-error)")
+        say("")
 
 
 # ---------------------------------------------------------------- report
@@ -708,6 +1164,26 @@ def side_by_side(benches):
                                                    " !!" if r["notes"] else "")))
         say("%-10s %5d  " % (obj, conns) + " ".join(row))
     say("(!!: the run had errors or failed checks, see that version's notes)")
+    if not any(getattr(b, "fleet_runs", None) for b in benches):
+        return
+    say("")
+    say("FLEETS ACROSS HAPROXY VERSIONS (zipf: req/s, CPU s per 1,000 requests, origin "
+        "requests; herd: origin requests per key, p99; outage: stale URLs served/errors)")
+    for b in benches:
+        v = b.haproxy_version.split()[1].split("-")[0]
+        for r in getattr(b, "fleet_runs", []):
+            if r["kind"] == "zipf":
+                what = "%s req/s (%.4f), origin %d" % (
+                    fmt_rps(r["rps"]), sum(r["cpu"].values()) / (r["requests"] or 1) * 1000,
+                    r["origin"])
+            elif r["kind"] == "herd":
+                what = "origin %s, p99 %s" % ("/".join(str(o) for o in r["origin"]),
+                                              fmt_ms(r["p99"]))
+            else:
+                what = "stale %d served / %d errors" % (r["stale"]["served"],
+                                                        r["stale"]["errors"])
+            say("  %-6s %-7s %-20s %s%s" % (v, r["kind"], FLEET_NAMES[r["sys"]], what,
+                                          " !!" if r["notes"] else ""))
 
 
 def main():
@@ -732,10 +1208,15 @@ def main():
             b.start()
             b.idle_before = b.idle_check()
             say("bench: ~%d s of wrk runs" % (
-                (len(OBJECTS) * (5 * WARMUP + 5 * len(CONNS) * DURATION))
-                + 2 * WARMUP + 2 * len(CONNS) * DURATION))
+                ("hits" in PARTS) * len(OBJECTS) * (6 * WARMUP + 6 * len(CONNS) * DURATION)
+                + ("miss" in PARTS) * (2 * WARMUP + 2 * len(CONNS) * DURATION)
+                + ("zipf" in PARTS) * 3 * (WARMUP + DURATION)
+                + ("outage" in PARTS) * 3 * OUTAGE_PASSES * 3 * OUTAGE_URLS // OUTAGE_CLIENTS * 3))
             b.run_all()
-            report(b)
+            if "hits" in PARTS or "miss" in PARTS:
+                report(b)
+            run_fleets(b)
+            fleet_report(b)
             benches.append(b)
             if HAPROXY != HAPROXYS[-1]:
                 procs.close()

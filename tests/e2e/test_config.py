@@ -159,6 +159,10 @@ ERRORS = [
      3, "memcached.keepalive_timeout: 0 is out of range [1, 86400000]"),
     ("range_code", HOSTS + 'policies: {\n  default: {\n    response_code = [200, 700];\n  };\n};\n',
      4, "policies.default.response_code[1]: 700 is out of range [100, 599]"),
+    # a store of the largest item would always be refused
+    ("backlog_below_item", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
+     '  max_item_size = 65536;\n  store_backlog = 4096;\n};\n',
+     4, "memcached.store_backlog: 4096 bytes, less than max_item_size (65536)"),
     # libconfig 1.5 would wrap this to 5 (ms), which is in range
     ("range_wraps_32_bits", 'memcached: {\n  hosts = ( { host = "127.0.0.1"; } );\n'
      '  timeout = 4294967301;\n};\n',

@@ -19,6 +19,12 @@ counts = {}
 lock = threading.Lock()
 serial = [0]
 failing = [0]       # POST /__fail?status=N: /gen?failable=1 answers N (0: not failing)
+holds = {}      # name -> threading.Event: see gen(), hold=
+
+
+def hold_event(name):
+    with lock:
+        return holds.setdefault(name, threading.Event())
 
 
 def binary_body():
@@ -73,6 +79,9 @@ class Origin(BaseHTTPRequestHandler):
             with lock:
                 counts.clear()
             return self.send(200, "ok")
+        if self.command == "POST" and u.path == "/__release":
+            hold_event(dict(parse_qsl(u.query)).get("hold", "")).set()
+            return self.send(200, "released")
         n = self.count()
         length = int(self.headers.get("Content-Length") or 0)
         reqbody = self.rfile.read(length) if length else b""
@@ -147,9 +156,12 @@ class Origin(BaseHTTPRequestHandler):
         the status POST /__fail set, when one is),
         mstatus=METHOD:CODE (that status for that method only), nocl=1 (no
         Content-Length at all, as a 204 has none), ranges=1 (answer a
-        single "bytes=A-B" Range with a 206 of the body)."""
+        single "bytes=A-B" Range with a 206 of the body), hold=NAME (methods
+        other than GET and HEAD: the headers and the first byte of the body
+        at once, the rest only after POST /__release?hold=NAME)."""
         status, ctype, headers, body = 200, "text/plain", [], b""
         chunked = nocl = ranges = False
+        hold = None
         qd = dict(q)
         if qd.get("failable") and failing[0]:
             return self.send(failing[0], "the origin is failing\n")
@@ -196,6 +208,8 @@ class Origin(BaseHTTPRequestHandler):
                 nocl = True
             elif k == "ranges":
                 ranges = True
+            elif k == "hold" and self.command not in ("GET", "HEAD"):
+                hold = v
         rng = self.headers.get("Range") or ""
         if ranges and status == 200 and rng.startswith("bytes=") and "," not in rng:
             a, _, b = rng[6:].partition("-")
@@ -222,6 +236,18 @@ class Origin(BaseHTTPRequestHandler):
                 if body:
                     self.wfile.write(b"%x\r\n%s\r\n" % (len(body), body))
                 self.wfile.write(b"0\r\n\r\n")
+            return
+        if hold is not None and body:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            for k, v in headers:
+                self.send_header(k, v)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[:1])
+            self.wfile.flush()
+            hold_event(hold).wait(timeout=60)   # bounded: a failed test never releases
+            self.wfile.write(body[1:])
             return
         return self.send(status, body, ctype, headers)
 

@@ -29,8 +29,8 @@ DEFAULT_POLICIES = """
 
 
 def agent_config(shards, port, admin_port, policies=DEFAULT_POLICIES, threads=2,
-                 pool_extra="", agent_extra="", log_level="info"):
-    """shards: list of (port, weight)."""
+                 pool_extra="", agent_extra="", log_level="info", timeout_ms=500):
+    """shards: list of (port, weight); timeout_ms: memcached.timeout."""
     hosts = ",\n".join('    { host = "127.0.0.1"; port = %d; weight = %d; }' % (p, w)
                        for p, w in shards)
     return """agent: {
@@ -45,20 +45,20 @@ memcached: {
   hosts = (
 %s
   );
-  timeout = 500;
+  timeout = %d;
   %s
 };
 policies: {
 %s
 };
-""" % (port, threads, admin_port, log_level, agent_extra, hosts, pool_extra, policies)
+""" % (port, threads, admin_port, log_level, agent_extra, hosts, timeout_ms, pool_extra, policies)
 
 
 class Stack:
     def __init__(self, procs, template="cache-before-ratelimit.cfg", weights=(100, 100, 50),
                  policies=DEFAULT_POLICIES, rate_limit=10**9, asan=False, threads=2,
                  pool_extra="", agent_extra="", log_level="info", policy="default",
-                 haproxy_extra_env=None, shards=None, ports=None, l1_mb=0):
+                 haproxy_extra_env=None, shards=None, ports=None, l1_mb=0, timeout_ms=500):
         ports = ports or {}
         self.procs = procs
         self.shards = shards if shards is not None else [
@@ -75,6 +75,7 @@ class Stack:
         self.pool_extra = pool_extra
         self.agent_extra = agent_extra
         self.log_level = log_level
+        self.timeout_ms = timeout_ms
         self.asan = asan
         self.conf = procs.write("spoe-cache.conf", self.config_text())
         self.origin = procs.spawn([sys.executable, os.path.join(ROOT, "tests/lib/origin.py"),
@@ -101,7 +102,7 @@ class Stack:
     def config_text(self):
         return agent_config([(s.port, w) for s, w in zip(self.shards, self.weights)],
                             self.agent_port, self.admin_port, self.policies, self.threads,
-                            self.pool_extra, self.agent_extra, self.log_level)
+                            self.pool_extra, self.agent_extra, self.log_level, self.timeout_ms)
 
     def start_agent(self):
         binary = AGENT_ASAN if self.asan else AGENT

@@ -100,6 +100,7 @@ class Agent:
             c.sock.connect(self.unix)
         else:
             c = sc.Client(self.port, timeout=timeout)
+        c.agent = self
         self.clients.append(c)
         return c
 
@@ -126,6 +127,13 @@ class Agent:
 
     def metric(self, name):
         return self.metrics().get(name)
+
+    def wait_stored(self):
+        """Until every store the agent has answered is done in memcached too
+        (it answers a store once decided; the set finishes in the background,
+        counted in spoe_cache_store_backlog_bytes from before the answer)."""
+        wait_for(lambda: self.metric("spoe_cache_store_backlog_bytes") == 0, timeout=30,
+                 step=0.01, what="the background stores")
 
     def rss_kb(self):
         return proc_status_kb(self.proc.pid, "VmRSS")
@@ -169,7 +177,9 @@ def store(c, url, body):
     assert a["status"] == "Miss", a
     hdrs = [("content-type", "text/plain"), ("content-length", str(len(body))),
             ("cache-control", "max-age=300")]
-    return c.store(next_id(), 1, a["ctx"], 200, hdrs, body, timeout=30)
+    s = c.store(next_id(), 1, a["ctx"], 200, hdrs, body, timeout=30)
+    c.agent.wait_stored()
+    return s
 
 
 def check_config(path, binary=None):
