@@ -1362,8 +1362,13 @@ policy_mc_exptime(int64_t ttl, int64_t now)
 
 	if (ttl <= 0)
 		return 1;	/* the caller keeps nothing for 0 s; 0 would mean "forever" */
-	if (ttl <= rel_max)
-		return (uint32_t)ttl;
+	/* memcached counts whole seconds of its own clock: an item set with
+	 * T<n> lives more than n - 1 seconds only, so one more keeps it at
+	 * least as long as it may be served */
+	if (ttl < rel_max)
+		return (uint32_t)ttl + 1;
+	if (ttl == rel_max)
+		return (uint32_t)rel_max;
 	if (__builtin_add_overflow(now, ttl, &at) || at > INT32_MAX)
 		at = INT32_MAX;
 	/* it must read as a Unix time and still be more than 30 days ahead */

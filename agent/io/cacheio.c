@@ -465,6 +465,7 @@ struct bg_store {
 struct inval {
 	struct cache_env *env;
 	struct spoe_req *r;
+	char cstatus[POL_CSTATUS_MAX];	/* what the store step adds to Cache-Status */
 };
 
 /* What the store step adds to the lookup's Cache-Status (RFC 9211). */
@@ -549,6 +550,7 @@ inval_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 	(void)val;
 	(void)vlen;
 	M_INC(I->env->m, invalidations);
+	set_cstatus(I->r, I->cstatus, strlen(I->cstatus));
 	answer(I->r, "Bypass");
 	free(I);
 }
@@ -843,6 +845,7 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		}
 		I->env = env;
 		I->r = r;
+		memcpy(I->cstatus, ps->cstatus, sizeof(I->cstatus));
 		for (size_t i = 0; i < ps->n_also; i++)
 			(void)pool_delete(env->pool, ps->also[i], KEY_HEX_LEN, also_done, env);
 		if (pool_delete(env->pool, ps->key, KEY_HEX_LEN, inval_done, I) < 0) {

@@ -1071,7 +1071,7 @@ test_miss_then_hit(void)
 	CHECK(T.hit.status == CS_MISS && !T.hit.serve && T.hit.note == NULL);
 	CHECK(respond(&p, HELLO, T0) == PS_STORE);
 	CHECK(strcmp(T.st.label, "Miss") == 0 && strcmp(T.st.key, T.L.key) == 0);
-	CHECK(T.st.mc_ttl == 300);
+	CHECK(T.st.mc_ttl == 301);
 	CHECK(get(&p, ROOT, T0 + 10) == PE_HIT);
 	CHECK(T.hit.status == CS_HIT && T.hit.code == 200 && T.hit.age == 10);
 	CHECK(hit_body_is("hello", 5));
@@ -1212,7 +1212,7 @@ test_freshness_cache_ttl(void)
 
 	p.cache_ttl = 60;
 	CHECK(txn(&p, ROOT, r, ROOT, T0 + 59) == PE_HIT);
-	CHECK(stored(&e) && e.lifetime == 60 && e.stored_at == T0 && T.st.mc_ttl == 60);
+	CHECK(stored(&e) && e.lifetime == 60 && e.stored_at == T0 && T.st.mc_ttl == 61);
 	CHECK(get(&p, ROOT, T0 + 60) == PE_REFRESH);
 	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-age=0")), T0 + 10) == PE_HIT);
 	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale")), T0 + 70) == PE_REFRESH);
@@ -1597,16 +1597,16 @@ test_mc_ttl(void)
 	struct sc_policy p = policy(), q = policy_cc();
 	const struct rs *max60 = RS(.h = H(CT_TEXT, "Cache-Control", "max-age=60"));
 
-	CHECK(store(&p, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == 300);
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == 301);
 	p.storage_ttl = 3600;
-	CHECK(store(&p, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == 3600);
+	CHECK(store(&p, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == 3601);
 	p.storage_ttl = 30 * DAY;
 	CHECK(store(&p, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == 30 * DAY);
 	p.storage_ttl = 30 * DAY + 1;
 	CHECK(store(&p, ROOT, HELLO) == PS_STORE && T.st.mc_ttl == T0 + 30 * DAY + 1);
-	CHECK(store(&q, ROOT, max60) == PS_STORE && T.st.mc_ttl == 60);
+	CHECK(store(&q, ROOT, max60) == PS_STORE && T.st.mc_ttl == 61);
 	q.storage_ttl = 10;
-	CHECK(store(&q, ROOT, max60) == PS_STORE && T.st.mc_ttl == 10);
+	CHECK(store(&q, ROOT, max60) == PS_STORE && T.st.mc_ttl == 11);
 	q.storage_ttl = -1;
 	CHECK(store(&q, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=3000000"))) == PS_STORE &&
 	    T.st.mc_ttl == T0 + 3000000);
@@ -1684,7 +1684,7 @@ test_stale_while_revalidate(void)
 	struct entry e;
 
 	/* kept for its freshness and its window (RFC 5861 3) */
-	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 70);
+	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 71);
 	CHECK(stored(&e) && e.swr == 60 && e.sie == 0);
 	CHECK(get(&p, ROOT, T0 + 5) == PE_HIT && T.hit.stale == PST_NONE);
 	/* stale inside the window: one lookup takes the refresh lock ... */
@@ -1717,20 +1717,20 @@ test_stale_while_revalidate(void)
 	/* never for an entry that must be revalidated (RFC 9111 5.2.2.2, 5.2.2.8, 5.2.2.10) */
 	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control",
 	    "max-age=10, stale-while-revalidate=60, must-revalidate"), .body = "x")) == PS_STORE);
-	CHECK(T.st.mc_ttl == 10 && stored(&e) && e.swr == 0);
+	CHECK(T.st.mc_ttl == 11 && stored(&e) && e.swr == 0);
 	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control",
-	    "s-maxage=10, stale-while-revalidate=60"), .body = "x")) == PS_STORE && T.st.mc_ttl == 10);
+	    "s-maxage=10, stale-while-revalidate=60"), .body = "x")) == PS_STORE && T.st.mc_ttl == 11);
 	/* the policy's window when the response gives none; the response's otherwise */
 	p.stale_while_revalidate = 30;
 	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=10"), .body = "x")) ==
-	    PS_STORE && T.st.mc_ttl == 40);
-	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 70);
+	    PS_STORE && T.st.mc_ttl == 41);
+	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 71);
 	p.stale_if_error = 600;
-	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 610 && stored(&e) && e.sie == 600);
+	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 611 && stored(&e) && e.sie == 600);
 	/* cache_control = false (Kong's): the response's directives are not read */
 	p.cache_control = 0;
 	p.stale_if_error = 0;
-	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 300 + 30);
+	CHECK(store(&p, ROOT, swr) == PS_STORE && T.st.mc_ttl == 300 + 30 + 1);
 }
 
 static void
@@ -1764,7 +1764,7 @@ test_stale_if_error(void)
 	struct pol_lookup L;
 	struct entry e;
 
-	CHECK(store(&p, ROOT, sie) == PS_STORE && T.st.mc_ttl == 70 && stored(&e) && e.sie == 60);
+	CHECK(store(&p, ROOT, sie) == PS_STORE && T.st.mc_ttl == 71 && stored(&e) && e.sie == 60);
 	/* stale: refreshed, and the ctx says a stale entry may stand in */
 	CHECK(get(&p, ROOT, T0 + 20) == PE_REFRESH);
 	CHECK(respond(&p, RS(.status = 503, .body = "down"), T0 + 20) == PS_STALE_IF_ERROR);
@@ -1800,9 +1800,9 @@ test_revalidate(void)
 
 	/* kept past its freshness for stale_keep, to be revalidated */
 	p.stale_keep = 600;
-	CHECK(store(&p, ROOT, et) == PS_STORE && T.st.mc_ttl == 610);
+	CHECK(store(&p, ROOT, et) == PS_STORE && T.st.mc_ttl == 611);
 	CHECK(store(&p, ROOT, RS(.h = H(CT_TEXT, "Cache-Control", "max-age=10"), .body = "x")) ==
-	    PS_STORE && T.st.mc_ttl == 10);
+	    PS_STORE && T.st.mc_ttl == 11);
 	CHECK(store(&p, ROOT, et) == PS_STORE);
 	/* stale: refreshed with its validator, and carrying the entry (4.3.1) */
 	CHECK(get(&p, ROOT, T0 + 20) == PE_REFRESH && T.hit.reval && !T.hit.serve);
@@ -1865,7 +1865,7 @@ test_zero_ttl(void)
 	    SR_ZERO_TTL);
 	/* kept for max-stale clients when storage_ttl says so */
 	q.storage_ttl = 60;
-	CHECK(lifetime(&q, max0->h) == 0 && T.st.mc_ttl == 60);
+	CHECK(lifetime(&q, max0->h) == 0 && T.st.mc_ttl == 61);
 	CHECK(get(&q, ROOT, T0) == PE_REFRESH);
 	CHECK(get(&q, RQ(.h = H(HOST, "Cache-Control", "max-stale")), T0 + 30) == PE_HIT);
 }
@@ -2156,7 +2156,7 @@ test_heuristic_freshness(void)
 	CHECK(refusal(&p, ROOT, RS(.h = H(CT_TEXT, "Last-Modified", date(T0 - 5)))) == SR_ZERO_TTL);
 	/* with storage_ttl it is kept, but stale: never a Hit */
 	p.storage_ttl = 600;
-	CHECK(lifetime(&p, H(CT_TEXT)) == 0 && T.st.mc_ttl == 600);
+	CHECK(lifetime(&p, H(CT_TEXT)) == 0 && T.st.mc_ttl == 601);
 	CHECK(get(&p, ROOT, T0) == PE_REFRESH);
 	CHECK(get(&p, RQ(.h = H(HOST, "Cache-Control", "max-stale")), T0) == PE_HIT);
 	p.storage_ttl = -1;
@@ -2442,7 +2442,7 @@ test_far_future_expiry(void)
 {
 	struct sc_policy p = policy_cc(), k = policy();
 
-	CHECK(policy_mc_exptime(60, T0) == 60);
+	CHECK(policy_mc_exptime(60, T0) == 61);
 	CHECK(policy_mc_exptime(30 * DAY, T0) == 30 * DAY);
 	CHECK(policy_mc_exptime(30 * DAY + 1, T0) == T0 + 30 * DAY + 1);
 	CHECK(policy_mc_exptime(CC_DELTA_MAX, T0) == INT32_MAX);
