@@ -246,10 +246,12 @@ def reaped_children_secs():
 
 # ---------------------------------------------------------------- HTTP probes
 
-def get(port, path):
+def get(port, path, host=None):
+    """One GET; host: the Host header (default: 127.0.0.1:port). The nodes of
+    a fleet stand behind one name, so their clients send the same one."""
     conn = http.client.HTTPConnection(HOST, port, timeout=10)
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers={"Host": host} if host else {})
         r = conn.getresponse()
         body = r.read()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, body
@@ -757,15 +759,16 @@ class Fleet:
         lat, codes, labels, origin = [], {}, {}, []
         lock = threading.Lock()
         for rnd in range(HERD_ROUNDS):
-            path = "/slow?ms=%d&k=herd-%s-%d-%s" % (HERD_ORIGIN_MS, sysname, rnd,
-                                                    uuid.uuid4().hex[:8])
+            # cacheable by every system (FLEET_POLICIES honour Cache-Control)
+            path = "/gen?delay=%d&h=Cache-Control:max-age=60&k=herd-%s-%d-%s" % (
+                HERD_ORIGIN_MS, sysname, rnd, uuid.uuid4().hex[:8])
             barrier = threading.Barrier(HERD_CLIENTS)
 
             def client(i):
                 try:
                     barrier.wait(timeout=30)
                     t0 = time.time()
-                    st, h, _ = get(ports[i % len(ports)], path)
+                    st, h, _ = get(ports[i % len(ports)], path, host="www.example.com")
                     dt = (time.time() - t0) * 1e3
                 except Exception as e:  # a refused or reset connection
                     st, h, dt = "error %s" % type(e).__name__, {}, None
