@@ -79,7 +79,9 @@ static int enc_keyed(char *buf, size_t cap, const char *cmd, const char *key, si
 	return w.bad ? -1 : (int)w.n;
 }
 
-int mc_enc_get(char *buf, size_t cap, const char *key, size_t klen, uint32_t opaque)
+/* "mg <key> v f t[ c[ N<vivify>]] O<opaque>\r\n" */
+static int enc_mg(char *buf, size_t cap, const char *key, size_t klen, int cas,
+		  uint32_t vivify, uint32_t opaque)
 {
 	int n = enc_keyed(buf, cap, "mg ", key, klen);
 	struct wr w = { buf, cap, 0, 0 };
@@ -87,55 +89,7 @@ int mc_enc_get(char *buf, size_t cap, const char *key, size_t klen, uint32_t opa
 	if (n < 0)
 		return -1;
 	w.n = (size_t)n;
-	wr_str(&w, " v f t O");
-	wr_u64(&w, opaque);
-	wr_str(&w, "\r\n");
-	return wr_end(&w);
-}
-
-int mc_enc_set(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,
-	       uint32_t ttl, uint32_t opaque)
-{
-	int n = enc_keyed(buf, cap, "ms ", key, klen);
-	struct wr w = { buf, cap, 0, 0 };
-
-	if (n < 0)
-		return -1;
-	w.n = (size_t)n;
-	wr_str(&w, " ");
-	wr_u64(&w, vlen);
-	wr_str(&w, " T");
-	wr_u64(&w, ttl);
-	wr_str(&w, " O");
-	wr_u64(&w, opaque);
-	wr_str(&w, "\r\n");
-	return wr_end(&w);
-}
-
-int mc_enc_delete(char *buf, size_t cap, const char *key, size_t klen, uint32_t opaque)
-{
-	int n = enc_keyed(buf, cap, "md ", key, klen);
-	struct wr w = { buf, cap, 0, 0 };
-
-	if (n < 0)
-		return -1;
-	w.n = (size_t)n;
-	wr_str(&w, " O");
-	wr_u64(&w, opaque);
-	wr_str(&w, "\r\n");
-	return wr_end(&w);
-}
-
-int mc_enc_get_meta(char *buf, size_t cap, const char *key, size_t klen, uint32_t vivify,
-		    uint32_t opaque)
-{
-	int n = enc_keyed(buf, cap, "mg ", key, klen);
-	struct wr w = { buf, cap, 0, 0 };
-
-	if (n < 0)
-		return -1;
-	w.n = (size_t)n;
-	wr_str(&w, " v f t c");
+	wr_str(&w, cas ? " v f t c" : " v f t");
 	if (vivify > 0) {
 		wr_str(&w, " N");
 		wr_u64(&w, vivify);
@@ -146,8 +100,9 @@ int mc_enc_get_meta(char *buf, size_t cap, const char *key, size_t klen, uint32_
 	return wr_end(&w);
 }
 
-int mc_enc_add(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,
-	       uint32_t ttl, uint32_t opaque)
+/* "ms <key> <vlen> T<ttl>[ ME] O<opaque>\r\n" */
+static int enc_ms(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,
+		  uint32_t ttl, int add, uint32_t opaque)
 {
 	int n = enc_keyed(buf, cap, "ms ", key, klen);
 	struct wr w = { buf, cap, 0, 0 };
@@ -159,14 +114,15 @@ int mc_enc_add(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,
 	wr_u64(&w, vlen);
 	wr_str(&w, " T");
 	wr_u64(&w, ttl);
-	wr_str(&w, " ME O");
+	wr_str(&w, add ? " ME O" : " O");
 	wr_u64(&w, opaque);
 	wr_str(&w, "\r\n");
 	return wr_end(&w);
 }
 
-int mc_enc_invalidate(char *buf, size_t cap, const char *key, size_t klen, uint32_t ttl,
-		      uint32_t opaque)
+/* "md <key>[ I T<ttl>] O<opaque>\r\n" */
+static int enc_md(char *buf, size_t cap, const char *key, size_t klen, int invalidate,
+		  uint32_t ttl, uint32_t opaque)
 {
 	int n = enc_keyed(buf, cap, "md ", key, klen);
 	struct wr w = { buf, cap, 0, 0 };
@@ -174,12 +130,48 @@ int mc_enc_invalidate(char *buf, size_t cap, const char *key, size_t klen, uint3
 	if (n < 0)
 		return -1;
 	w.n = (size_t)n;
-	wr_str(&w, " I T");
-	wr_u64(&w, ttl);
+	if (invalidate) {
+		wr_str(&w, " I T");
+		wr_u64(&w, ttl);
+	}
 	wr_str(&w, " O");
 	wr_u64(&w, opaque);
 	wr_str(&w, "\r\n");
 	return wr_end(&w);
+}
+
+int mc_enc_get(char *buf, size_t cap, const char *key, size_t klen, uint32_t opaque)
+{
+	return enc_mg(buf, cap, key, klen, 0, 0, opaque);
+}
+
+int mc_enc_get_meta(char *buf, size_t cap, const char *key, size_t klen, uint32_t vivify,
+		    uint32_t opaque)
+{
+	return enc_mg(buf, cap, key, klen, 1, vivify, opaque);
+}
+
+int mc_enc_set(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,
+	       uint32_t ttl, uint32_t opaque)
+{
+	return enc_ms(buf, cap, key, klen, vlen, ttl, 0, opaque);
+}
+
+int mc_enc_add(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,
+	       uint32_t ttl, uint32_t opaque)
+{
+	return enc_ms(buf, cap, key, klen, vlen, ttl, 1, opaque);
+}
+
+int mc_enc_delete(char *buf, size_t cap, const char *key, size_t klen, uint32_t opaque)
+{
+	return enc_md(buf, cap, key, klen, 0, 0, opaque);
+}
+
+int mc_enc_invalidate(char *buf, size_t cap, const char *key, size_t klen, uint32_t ttl,
+		      uint32_t opaque)
+{
+	return enc_md(buf, cap, key, klen, 1, ttl, opaque);
 }
 
 static int enc_lit(char *buf, size_t cap, const char *s)
