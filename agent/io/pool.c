@@ -1025,24 +1025,43 @@ static int request_ok(struct pool *p, pool_cb cb)
 	return 1;
 }
 
-int pool_get(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg)
+/* The request of a keyed command, its shard checked (NULL: a caller
+ * error, nothing allocated); mcb instead of cb for pool_get_meta(). */
+static struct req *keyed_req(struct pool *p, const char *key, size_t klen, enum req_kind kind,
+			     pool_cb cb, pool_meta_cb mcb, void *arg)
 {
-	char hdr[MC_MAX_HDR];
 	struct req *r;
-	int shard, n;
+	int shard;
 
-	if (!request_ok(p, cb) || (shard = pool_shard_of(p, key, klen)) < 0)
-		return -1;
-	r = req_new(p, &p->shards[shard], RQ_GET, cb, arg);
-	if (r == NULL)
-		return -1;
-	n = mc_enc_get(hdr, sizeof(hdr), key, klen, r->opaque);
+	if (p == NULL || (cb == NULL && mcb == NULL) || p->closing ||
+	    (shard = pool_shard_of(p, key, klen)) < 0)
+		return NULL;
+	r = req_new(p, &p->shards[shard], kind, cb, arg);
+	if (r != NULL)
+		r->mcb = mcb;
+	return r;
+}
+
+/* Send r as encoded (n bytes of hdr, -1: the encoder refused), with its
+ * value; 0, or -1 with r freed. */
+static int keyed_send(struct req *r, const char *hdr, int n, const void *val, size_t vlen)
+{
 	if (n < 0) {
 		free(r);
 		return -1;
 	}
-	submit(r, hdr, (size_t)n, NULL, 0);
+	submit(r, hdr, (size_t)n, val, vlen);
 	return 0;
+}
+
+int pool_get(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg)
+{
+	char hdr[MC_MAX_HDR];
+	struct req *r = keyed_req(p, key, klen, RQ_GET, cb, NULL, arg);
+
+	if (r == NULL)
+		return -1;
+	return keyed_send(r, hdr, mc_enc_get(hdr, sizeof(hdr), key, klen, r->opaque), NULL, 0);
 }
 
 int pool_set(struct pool *p, const char *key, size_t klen, const void *val, size_t vlen,
@@ -1225,43 +1244,23 @@ int pool_set_take(struct pool *p, const char *key, size_t klen, void *val, size_
 int pool_delete(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg)
 {
 	char hdr[MC_MAX_HDR];
-	struct req *r;
-	int shard, n;
+	struct req *r = keyed_req(p, key, klen, RQ_DELETE, cb, NULL, arg);
 
-	if (!request_ok(p, cb) || (shard = pool_shard_of(p, key, klen)) < 0)
-		return -1;
-	r = req_new(p, &p->shards[shard], RQ_DELETE, cb, arg);
 	if (r == NULL)
 		return -1;
-	n = mc_enc_delete(hdr, sizeof(hdr), key, klen, r->opaque);
-	if (n < 0) {
-		free(r);
-		return -1;
-	}
-	submit(r, hdr, (size_t)n, NULL, 0);
-	return 0;
+	return keyed_send(r, hdr, mc_enc_delete(hdr, sizeof(hdr), key, klen, r->opaque), NULL, 0);
 }
 
 int pool_get_meta(struct pool *p, const char *key, size_t klen, uint32_t vivify,
 		  pool_meta_cb cb, void *arg)
 {
 	char hdr[MC_MAX_HDR];
-	struct req *r;
-	int shard, n;
+	struct req *r = keyed_req(p, key, klen, RQ_GET, NULL, cb, arg);
 
-	if (p == NULL || cb == NULL || p->closing || (shard = pool_shard_of(p, key, klen)) < 0)
-		return -1;
-	r = req_new(p, &p->shards[shard], RQ_GET, NULL, arg);
 	if (r == NULL)
 		return -1;
-	r->mcb = cb;
-	n = mc_enc_get_meta(hdr, sizeof(hdr), key, klen, vivify, r->opaque);
-	if (n < 0) {
-		free(r);
-		return -1;
-	}
-	submit(r, hdr, (size_t)n, NULL, 0);
-	return 0;
+	return keyed_send(r, hdr, mc_enc_get_meta(hdr, sizeof(hdr), key, klen, vivify, r->opaque),
+	    NULL, 0);
 }
 
 int pool_add(struct pool *p, const char *key, size_t klen, const void *val, size_t vlen,
@@ -1269,42 +1268,24 @@ int pool_add(struct pool *p, const char *key, size_t klen, const void *val, size
 {
 	char hdr[MC_MAX_HDR];
 	struct req *r;
-	int shard, n;
 
-	if (!request_ok(p, cb) || (shard = pool_shard_of(p, key, klen)) < 0 ||
-	    (val == NULL && vlen) || vlen > p->conf->max_item_size)
+	if (p == NULL || cb == NULL || (val == NULL && vlen) || vlen > p->conf->max_item_size ||
+	    (r = keyed_req(p, key, klen, RQ_SET, cb, NULL, arg)) == NULL)
 		return -1;
-	r = req_new(p, &p->shards[shard], RQ_SET, cb, arg);
-	if (r == NULL)
-		return -1;
-	n = mc_enc_add(hdr, sizeof(hdr), key, klen, vlen, ttl, r->opaque);
-	if (n < 0) {
-		free(r);
-		return -1;
-	}
-	submit(r, hdr, (size_t)n, val ? val : "", vlen);
-	return 0;
+	return keyed_send(r, hdr, mc_enc_add(hdr, sizeof(hdr), key, klen, vlen, ttl, r->opaque),
+	    val ? val : "", vlen);
 }
 
 int pool_invalidate(struct pool *p, const char *key, size_t klen, uint32_t ttl,
 		    pool_cb cb, void *arg)
 {
 	char hdr[MC_MAX_HDR];
-	struct req *r;
-	int shard, n;
+	struct req *r = keyed_req(p, key, klen, RQ_DELETE, cb, NULL, arg);
 
-	if (!request_ok(p, cb) || (shard = pool_shard_of(p, key, klen)) < 0)
-		return -1;
-	r = req_new(p, &p->shards[shard], RQ_DELETE, cb, arg);
 	if (r == NULL)
 		return -1;
-	n = mc_enc_invalidate(hdr, sizeof(hdr), key, klen, ttl, r->opaque);
-	if (n < 0) {
-		free(r);
-		return -1;
-	}
-	submit(r, hdr, (size_t)n, NULL, 0);
-	return 0;
+	return keyed_send(r, hdr, mc_enc_invalidate(hdr, sizeof(hdr), key, klen, ttl, r->opaque),
+	    NULL, 0);
 }
 
 static int shard_cmd(struct pool *p, int shard, enum req_kind kind, pool_cb cb, void *arg)
