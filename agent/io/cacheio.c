@@ -436,27 +436,35 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 /* ---- store ---- */
 
 /*
- * A store is answered as soon as policy_response() has decided: the
- * client's label (Miss or Refresh) does not wait for memcached. The set
- * then finishes in the background, owned by a struct bg_store that only
- * counts: memcached's answer changes no label any more, so a failure is a
- * metric (store_failures) and a debug line, and the next request for the
- * key is a Miss again. What background stores of one worker hold is capped
- * (memcached.store_backlog): past it a new store is refused, Bypass,
- * rather than queued, so a slow shard costs bounded memory.
+ * A store's label (Miss or Refresh) is decided by policy_response() and
+ * does not wait for memcached's answer: the store is answered as soon as
+ * its set has left the agent (store_sent: written to the shard's socket,
+ * in the same batch as the other requests of that loop pass), so that the
+ * request its answer leads to reaches memcached after the set, through
+ * any connection, worker or HAProxy, and is a Hit. The set then finishes
+ * in the background: memcached's answer changes no label any more, so a
+ * failure is a metric (store_failures) and a debug line, and the next
+ * request for the key is a Miss again. What background stores of one
+ * worker hold is capped (memcached.store_backlog): past it a new store is
+ * refused, Bypass, rather than queued, so a slow shard costs bounded
+ * memory.
  *
  * An invalidation still waits for its delete: the client that changed a
  * resource must not read the old one back with its next request.
  *
- * Ownership: store_start() allocates a bg_store, the pool owns the encoded
- * entry (pool_set_take) and calls store_done() exactly once, which frees
- * the bg_store; that includes a pool freed with the set in flight (a
- * reload, shutdown): a failure then. Nothing of the SPOP request is kept,
- * so an HAProxy connection closing changes nothing. struct inval is the
- * synchronous delete's and holds its request until inval_done().
+ * Ownership: store_start() allocates a bg_store; the pool owns the encoded
+ * entry (pool_set_take) and calls store_sent() then store_done() exactly
+ * once each, in that order, also for a set that fails or a pool freed with
+ * it in flight (a reload, shutdown: a failure then). store_sent() answers
+ * the SPOP request and forgets it (an HAProxy connection closing before
+ * that only detaches it, see spoeconn.h); store_done() frees the bg_store.
+ * struct inval is the synchronous delete's and holds its request until
+ * inval_done().
  */
 struct bg_store {
 	struct cache_env *env;
+	struct spoe_req *r;	/* until store_sent() answers it */
+	const char *label;	/* its answer: Miss or Refresh (static) */
 	size_t bytes;		/* counted in env->backlog until the answer */
 	int unlock;		/* release the refresh lock once memcached answers */
 	char key[KEY_HEX_LEN];
@@ -519,6 +527,15 @@ also_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 }
 
 static void
+store_sent(void *arg)
+{
+	struct bg_store *S = arg;
+
+	answer(S->r, S->label);
+	S->r = NULL;
+}
+
+static void
 store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 {
 	struct bg_store *S = arg;
@@ -526,6 +543,8 @@ store_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 
 	(void)val;
 	(void)vlen;
+	if (S->r != NULL)	/* cannot happen: the pool calls store_sent() first */
+		store_sent(S);
 	env->backlog -= S->bytes;
 	M_ADD(env->m, store_backlog, -(int64_t)S->bytes);
 	if (S->unlock)
@@ -555,8 +574,9 @@ inval_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 	free(I);
 }
 
-/* Start the background set of ps's entry; answer r with its label, or
- * Bypass when it cannot be started. */
+/* Start the background set of ps's entry; r is answered with its label
+ * once the set has left (store_sent), or at once with Bypass when it
+ * cannot be started. */
 static void
 store_start(struct cache_env *env, struct spoe_req *r, const struct pol_store *ps,
     const struct entry_auth *auth)
@@ -584,20 +604,21 @@ store_start(struct cache_env *env, struct spoe_req *r, const struct pol_store *p
 		return;
 	}
 	S->env = env;
+	S->r = r;
+	S->label = ps->label;
 	S->bytes = (size_t)n;
 	S->unlock = ps->unlock;
 	memcpy(S->key, ps->key, KEY_HEX_LEN);
+	set_cstatus(r, ps->cstatus, strlen(ps->cstatus));	/* before store_sent() answers */
 	/* buf is the pool's from here, whatever this returns */
 	if (pool_set_take(env->pool, ps->key, KEY_HEX_LEN, buf, (size_t)n, ps->mc_ttl,
-	    store_done, S) < 0) {
+	    store_done, store_sent, S) < 0) {
 		free(S);
 		refuse(env, r, SR_STORE_FAILED);
 		return;
 	}
 	env->backlog += S->bytes;
 	M_ADD(env->m, store_backlog, (int64_t)S->bytes);
-	set_cstatus(r, ps->cstatus, strlen(ps->cstatus));
-	answer(r, ps->label);
 }
 
 /* ---- the store step's reads: revalidation (304) and stale-if-error ---- */

@@ -22,7 +22,6 @@
 #include <string.h>
 #include <sys/queue.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <syslog.h>
 #include <time.h>
 
@@ -1108,58 +1107,73 @@ int pool_set(struct pool *p, const char *key, size_t klen, const void *val, size
 	return 0;
 }
 
-/* libevent's cleanup for a value handed over by pool_set_take(): extra is
- * the start of the value (data may point past it, after a partial write). */
+/* libevent's cleanup for a value handed over by pool_set_take(). */
 static void taken_val_free(const void *data, size_t len, void *extra)
+{
+	(void)len;
+	(void)extra;
+	free((void *)data);
+}
+
+/*
+ * What pool_set_take() keeps to call sent before cb exactly once. Shared by
+ * the request (its cb is set_take_done) and, once the set is queued, by the
+ * output buffer chain of its final CRLF, whose cleanup runs when that chain
+ * is written (or freed with the connection): freed when both are done with
+ * it. The two can come in either order (a bufferevent may be freed after
+ * its failed requests were answered), hence the count.
+ */
+struct set_take {
+	pool_cb cb;
+	pool_sent_cb sent;
+	void *arg;
+	int refs;
+	int fired;
+};
+
+static void set_take_fire(struct set_take *t)
+{
+	if (!t->fired) {
+		t->fired = 1;
+		t->sent(t->arg);
+	}
+}
+
+static void set_take_put(struct set_take *t)
+{
+	if (--t->refs == 0)
+		free(t);
+}
+
+static void set_take_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
+{
+	struct set_take *t = arg;
+
+	set_take_fire(t);
+	t->cb(t->arg, st, val, vlen);
+	set_take_put(t);
+}
+
+static void set_take_written(const void *data, size_t len, void *extra)
 {
 	(void)data;
 	(void)len;
-	free(extra);
+	set_take_fire(extra);
+	set_take_put(extra);
 }
 
 /*
- * Write the set (hdr, val, "\r\n") straight to c's socket when nothing is
- * queued before it: the bytes a write took, or -1 (nothing written; the
- * caller queues it all). Its caller answers HAProxy before memcached
- * answers the set, so the set is put on the wire first: the next request
- * that answer leads to cannot reach memcached before it (a lookup on
- * another connection, even another worker's, could otherwise overtake it
- * while this thread waits for the CPU between two writes). Written here
- * rather than queued, it also costs the bufferevent no write event to add
- * and delete (two epoll_ctl). TLS: only the bufferevent may write through
- * the SSL object.
+ * submit() for a set whose value the pool owns: the value is referenced by
+ * the output buffer, not copied into it, and the CRLF after it tells t when
+ * it is written. Kept apart from submit() so that the path of every other
+ * request stays as it is.
  */
-static ssize_t set_write_now(struct conn *c, const char *hdr, size_t hlen, void *val, size_t vlen)
-{
-	struct iovec iov[3] = {
-		{ (void *)hdr, hlen }, { val, vlen }, { (void *)"\r\n", 2 },
-	};
-	struct msghdr mh;
-	ssize_t w;
-
-	if (c->state != CONN_READY || c->shard->pool->tls ||
-	    evbuffer_get_length(bufferevent_get_output(c->bev)) > 0)
-		return -1;
-	memset(&mh, 0, sizeof(mh));
-	mh.msg_iov = iov;
-	mh.msg_iovlen = 3;
-	w = sendmsg(bufferevent_getfd(c->bev), &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
-	return w > 0 ? w : -1;	/* full, or an error the bufferevent will see */
-}
-
-/*
- * submit() for a set whose value the pool owns: written at once when it
- * can be (set_write_now), else the value is referenced by the output
- * buffer, not copied into it. Kept apart from submit() so that the path of
- * every other request stays as it is.
- */
-static void submit_take(struct req *r, const char *hdr, size_t hlen, void *val, size_t vlen)
+static void submit_take(struct req *r, struct set_take *t, const char *hdr, size_t hlen,
+			void *val, size_t vlen)
 {
 	struct shard *s = r->shard;
 	struct conn *c;
 	struct evbuffer *out;
-	size_t done = 0, voff, crlf;
-	ssize_t w;
 
 	s->st.requests++;
 	if (!s->up) {
@@ -1174,33 +1188,21 @@ static void submit_take(struct req *r, const char *hdr, size_t hlen, void *val, 
 		shard_failure(s, "cannot open a connection");
 		return;
 	}
-	if ((w = set_write_now(c, hdr, hlen, val, vlen)) > 0)
-		done = (size_t)w;
-	if (done == hlen + vlen + 2) {
-		free(val);
-		conn_push(c, r);
-		return;
-	}
-	/* Queue what was not written, in order. */
 	out = bufferevent_get_output(c->bev);
-	if (done < hlen && evbuffer_add(out, hdr + done, hlen - done) < 0) {
+	if (evbuffer_add(out, hdr, hlen) < 0) {
 		free(val);
 		goto fail;
 	}
-	voff = done > hlen ? done - hlen : 0;
-	if (voff < vlen) {
-		/* On failure libevent does not call the cleanup: the value is ours. */
-		if (evbuffer_add_reference(out, (char *)val + voff, vlen - voff, taken_val_free,
-		    val) < 0) {
-			free(val);
-			goto fail;
-		}
-	} else {
+	/* On failure libevent does not call the cleanup: the value is ours. */
+	if (evbuffer_add_reference(out, val, vlen, taken_val_free, NULL) < 0) {
 		free(val);
-	}
-	crlf = done > hlen + vlen ? done - hlen - vlen : 0;	/* 0 or 1: not all was written */
-	if (evbuffer_add(out, "\r\n" + crlf, 2 - crlf) < 0)
 		goto fail;
+	}
+	t->refs++;
+	if (evbuffer_add_reference(out, "\r\n", 2, set_take_written, t) < 0) {
+		t->refs--;
+		goto fail;
+	}
 	conn_push(c, r);
 	return;
 fail:
@@ -1210,34 +1212,44 @@ fail:
 }
 
 int pool_set_take(struct pool *p, const char *key, size_t klen, void *val, size_t vlen,
-		  uint32_t ttl, pool_cb cb, void *arg)
+		  uint32_t ttl, pool_cb cb, pool_sent_cb sent, void *arg)
 {
 	char hdr[MC_MAX_HDR];
+	struct set_take *t;
 	struct req *r;
 	int shard, n;
 
-	if (val == NULL || !request_ok(p, cb) || (shard = pool_shard_of(p, key, klen)) < 0) {
+	if (val == NULL || sent == NULL || !request_ok(p, cb) ||
+	    (shard = pool_shard_of(p, key, klen)) < 0 || (t = calloc(1, sizeof(*t))) == NULL) {
 		free(val);
 		return -1;
 	}
+	t->cb = cb;
+	t->sent = sent;
+	t->arg = arg;
+	t->refs = 1;	/* the request's */
 	if (vlen > p->conf->max_item_size) {
 		/* pool_set() logs and fails it (MC_TOOBIG) without reading val */
-		n = pool_set(p, key, klen, val, vlen, ttl, cb, arg);
+		n = pool_set(p, key, klen, val, vlen, ttl, set_take_done, t);
 		free(val);
+		if (n < 0)
+			free(t);
 		return n;
 	}
-	r = req_new(p, &p->shards[shard], RQ_SET, cb, arg);
+	r = req_new(p, &p->shards[shard], RQ_SET, set_take_done, t);
 	if (r == NULL) {
+		free(t);
 		free(val);
 		return -1;
 	}
 	n = mc_enc_set(hdr, sizeof(hdr), key, klen, vlen, ttl, r->opaque);
 	if (n < 0) {
 		free(r);
+		free(t);
 		free(val);
 		return -1;
 	}
-	submit_take(r, hdr, (size_t)n, val, vlen);
+	submit_take(r, t, hdr, (size_t)n, val, vlen);
 	return 0;
 }
 

@@ -128,9 +128,20 @@ int pool_set(struct pool *p, const char *key, size_t klen, const void *val, size
  * goes into the connection's output as it is and is freed once written, or
  * when the request fails. The pool owns val from the call on, whatever the
  * call returns (-1 included). For a large entry, one copy less.
+ *
+ * sent(arg) tells when the set has left the agent: its last byte written to
+ * the socket (TLS: to the SSL object), so that any request made after sent
+ * reaches memcached after it, on whatever connection. When 0 is returned it
+ * is called exactly once, before cb: on the write, or, for a set that is
+ * never written (shard down, connection lost, pool freed), right before cb.
+ * Never from inside this call (but, when memory runs out, maybe from inside
+ * another request call that has to close the connection); it may come from
+ * inside libevent's drain of the output buffer, so it must not make a
+ * request on this pool.
  */
+typedef void (*pool_sent_cb)(void *arg);
 int pool_set_take(struct pool *p, const char *key, size_t klen, void *val, size_t vlen,
-		  uint32_t ttl, pool_cb cb, void *arg);
+		  uint32_t ttl, pool_cb cb, pool_sent_cb sent, void *arg);
 int pool_delete(struct pool *p, const char *key, size_t klen, pool_cb cb, void *arg);
 
 /*

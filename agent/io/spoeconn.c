@@ -798,8 +798,9 @@ encode_ack(struct spoe_req *r, uint8_t *buf, size_t cap)
  * bufferevent would add its write event for it and delete it once written
  * (two epoll_ctl and one more loop pass per ACK); with other ACKs due, the
  * bufferevent's one write for all of them is the cheaper path. 1: the ACK
- * is written whole; 0: nothing was written (queue it); -1: a part was
- * written and the rest is queued here.
+ * is written, or what the socket did not take is queued here; 0: not taken
+ * (the caller queues it). Counted before it is written: HAProxy may act on
+ * it before this thread runs another instruction.
  */
 static int
 send_ack_direct(struct spoe_conn *c, struct spoe_req *r, size_t want)
@@ -827,14 +828,13 @@ send_ack_direct(struct spoe_conn *c, struct spoe_req *r, size_t want)
 	n = encode_ack(r, s->ackbuf, cap);
 	if (n < 0)
 		return 0;	/* over the frame size: send_ack() says so */
+	M_INC(s->m, frames_out);
 	w = send(bufferevent_getfd(c->bev), s->ackbuf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
-	if (w == n)
-		return 1;
-	if (w <= 0)
-		return 0;	/* full, or an error the bufferevent will see */
-	if (bufferevent_write(c->bev, s->ackbuf + w, (size_t)(n - w)) < 0)
+	if (w < 0)
+		w = 0;		/* full, or an error the bufferevent will see */
+	if (w < n && bufferevent_write(c->bev, s->ackbuf + w, (size_t)(n - w)) < 0)
 		conn_disconnect(c, SPOP_ST_RES, "out of memory");
-	return -1;
+	return 1;
 }
 
 static void
@@ -848,10 +848,8 @@ send_ack(struct spoe_conn *c, struct spoe_req *r)
 
 	if (want < cap)
 		cap = want;	/* an estimate from above: never reserve more than needed */
-	if (send_ack_direct(c, r, want) != 0) {
-		M_INC(c->srv->m, frames_out);
+	if (send_ack_direct(c, r, want))
 		return;
-	}
 	if (evbuffer_reserve_space(out, (ev_ssize_t)cap, &v, 1) < 1) {
 		conn_disconnect(c, SPOP_ST_RES, "out of memory");
 		return;
@@ -880,6 +878,9 @@ spoe_req_done(struct spoe_req *r)
 {
 	struct spoe_conn *c = r->conn;
 
+	/* Before the ACK: HAProxy, and whoever reads /metrics after its
+	 * answer, may see it before this thread goes on. */
+	M_ADD(r->srv->m, inflight, -1);
 	if (c != NULL) {
 		TAILQ_REMOVE(&c->reqs, r, link);
 		c->inflight--;
@@ -893,7 +894,6 @@ spoe_req_done(struct spoe_req *r)
 		if (c->inflight < c->srv->conf->max_inflight)
 			conn_unstall(c, STALL_INFLIGHT);
 	}
-	M_ADD(r->srv->m, inflight, -1);
 	free(r->hold);
 	free(r);
 }

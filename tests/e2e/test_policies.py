@@ -73,10 +73,12 @@ def test_cache_ttl_and_storage_ttl(procs):
     time.sleep(2.2)
     # memcached dropped it with the lifetime: a plain Miss.
     assert status(s.get("/gen?body=t1")) == "Miss"
-    s2 = Stack(procs, policies=policy(cache_ttl=1) + policy("kept", cache_ttl=1, storage_ttl=60),
+    # Age counts whole seconds, so a 1 s freshness could end between the
+    # Refresh and the Hit after it: 2 s leaves a whole second for that.
+    s2 = Stack(procs, policies=policy(cache_ttl=1) + policy("kept", cache_ttl=2, storage_ttl=60),
                policy="kept", shards=s.shards)
     assert twice(s2, "/gen?body=t2") == ("Miss", "Hit")
-    time.sleep(2.2)
+    time.sleep(3.2)
     # Still stored, no longer fresh: Refresh, and the origin is asked.
     assert status(s2.get("/gen?body=t2")) == "Refresh"
     assert s2.origin_count("/gen?body=t2") == 2

@@ -389,10 +389,11 @@ def test_lookup_store_lookup(procs):
 
 @test
 def test_large_entries_round_trip(procs):
-    """Large entries are written to memcached at once when the socket takes
-    them, else in part with the rest queued behind, in order (a frozen shard
-    fills the socket buffers: 60 entries of 200 KB): every byte comes back
-    once it thaws."""
+    """Large entries, and 60 of 200 KB sent to a frozen shard: its socket
+    buffers fill, the sets wait in the agent's output, and each store is
+    answered only once its set has left the agent (so that a lookup made
+    after the answer cannot overtake it). Once the shard thaws, every
+    answer comes, and every byte comes back."""
     ag = Agent(procs, nshards=1, timeout_ms=60000)
     c = ag.ready(max_frame=262140)
     rnd = random.Random(18)
@@ -410,12 +411,16 @@ def test_large_entries_round_trip(procs):
         ctxs[url] = a["ctx"]
     os.kill(ag.shards[0].pid, signal.SIGSTOP)
     try:
-        for url, ctx in ctxs.items():
-            s = c.store(next_id(), 1, ctx, 200, std_response_headers(bodies[url]), bodies[url])
-            assert s["status"] == "Miss", s
-        assert ag.metric("spoe_cache_store_backlog_bytes") > 60 * 200000
+        for sid, (url, ctx) in enumerate(ctxs.items(), 9000):
+            c.send_raw(c.store_frame(sid, 1, ctx, 200, std_response_headers(bodies[url]),
+                                     bodies[url]))
+        wait_for(lambda: ag.metric("spoe_cache_store_backlog_bytes") > 60 * 200000,
+                 timeout=30, what="the 60 stores taken")
     finally:
         os.kill(ag.shards[0].pid, signal.SIGCONT)
+    acks = c.recv_acks(60, timeout=60)
+    assert sorted(a.sid for a in acks) == list(range(9000, 9060)), acks
+    assert all(a["status"] == "Miss" for a in acks), acks
     ag.wait_stored()
     assert ag.metric("spoe_cache_stores_total") == 63
     for url, body in bodies.items():
