@@ -1,15 +1,15 @@
 /*
- * l1.h - may HAProxy's node-local tier (L1, the per-thread store in
- * lua-glue/spoe-cache.lua) keep this hit, and for how long?
+ * l1.h - may HAProxy's node-local tier (L1: HAProxy's own cache, the
+ * templates' spoe-cache-l1 section) keep this hit, and for how long?
  *
  * The L1 answers requests before the agent is asked, so it may only keep
  * what any plain request for the same URL would get from the agent: a Hit
  * of a full GET, for a policy whose key depends on the URL alone, of an
  * entry without Vary, asked by a request that carries nothing the agent
  * treats specially (Authorization, conditionals, a consumer, a body,
- * request Cache-Control or Pragma, Range). The Lua side refuses such requests on
- * its own too; this is the agent's half, the one that knows the policy
- * and the entry.
+ * request Cache-Control or Pragma, Range). The template's cache-use line
+ * refuses such requests on its own too; this is the agent's half, the one
+ * that knows the policy and the entry.
  *
  * Pure: time is an argument. Must not widen what policy.c decides: it only
  * ever narrows a Hit to "also keep it in L1 for n ms".

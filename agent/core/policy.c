@@ -1408,7 +1408,7 @@ static int
 keep_header(const struct hdr *h, const struct conn_lines *cl, int cookies)
 {
 	static const char *const drop[] = {
-		"content-length", "age", "x-cache-status", "x-cache-key", NULL
+		"content-length", "age", "x-cache-status", "x-cache-key", "x-spoe-cache-l1", NULL
 	};
 
 	if (hdrs_is_hop_by_hop(h->name, h->nlen))
@@ -1888,7 +1888,7 @@ updates(const struct hdr *h)
 {
 	static const char *const never[] = {
 		"content-length", "age", "set-cookie", "set-cookie2", "x-cache-status",
-		"x-cache-key", "transfer-encoding", NULL
+		"x-cache-key", "x-spoe-cache-l1", "transfer-encoding", NULL
 	};
 
 	if (hdrs_is_hop_by_hop(h->name, h->nlen) || !hdr_name_valid(h->name, h->nlen) ||

@@ -9,7 +9,7 @@ and four front ends on that origin:
             (its environment variables only, as tests/lib/stack.py sets them,
             with a rate limit that never triggers) and ./spoe-cache-agent:
             hits from the node-local tier (L1), as the template ships
-  ours      the same with the L1 off (SPOE_CACHE_L1_MB=0): every hit from
+  ours      the same with the L1 off (SPOE_CACHE_L1_TTL=0): every hit from
             the agent and the shared pool (L2)
   floor     the same template and agent, but the lookup names a policy that
             answers Bypass at once and every request is answered by a Lua
@@ -400,7 +400,7 @@ class Bench:
             "SPOE_CACHE_STATS_SOCKET": ours_sock,
             "SPOE_CACHE_RATE_LIMIT": str(RATE_LIMIT),
             "SPOE_CACHE_POLICY": "default",
-            "SPOE_CACHE_L1_MB": "0",
+            "SPOE_CACHE_L1_TTL": "0",
         }
         ours = haproxy(pr, "ours", template, env, ours_port)
         # The template leaves nbthread to HAProxy (one per CPU); the others copy it.
@@ -410,7 +410,7 @@ class Bench:
         self.fronts = {"ours": ours}
         port = free_port()
         self.fronts["l1"] = haproxy(pr, "l1", template, dict(
-            env, SPOE_CACHE_BIND="%s:%d" % (HOST, port), SPOE_CACHE_L1_MB="16",
+            env, SPOE_CACHE_BIND="%s:%d" % (HOST, port), SPOE_CACHE_L1_TTL="1",
             SPOE_CACHE_STATS_SOCKET=pr.path("haproxy-l1.sock")), port)
         with open(template) as f:
             text = f.read()
@@ -1014,7 +1014,7 @@ def report(b):
     say("wrk -t%d, %d s per run after a %d s warm-up; %s, nbthread %s for every HAProxy; "
         "nginx %d workers" % (WRK_THREADS, DURATION, WARMUP, b.haproxy_version, b.nbthread,
                               WORKERS))
-    say("L1 and ours (L2: SPOE_CACHE_L1_MB=0): haproxy-conf/cache-before-ratelimit.cfg "
+    say("L1 and ours (L2: SPOE_CACHE_L1_TTL=0): haproxy-conf/cache-before-ratelimit.cfg "
         "unchanged, agent -O2 with 2 threads, shards weighted 100/100/50 (ketama); "
         "every HAProxy with GLIBC_TUNABLES=%s"
         % HAPROXY_TUNABLES)

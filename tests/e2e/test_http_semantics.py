@@ -374,7 +374,7 @@ def test_rfc9211_cache_status(procs):
 
 @test
 def test_rfc9211_cache_status_on_l1_hits(procs):
-    s = Stack(procs, l1_mb=16, policies=policy(cache_status="true", l1_ttl="30"))
+    s = Stack(procs, l1_ttl=5, policies=policy(cache_status="true", l1_ttl="30"))
     conn = http.client.HTTPConnection(HOST, s.http_port, timeout=30)   # one HAProxy thread
 
     def get():

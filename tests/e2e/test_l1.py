@@ -3,10 +3,11 @@
 (the shipped template, L1 on as it ships), the agent, memcached and the
 origin.
 
-An L1 lives in one HAProxy thread, so each check talks over one keep-alive
-connection (one thread) and warms it until that thread answers from its L1
-(X-Cache-Tier: L1). What proves an answer came from the L1 and not the
-agent: the agent's lookup counters do not move.
+The L1 is HAProxy's own cache, shared by its threads; its lifetime is the
+template's SPOE_CACHE_L1_TTL (Stack(l1_ttl=N)). Each check warms a URL
+until HAProxy answers it from the L1 (X-Cache-Tier: L1). What proves an
+answer came from the L1 and not the agent: the agent's lookup counters do
+not move.
 """
 import http.client
 import os
@@ -34,7 +35,7 @@ def policies(**p):
 
 
 class Client:
-    """One keep-alive connection: one HAProxy thread."""
+    """One keep-alive connection."""
 
     def __init__(self, port):
         self.port = port
@@ -56,7 +57,7 @@ class Client:
         return r.status, h, body, sent
 
     def warm(self, path, headers=None):
-        """Request until this thread answers from its L1; that answer."""
+        """Request until HAProxy answers from its L1; that answer."""
         def l1():
             st, h, b, _ = self.req(path, headers)
             return (st, h, b) if h.get("x-cache-tier") == "L1" else None
@@ -73,7 +74,7 @@ def agent_lookups(s):
 
 @test
 def test_l1_hits_never_ask_the_agent(procs):
-    s = Stack(procs, l1_mb=16, policies=policies(l1_ttl="30"))
+    s = Stack(procs, l1_ttl=30, policies=policies(l1_ttl="30"))
     c = Client(s.http_port)
     st, h, b, _ = c.req("/text")
     assert h["x-cache-status"] == "Miss", h
@@ -106,9 +107,9 @@ def test_l1_hits_never_ask_the_agent(procs):
 
 @test
 def test_l1_off_with_one_setting(procs):
-    # SPOE_CACHE_L1_MB=0 is the template's "${SPOE_CACHE_L1_MB-16}": the
-    # same as deleting the line.
-    s = Stack(procs, l1_mb=0, policies=policies(l1_ttl="30"))
+    # SPOE_CACHE_L1_TTL=0 is the template's "${SPOE_CACHE_L1_TTL-1}": the
+    # same as deleting the cache-use line.
+    s = Stack(procs, l1_ttl=0, policies=policies(l1_ttl="30"))
     c = Client(s.http_port)
     c.req("/text")
     for _ in range(30):
@@ -119,8 +120,8 @@ def test_l1_off_with_one_setting(procs):
 
 @test
 def test_l1_age(procs):
-    s = Stack(procs, l1_mb=16, policies=policies(l1_ttl="30"))
-    port2, _ = s.node(SPOE_CACHE_L1_MB="0")
+    s = Stack(procs, l1_ttl=30, policies=policies(l1_ttl="30"))
+    port2, _ = s.node(SPOE_CACHE_L1_TTL="0")
     c, c2 = Client(s.http_port), Client(port2)
     c.req("/text")
     st, h, b = c.warm("/text")
@@ -139,7 +140,7 @@ def test_l1_age(procs):
 
 @test
 def test_l1_never_answers_what_the_agent_would_not(procs):
-    s = Stack(procs, l1_mb=16, policies=policies(
+    s = Stack(procs, l1_ttl=5, policies=policies(
         l1_ttl="30", cache_control="true",
         vh=dict(l1_ttl="30", vary_headers='["Accept-Language"]'),
         off=dict(l1_ttl="0")))
@@ -164,8 +165,8 @@ def test_l1_never_answers_what_the_agent_would_not(procs):
 
     # Responses with Vary are never kept, nor hits of a policy keyed on
     # headers, nor of a policy with l1_ttl = 0.
-    port_vh, _ = s.node(SPOE_CACHE_POLICY="vh", SPOE_CACHE_L1_MB="16")
-    port_off, _ = s.node(SPOE_CACHE_POLICY="off", SPOE_CACHE_L1_MB="16")
+    port_vh, _ = s.node(SPOE_CACHE_POLICY="vh")
+    port_off, _ = s.node(SPOE_CACHE_POLICY="off")
     for port, path in ((s.http_port, "/gen?body=v&h=Vary:Accept-Language&h=Cache-Control:max-age=60"),
                        (port_vh, "/text"), (port_off, "/text")):
         c = Client(port)
@@ -176,6 +177,32 @@ def test_l1_never_answers_what_the_agent_would_not(procs):
             hits += h2.get("x-cache-status") == "Hit"
         assert hits >= 28, (port, path, hits)   # the agent does serve them
         c.close()
+
+
+@test
+def test_l1_copies_turn_back_into_the_agents_answer(procs):
+    s = Stack(procs, l1_ttl=30, policies=policies(l1_ttl="30"))
+    c = Client(s.http_port)
+    # No validator and no lifetime (the policy's cache_ttl alone): the hit
+    # service adds an Expires for HAProxy's cache, and no answer shows it.
+    c.req("/text")
+    st, h, b = c.warm("/text")
+    assert "expires" not in h and "x-spoe-cache-l1" not in h, h
+    # The origin's own Expires stays, on the L2 hit and the L1 hits.
+    exp = "Sun, 06 Nov 2039 08:49:37 GMT"
+    p = "/gen?body=e&h=Expires:" + exp.replace(" ", "%20")
+    c.req(p)
+    st, h2, b2, _ = c.req(p)
+    assert h2["x-cache-tier"] == "L2" and h2["expires"] == exp, h2
+    st, h, b = c.warm(p)
+    assert h["expires"] == exp and "x-spoe-cache-l1" not in h, h
+    # An origin cannot forge the hit service's note: the agent does not
+    # store it, so it moves neither Age nor Expires.
+    p = "/gen?body=f&h=X-Spoe-Cache-L1:9999;e&h=Expires:" + exp.replace(" ", "%20")
+    c.req(p)
+    st, h, b = c.warm(p)
+    assert int(h["age"]) < 30 and h["expires"] == exp and "x-spoe-cache-l1" not in h, h
+    c.close()
 
 
 def poll_until_new(clients, path, old_body, what):
@@ -201,7 +228,7 @@ def poll_until_new(clients, path, old_body, what):
 @test
 def test_l1_bound_after_purge_flush_and_store_on_two_nodes(procs):
     ttl = 2
-    s = Stack(procs, l1_mb=16, policies=policies(l1_ttl=str(ttl)))
+    s = Stack(procs, l1_ttl=ttl, policies=policies(l1_ttl=str(ttl)))
     port2, _ = s.node()
     path = "/gen?serial=1"
     for event in ("purge", "flush", "store"):
@@ -240,7 +267,9 @@ def test_l1_bound_after_purge_flush_and_store_on_two_nodes(procs):
 
 @test
 def test_l1_never_outlives_freshness(procs):
-    s = Stack(procs, l1_mb=16, policies=policies(l1_ttl="60", cache_ttl="3"))
+    # The L1 keeps copies 1 s: the policy allows 60, the entry's freshness
+    # (3 s) allows them only while at least 1 s of it is left.
+    s = Stack(procs, l1_ttl=1, policies=policies(l1_ttl="60", cache_ttl="3"))
     c = Client(s.http_port)
     path = "/gen?serial=1"
     st, h, body, sent = c.req(path)

@@ -56,6 +56,22 @@ def test_over_limit_client_never_reaches_agent(procs):
 
 
 @test
+def test_both_orders_hold_with_the_l1_answering(procs):
+    # The L1 sits in the frontend: before the backend's rate limit in
+    # cache-before-ratelimit.cfg, after the frontend's in the other.
+    s = Stack(procs, template="cache-before-ratelimit.cfg", rate_limit=LIMIT, l1_ttl=1)
+    resps = [s.get("/json") for _ in range(3 * LIMIT)]
+    assert [r[0] for r in resps] == [200] * (3 * LIMIT), resps
+    assert "L1" in [r[1].get("x-cache-tier") for r in resps], resps
+    assert req_rate(s) == 1, s.haproxy_cmd("show table www")
+    s = Stack(procs, template="cache-after-ratelimit.cfg", rate_limit=LIMIT, l1_ttl=1)
+    resps = [s.get("/json") for _ in range(3 * LIMIT)]
+    assert [r[0] for r in resps] == [200] * LIMIT + [429] * (2 * LIMIT), resps
+    assert "L1" in [r[1].get("x-cache-tier") for r in resps[:LIMIT]], resps
+    assert req_rate(s) == 3 * LIMIT, s.haproxy_cmd("show table www")
+
+
+@test
 def test_agent_down_origin_serves_and_limits_apply(procs):
     for template in ("cache-before-ratelimit.cfg", "cache-after-ratelimit.cfg"):
         s = Stack(procs, template=template, rate_limit=LIMIT)

@@ -4,9 +4,10 @@ the demo origin and HAProxy running a shipped template unchanged (only its
 tests and by `make run`.
 
 The templates turn the node-local tier (L1) on; a Stack turns it off
-unless l1_mb is given, because most end-to-end tests are about what the
-agent and the shared pool do (a purge is seen at once there, not within
-l1_ttl): tests/e2e/test_l1.py is the one about the L1.
+(SPOE_CACHE_L1_TTL=0) unless l1_ttl is given, because most end-to-end tests
+are about what the agent and the shared pool do (a purge is seen at once
+there, not within the L1's lifetime): tests/e2e/test_l1.py is the one about
+the L1.
 """
 import http.client
 import json
@@ -58,7 +59,7 @@ class Stack:
     def __init__(self, procs, template="cache-before-ratelimit.cfg", weights=(100, 100, 50),
                  policies=DEFAULT_POLICIES, rate_limit=10**9, asan=False, threads=2,
                  pool_extra="", agent_extra="", log_level="info", policy="default",
-                 haproxy_extra_env=None, shards=None, ports=None, l1_mb=0, timeout_ms=500):
+                 haproxy_extra_env=None, shards=None, ports=None, l1_ttl=0, timeout_ms=500):
         ports = ports or {}
         self.procs = procs
         self.shards = shards if shards is not None else [
@@ -92,7 +93,7 @@ class Stack:
             "SPOE_CACHE_STALE_SOCKET": procs.path("stale.sock"),
             "SPOE_CACHE_RATE_LIMIT": str(rate_limit),
             "SPOE_CACHE_POLICY": policy,
-            "SPOE_CACHE_L1_MB": str(l1_mb),
+            "SPOE_CACHE_L1_TTL": str(l1_ttl),
         }
         if haproxy_extra_env:
             self.env.update(haproxy_extra_env)
