@@ -9,16 +9,19 @@
 --
 -- The node-local tier (L1) is HAProxy's own cache (the template's [L1]
 -- block). When the agent says a Hit may be kept there (txn.cache.l1, ms),
--- this service writes the copy the cache can keep, and the template's rules
--- turn every answer made from it (this one, and each replay) back into the
--- agent's:
--- - the Age line becomes "x-spoe-cache-l1: AGE": HAProxy's cache keeps no
---   "Age: 0" and no Age without a max-age, so its copy has none, and the
---   rules set Age to AGE plus the seconds since the copy was kept;
--- - a response with neither a validator nor an explicit lifetime (which the
---   agent may store by its policy, and HAProxy's cache would refuse) gets
---   an Expires for the L1's lifetime, marked by ";e" after AGE: the rules
---   remove it again.
+-- this service writes the copy HAProxy's cache can keep and replay as it
+-- is, labelled "X-Cache-Tier: L1" (the template's rules relabel this live
+-- answer L2 and give it its Age back, which cache-store takes off):
+-- - fast form: HAProxy's cache adds Age = the Age it kept (none for "Age:
+--   0", which it refuses, so that line goes) plus the seconds since. It
+--   keeps a response's Age only up to its s-maxage or max-age, so this
+--   form is for responses that have one at least that large (or Age 0 and
+--   a validator or a lifetime), and no Cache-Status ttl to count down.
+-- - marked form, for the rest: no Age, "x-spoe-cache-l1: AGE" (";e" after
+--   it when this service added an Expires: HAProxy's cache keeps nothing
+--   without a validator or a lifetime), and the template's rules turn each
+--   replay back into the agent's answer (Age = AGE + the seconds since,
+--   no added Expires, the Cache-Status ttl counted down).
 --
 -- Load with "lua-load-per-thread", use with
 --   http-request use-service lua.spoe_cache_hit if { var(txn.cache.serve) -m bool }
@@ -54,11 +57,59 @@ local function refuse(applet)
     applet:start_response()
 end
 
--- What HAProxy's cache needs to keep a response: a validator or an
--- explicit lifetime (http_check_response_for_cacheability()).
-local function keepable(name, val)
-    return name == "etag" or name == "last-modified" or name == "expires" or
-        (name == "cache-control" and find(lower(val), "max-age", 1, true) ~= nil)
+-- The parts of a hit's header lines HAProxy's cache looks at
+-- (http_check_response_for_cacheability(), http_calc_maxage() and the Age
+-- check of http_action_store_cache()).
+local function cache_view(names, vals, n)
+    local v = { age = 0, smax = -1, max = -1, known = false, status = false }
+    for i = 1, n do
+        local name, val = names[i], vals[i]
+        if name == "age" then
+            v.age = tonumber(val) or 0
+        elseif name == "etag" or name == "last-modified" or name == "expires" then
+            v.known = true
+        elseif name == "cache-status" then
+            v.status = v.status or find(val, "spoe-cache; hit; ttl=", 1, true) ~= nil
+        elseif name == "cache-control" then
+            for d in string.gmatch(lower(val), "[^,]+") do
+                local k, x = string.match(d, "^%s*([%w-]+)%s*=%s*\"?(%d+)")
+                if k == "s-maxage" then
+                    v.smax = tonumber(x)
+                elseif k == "max-age" then
+                    v.max = tonumber(x)
+                end
+            end
+        end
+    end
+    v.life = v.smax > 0 and v.smax or v.max
+    v.known = v.known or v.life > 0
+    return v
+end
+
+-- The copy of a hit the L1 may keep (see the top of this file).
+local function send_l1(applet, code, names, vals, n, l1)
+    local v = cache_view(names, vals, n)
+    local fast = not v.status and (v.age == 0 and v.known or v.age > 0 and v.life >= v.age)
+    applet:set_var("txn.cache_l1age", v.age)
+    applet:set_status(code)
+    for i = 1, n do
+        if names[i] ~= "age" then
+            applet:add_header(names[i], vals[i])
+        elseif fast and v.age > 0 then
+            applet:add_header("age", vals[i])
+        end
+    end
+    if not fast then
+        local mark = tostring(v.age)
+        if not v.known then
+            applet:add_header("expires", os.date("!%a, %d %b %Y %H:%M:%S GMT",
+                core.now().sec + floor(l1 / 1000)))
+            applet:set_var("txn.cache_l1e", true)
+            mark = mark .. ";e"
+        end
+        applet:add_header("x-spoe-cache-l1", mark)
+    end
+    applet:add_header("x-cache-tier", "L1")
 end
 
 local function replay(applet)
@@ -70,29 +121,23 @@ local function replay(applet)
         return refuse(applet)
     end
     local l1 = tonumber(applet:get_var("txn.cache.l1"))
-    local age, keep = "0", false
-    applet:set_status(code)
     local name, val, pos = next_header(hdrs, 1)
-    while name do
-        if l1 == nil then
-            applet:add_header(name, val)
-        elseif name == "age" then
-            age = val
-        else
-            keep = keep or keepable(name, val)
-            applet:add_header(name, val)
-        end
-        name, val, pos = next_header(hdrs, pos)
-    end
     if l1 ~= nil then
-        if not keep then
-            applet:add_header("expires", os.date("!%a, %d %b %Y %H:%M:%S GMT",
-                core.now().sec + floor(l1 / 1000)))
-            age = age .. ";e"
+        local names, vals, n = {}, {}, 0
+        while name do
+            n = n + 1
+            names[n], vals[n] = name, val
+            name, val, pos = next_header(hdrs, pos)
         end
-        applet:add_header("x-spoe-cache-l1", age)
+        send_l1(applet, code, names, vals, n, l1)
+    else
+        applet:set_status(code)
+        while name do
+            applet:add_header(name, val)
+            name, val, pos = next_header(hdrs, pos)
+        end
+        applet:add_header("x-cache-tier", "L2")
     end
-    applet:add_header("x-cache-tier", "L2")
     applet:start_response()
     if #body > 0 and applet.method ~= "HEAD" then
         applet:send(body)

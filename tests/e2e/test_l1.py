@@ -139,6 +139,30 @@ def test_l1_age(procs):
 
 
 @test
+def test_l1_age_of_entries_kept_when_already_old(procs):
+    # A 1 s L1: copies are kept again and again, the later ones of an entry
+    # already seconds old. With a max-age HAProxy's cache keeps the Age
+    # itself (the fast form); without, the copy is marked.
+    s = Stack(procs, l1_ttl=1, policies=policies(l1_ttl="1"))
+    port2, _ = s.node(SPOE_CACHE_L1_TTL="0")
+    c, c2 = Client(s.http_port), Client(port2)
+    for path in ("/gen?body=old&h=Cache-Control:max-age=300", "/gen?body=old2"):
+        c.req(path)
+        time.sleep(2.2)
+        st, h, b, _ = c.req(path)
+        while h["x-cache-tier"] != "L2":    # a copy kept before the sleep
+            st, h, b, _ = c.req(path)
+        assert int(h["age"]) >= 2, (path, h)     # the answer the L1 kept
+        st, h1, b1 = c.warm(path)
+        st, h2, b2, _ = c2.req(path)
+        assert h2["x-cache-tier"] == "L2", h2
+        assert int(h1["age"]) >= 2 and abs(int(h1["age"]) - int(h2["age"])) <= 1, (path, h1, h2)
+        assert "x-spoe-cache-l1" not in h1 and "expires" not in h1, h1
+    c.close()
+    c2.close()
+
+
+@test
 def test_l1_never_answers_what_the_agent_would_not(procs):
     s = Stack(procs, l1_ttl=5, policies=policies(
         l1_ttl="30", cache_control="true",
