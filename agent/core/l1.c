@@ -24,7 +24,7 @@ l1_grant_ms(int ttl_s, const struct pol_lookup *L, unsigned req,
 		return 0;
 	if (req & (L1_REQ_CONSUMER | L1_REQ_BODY))
 		return 0;
-	if (L->flags & (PL_HEAD | PL_AUTH | PL_IMS | PL_RANGE))
+	if (L->flags & (PL_HEAD | PL_AUTH | PL_IMS | PL_RANGE | PL_ROUTED))
 		return 0;
 	if (L->inm_len > 0 || (L->rcc.flags & CC_PRESENT))
 		return 0;

@@ -593,9 +593,12 @@ request_decide(const struct sc_policy *p, const struct pol_limits *lim,
 		bypass(out, "request body not in the key", 0);
 		return;
 	}
-	if (p->routing_bypass && has_routing_header(p, hdrs, nh)) {
-		bypass(out, "routing header", 0);
-		return;
+	if (has_routing_header(p, hdrs, nh)) {
+		if (p->routing_bypass) {
+			bypass(out, "routing header", 0);
+			return;
+		}
+		out->flags |= PL_ROUTED;	/* keyed on more than the URL */
 	}
 	rc = policy_key(p, lim, rq, hdrs, nh, out->key);
 	if (rc < 0) {

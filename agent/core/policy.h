@@ -189,6 +189,7 @@ enum pol_action {
 #define PL_RANGE	0x200u	/* one byte range asked for: range_first, range_last */
 #define PL_CSTATUS	0x400u	/* the policy adds Cache-Status */
 #define PL_COOKIES	0x800u	/* the policy stores Set-Cookie: entries may replay it */
+#define PL_ROUTED	0x1000u	/* the key holds routing header lines (key_routing_headers) */
 
 /* The refresh lock of a stale entry (policy_entry's PE_LOCK). */
 enum pol_lock { PLK_NONE, PLK_WON, PLK_LOST };

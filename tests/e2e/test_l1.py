@@ -11,6 +11,7 @@ not move.
 """
 import http.client
 import os
+import socket
 import sys
 import time
 
@@ -167,7 +168,8 @@ def test_l1_never_answers_what_the_agent_would_not(procs):
     s = Stack(procs, l1_ttl=5, policies=policies(
         l1_ttl="30", cache_control="true",
         vh=dict(l1_ttl="30", vary_headers='["Accept-Language"]'),
-        off=dict(l1_ttl="0")))
+        off=dict(l1_ttl="0"),
+        rt=dict(l1_ttl="30", key_routing_headers='["X-Tenant"]')))
     # With cache_control the origin must say how long: /max-age is fresh
     # for 30 s (a response without freshness is never a hit, RFC 9111 4.2.2).
     c = Client(s.http_port)
@@ -185,6 +187,33 @@ def test_l1_never_answers_what_the_agent_would_not(procs):
                        ("/Max-age", None)):
         st, h2, b2, _ = c.req(path, hdrs)
         assert h2.get("x-cache-tier") != "L1", (path, hdrs, h2)
+    # an absolute-form URL hashes like the origin-form one in HAProxy's
+    # cache; the agent keys its scheme
+    raw = socket.create_connection((HOST, s.http_port), timeout=10)
+    raw.sendall(b"GET https://www.example.com/max-age HTTP/1.1\r\nHost: www.example.com\r\n"
+                b"Connection: close\r\n\r\n")
+    got = b""
+    while True:
+        d = raw.recv(65536)
+        if not d:
+            break
+        got += d
+    raw.close()
+    assert b"x-cache-tier: L1" not in got.lower(), got
+    c.close()
+
+    # A routing header the policy keys on (one the template's expression
+    # does not know): the agent grants nothing, so the variant it asked for
+    # never reaches the L1 under the plain URL.
+    port_rt, _ = s.node(SPOE_CACHE_POLICY="rt")
+    c = Client(port_rt)
+    p = "/gen?serial=1&h=Cache-Control:max-age=60"
+    for _ in range(5):
+        st, hv, bv, _ = c.req(p, {"X-Tenant": "evil"})
+    st, h2, b2, _ = c.req(p)
+    assert b2 != bv and h2.get("x-cache-tier") != "L1", (h2, b2, bv)
+    st, h2, b2 = c.warm(p)
+    assert b2 != bv, (b2, bv)
     c.close()
 
     # Responses with Vary are never kept, nor hits of a policy keyed on

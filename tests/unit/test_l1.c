@@ -198,6 +198,19 @@ test_never_what_the_agent_would_refuse(void)
 	CHECK(l1_policy_ttl(&pv) == 0);
 	CHECK(l1_policy_ttl(&p) == 5);
 	CHECK(l1_grant_ms(5, &T.L, 0, &T.hit, 0) == 5000);	/* the policy is what refuses */
+	/* a routing header the policy keys on: the key holds more than the
+	 * URL, and HAProxy's cache keys on the URL alone */
+	{
+		static char *route[] = { "X-Original-URI" };
+		struct sc_policy pr = policy(5);
+
+		pr.key_routing_headers = (struct sc_strlist){ route, 1 };
+		CHECK(store(&pr, H(CT, CL)) == 0);
+		CHECK(grant(&pr, "GET", PLAIN, 0, T0 + 1, 0) == 5000);
+		lookup(&pr, "GET", H("Host", "example.com", "X-Original-URI", "/evil"), NULL, NULL);
+		CHECK(T.L.action == PA_FETCH && (T.L.flags & PL_ROUTED));
+		CHECK(l1_grant_ms(5, &T.L, 0, &T.hit, 0) == 0);
+	}
 	/* a response with Vary */
 	CHECK(store(&p, H(CT, CL, "Vary", "Accept-Language")) == 0);
 	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 1, 0) == 0);
