@@ -628,7 +628,6 @@ struct reread {
 	struct spoe_req *r;
 	enum pol_store_action action;
 	int unlock;
-	int serve;		/* cache-stale: answered as a hit (serve), not as a replacement */
 	int64_t now;
 	char key[KEY_HEX_LEN + 1];
 	size_t ctx_len, hdrs_len;
@@ -735,7 +734,7 @@ reread_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
 			if (h.stale != PST_NONE)
 				M_INC(R->env->m, stale_served[h.stale]);
 			spoe_req_hold(R->r, buf);
-			set_replace(R->r, &h, R->serve ? "serve" : "replace");
+			set_replace(R->r, &h, "replace");
 		} else {
 			free(buf);
 			M_INC(R->env->m, refused[SR_STATUS]);
@@ -753,7 +752,7 @@ reread_done(void *arg, enum mc_status st, const uint8_t *val, size_t vlen)
  * PS_STALE_IF_ERROR); what the message carried is copied first. */
 static void
 reread(struct cache_env *env, struct spoe_req *r, const struct pol_store *ps,
-    const struct pol_response *rs, int serve)
+    const struct pol_response *rs)
 {
 	size_t hl = ps->action == PS_REVALIDATE && rs->hdrs != NULL ? rs->hdrs_len : 0;
 	struct reread *R = malloc(sizeof(*R) + rs->ctx_len + hl);
@@ -766,7 +765,6 @@ reread(struct cache_env *env, struct spoe_req *r, const struct pol_store *ps,
 	R->r = r;
 	R->action = ps->action;
 	R->unlock = ps->unlock;
-	R->serve = serve;
 	R->now = (int64_t)time(NULL);
 	memcpy(R->key, ps->key, sizeof(R->key));
 	R->ctx_len = rs->ctx_len;
@@ -776,31 +774,6 @@ reread(struct cache_env *env, struct spoe_req *r, const struct pol_store *ps,
 		memcpy(R->data + rs->ctx_len, rs->hdrs, hl);
 	if (pool_get(env->pool, R->key, KEY_HEX_LEN, reread_done, R) < 0)
 		reread_done(R, MC_ERROR, NULL, 0);
-}
-
-/* The origin's backup (the templates' spoe-cache-stale frontend) asks for
- * the stale entry of a lookup's ctx: served when inside its stale-if-error
- * window, else Bypass (that frontend then answers 503). */
-static void
-do_stale(struct cache_env *env, struct spoe_req *r, const struct args *a)
-{
-	struct pol_response rs;
-	struct pol_store ps;
-	struct pol_lookup L;
-
-	memset(&rs, 0, sizeof(rs));
-	memset(&ps, 0, offsetof(struct pol_store, vary));
-	if (a->ctx.type != SPOP_T_BIN ||
-	    policy_ctx_lookup(a->ctx.v.s.p, a->ctx.v.s.len, &L) < 0) {
-		M_INC(env->m, bad_messages);
-		answer(r, "Bypass");
-		return;
-	}
-	rs.ctx = a->ctx.v.s.p;
-	rs.ctx_len = a->ctx.v.s.len;
-	ps.action = PS_STALE_IF_ERROR;
-	memcpy(ps.key, L.key, sizeof(ps.key));
-	reread(env, r, &ps, &rs, 1);
 }
 
 static void
@@ -857,7 +830,7 @@ do_store(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		break;
 	case PS_REVALIDATE:
 	case PS_STALE_IF_ERROR:
-		reread(env, r, ps, &rs, 0);
+		reread(env, r, ps, &rs);
 		break;
 	case PS_INVALIDATE:
 		if ((I = malloc(sizeof(*I))) == NULL) {
@@ -920,10 +893,6 @@ cacheio_notify(void *arg, struct spoe_req *r, const uint8_t *payload, size_t len
 		 * without the body it has no use for (lookup said inval). */
 		if (spop_str_eq(&name, "cache-store") || spop_str_eq(&name, "cache-invalidate")) {
 			do_store(env, r, &a);
-			return;
-		}
-		if (spop_str_eq(&name, "cache-stale")) {
-			do_stale(env, r, &a);
 			return;
 		}
 	}

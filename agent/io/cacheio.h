@@ -1,6 +1,6 @@
 /*
  * cacheio.h - the cache's I/O side: it reads the messages of one NOTIFY
- * (cache-lookup, cache-lookup-body, cache-store, cache-stale), asks the policy core
+ * (cache-lookup, cache-lookup-body, cache-store, cache-invalidate), asks the policy core
  * (policy.h) what they mean, talks to memcached through the pool, and
  * finishes the SPOP request with the variables HAProxy gets.
  *
@@ -17,7 +17,8 @@
  *   code, headers, body   that answer (or, with inm/ims, the entry a 304
  *            is answered with)
  *   inm, ims the validators of a stale entry, for a conditional refresh
- *   sie      a stale entry may stand in if the origin cannot be reached
+ *   sie      a stale entry may stand in if the origin fails (the templates
+ *            then send the request through their relay: [STALE-IF-ERROR])
  *   replace  true when the store step's answer replaces the origin's
  *            response (a 304 to our validators, stale-if-error)
  *   cstatus  for a policy with cache_status, when the lookup did not serve:

@@ -19,6 +19,7 @@ counts = {}
 lock = threading.Lock()
 serial = [0]
 failing = [0]       # POST /__fail?status=N: /gen?failable=1 answers N (0: not failing)
+stalling = [0]      # POST /__fail?stall=MS: /gen?failable=1 answers that much later
 holds = {}      # name -> threading.Event: see gen(), hold=
 
 
@@ -73,7 +74,9 @@ class Origin(BaseHTTPRequestHandler):
             with lock:
                 return self.send(200, json.dumps(counts), "application/json")
         if self.command == "POST" and u.path == "/__fail":
-            failing[0] = int(dict(parse_qsl(u.query)).get("status", "0"))
+            fq = dict(parse_qsl(u.query))
+            failing[0] = int(fq.get("status", "0"))
+            stalling[0] = int(fq.get("stall", "0"))
             return self.send(200, "ok")
         if self.command == "POST" and u.path == "/__reset":
             with lock:
@@ -153,7 +156,8 @@ class Origin(BaseHTTPRequestHandler):
         body), te=chunked (no Content-Length), cl=N (lie about length),
         delay=MS (answer that much later), etag=V (ETag V; If-None-Match: V
         gets a 304 with the h= fields and X-Revalidated), failable=1 (answer
-        the status POST /__fail set, when one is),
+        the status POST /__fail set, when one is, and only after the
+        stall it set),
         mstatus=METHOD:CODE (that status for that method only), nocl=1 (no
         Content-Length at all, as a 204 has none), ranges=1 (answer a
         single "bytes=A-B" Range with a 206 of the body), hold=NAME (methods
@@ -163,6 +167,8 @@ class Origin(BaseHTTPRequestHandler):
         chunked = nocl = ranges = False
         hold = None
         qd = dict(q)
+        if qd.get("failable") and stalling[0]:
+            time.sleep(stalling[0] / 1000.0)
         if qd.get("failable") and failing[0]:
             return self.send(failing[0], "the origin is failing\n")
         if "etag" in qd and self.headers.get("If-None-Match") == qd["etag"]:

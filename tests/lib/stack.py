@@ -90,7 +90,7 @@ class Stack:
             "SPOE_CACHE_ORIGIN": "%s:%d" % (HOST, self.origin_port),
             "SPOE_CACHE_AGENT": "%s:%d" % (HOST, self.agent_port),
             "SPOE_CACHE_STATS_SOCKET": self.stats_sock,
-            "SPOE_CACHE_STALE_SOCKET": procs.path("stale.sock"),
+            "SPOE_CACHE_RELAY_SOCKET": procs.path("relay.sock"),
             "SPOE_CACHE_RATE_LIMIT": str(rate_limit),
             "SPOE_CACHE_POLICY": policy,
             "SPOE_CACHE_L1_TTL": str(l1_ttl),
@@ -183,7 +183,7 @@ class Stack:
         port = free_port()
         e = dict(self.env, SPOE_CACHE_BIND="%s:%d" % (HOST, port),
                  SPOE_CACHE_STATS_SOCKET=self.procs.path("haproxy-%d.sock" % port),
-                 SPOE_CACHE_STALE_SOCKET=self.procs.path("stale-%d.sock" % port))
+                 SPOE_CACHE_RELAY_SOCKET=self.procs.path("relay-%d.sock" % port))
         e.update(env)
         cfg = os.path.join(ROOT, "haproxy-conf", self.template)
         p = self.procs.spawn([HAPROXY, "-db", "-f", cfg], name="haproxy", env=e)
