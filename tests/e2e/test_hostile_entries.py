@@ -24,7 +24,7 @@ import threading
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 import entryfmt  # noqa: E402
 from harness import HAPROXY, HOST, ROOT, free_port, main, test, wait_port  # noqa: E402
-from stack import Stack  # noqa: E402
+from stack import Stack, talk  # noqa: E402
 
 SECRET = "an entry secret of the pool, 40 bytes!!!"
 EVIL = (b"EVIL", b"evil", b"X-Ev", b"stolen", b"ROGUE", b"X-Rogue")
@@ -72,17 +72,9 @@ def stored(s, key):
 def http_raw(port, path):
     """GET path on a fresh connection: the whole response as bytes, split
     into (status line, header lines, body)."""
-    c = socket.create_connection((HOST, port), timeout=30)
     # the Host http.client sends, so that this is the key s.get() saw
-    c.sendall(b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n"
-              % (path.encode(), HOST.encode(), port))
-    buf = b""
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        buf += d
-    c.close()
+    buf = talk((HOST, port), b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nConnection: close\r\n\r\n"
+               % (path.encode(), HOST.encode(), port))
     head, _, body = buf.partition(b"\r\n\r\n")
     lines = head.split(b"\r\n")
     return buf, lines[0], lines[1:], body

@@ -11,13 +11,12 @@ not move.
 """
 import http.client
 import os
-import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import HOST, main, test, wait_for  # noqa: E402
-from stack import Stack  # noqa: E402
+from stack import Stack, talk  # noqa: E402
 
 
 def policies(**p):
@@ -189,16 +188,8 @@ def test_l1_never_answers_what_the_agent_would_not(procs):
         assert h2.get("x-cache-tier") != "L1", (path, hdrs, h2)
     # an absolute-form URL hashes like the origin-form one in HAProxy's
     # cache; the agent keys its scheme
-    raw = socket.create_connection((HOST, s.http_port), timeout=10)
-    raw.sendall(b"GET https://www.example.com/max-age HTTP/1.1\r\nHost: www.example.com\r\n"
-                b"Connection: close\r\n\r\n")
-    got = b""
-    while True:
-        d = raw.recv(65536)
-        if not d:
-            break
-        got += d
-    raw.close()
+    got = talk((HOST, s.http_port), b"GET https://www.example.com/max-age HTTP/1.1\r\n"
+               b"Host: www.example.com\r\nConnection: close\r\n\r\n")
     assert b"x-cache-tier: L1" not in got.lower(), got
     c.close()
 

@@ -10,12 +10,11 @@ no-store response is never served from the cache with cache_control off
 (issue 15). Each case shows the attack response first, so a test fails if
 the origin stops reflecting instead of passing by accident."""
 import os
-import socket
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import HOST, main, test  # noqa: E402
-from stack import Stack  # noqa: E402
+from stack import Stack, talk  # noqa: E402
 
 ROUTING = ["X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Scheme", "X-Original-URL",
            "X-Rewrite-URL", "X-HTTP-Method-Override", "Forwarded"]
@@ -24,16 +23,8 @@ ROUTING = ["X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Scheme", "X-Ori
 def raw(s, head, body=b""):
     """One request as bytes on a fresh connection (Connection: close is
     added): (status, headers dict lowercased, body)."""
-    c = socket.create_connection((HOST, s.http_port))
-    c.settimeout(30)
-    c.sendall(head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1) + body)
-    out = b""
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        out += d
-    c.close()
+    out = talk((HOST, s.http_port),
+               head.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n", 1) + body)
     top, _, rest = out.partition(b"\r\n\r\n")
     lines = top.decode("latin-1").split("\r\n")
     status = int(lines[0].split()[1])

@@ -264,19 +264,30 @@ def parse_prometheus(body):
     return out
 
 
+def talk(address, data, timeout=30):
+    """data sent on a fresh connection to address ((host, port), or a unix
+    socket's path), and everything read back until the peer closes."""
+    if isinstance(address, str):
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(timeout)
+        s.connect(address)
+    else:
+        s = socket.create_connection(address, timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return out
+            out += d
+    finally:
+        s.close()
+
+
 def haproxy_cmd(sock_path, cmd):
     """One command on HAProxy's stats socket; its whole answer."""
-    s = socket.socket(socket.AF_UNIX)
-    s.connect(sock_path)
-    s.sendall((cmd + "\n").encode())
-    out = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        out += d
-    s.close()
-    return out.decode()
+    return talk(sock_path, (cmd + "\n").encode()).decode()
 
 
 def _quote(s):
