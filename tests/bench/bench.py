@@ -595,7 +595,12 @@ function request()
     local mid = math.floor((lo + hi) / 2)
     if cdf[mid] < u then lo = mid + 1 else hi = mid end
   end
-  return wrk.format(nil, "/z/" .. sizes[(lo * 7919) %% #sizes + 1] .. "k/" .. lo)
+  -- the nodes of a fleet stand behind one name (wrk would send each its
+  -- own 127.0.0.1:port, which our key and HAProxy's keep apart; nginx's
+  -- $host drops the port, so srcache's nodes shared their keys and ours
+  -- did not)
+  return wrk.format(nil, "/z/" .. sizes[(lo * 7919) %% #sizes + 1] .. "k/" .. lo,
+                    {Host = "www.example.com"})
 end
 """
 
