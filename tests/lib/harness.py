@@ -56,13 +56,24 @@ def test(fn):
     return fn
 
 
+_ports_given = set()
+
+
 def free_port():
-    """A port that was free a moment ago on 127.0.0.1."""
-    s = socket.socket()
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port that was free a moment ago on 127.0.0.1, and that this
+    process never handed out before: the kernel may give the same one to
+    two binds in a row, and two daemons of one stack would then be told to
+    listen on it (the second to start cannot, and a wait for its port is
+    answered by the first: a test once got the agent's admin endpoint for
+    HAProxy's port)."""
+    while True:
+        s = socket.socket()
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
 
 
 def wait_port(port, timeout=15.0, proc=None):
