@@ -34,7 +34,8 @@ send load anywhere else.
   BENCH_PARTS=hits,miss,zipf,herd,outage ...   what to run (default: all)
   BENCH_AGENT=/path/to/spoe-cache-agent ...    another agent build
   BENCH_ZIPF_KEYS, BENCH_ZIPF_S, BENCH_ZIPF_CONNS, BENCH_HERD_CLIENTS,
-  BENCH_HERD_ROUNDS, BENCH_OUTAGE_PASSES: the fleet runs (see below)
+  BENCH_HERD_ROUNDS, BENCH_OUTAGE_PASSES, BENCH_L1_TTL, BENCH_L1_MB: the
+  fleet runs (see below)
 """
 import http.client
 import os
@@ -134,13 +135,17 @@ OUTAGE_CLIENTS = 40
 # Every fleet agent: one policy that honours the origin's Cache-Control (as
 # HAProxy's cache and srcache do: the outage's stale URLs say max-age=1),
 # cache_ttl for a response that states no freshness.
+# BENCH_L1_TTL, BENCH_L1_MB: the fleet's L1 (ours) other than the
+# template's (1 s, 16 MiB); the TTL is the policy's l1_ttl too.
+FLEET_L1_TTL = os.environ.get("BENCH_L1_TTL")
+FLEET_L1_MB = os.environ.get("BENCH_L1_MB")
 FLEET_POLICIES = """
   default: {
     content_type = ["text/plain"];
     cache_ttl = 300;
-    cache_control = true;
+    cache_control = true;%s
   };
-"""
+""" % ("\n    l1_ttl = %d;" % int(FLEET_L1_TTL) if FLEET_L1_TTL else "")
 FLEET_NAMES = {"ours": "spoe-cache (ours)", "haproxy": "HAProxy cache",
                "srcache": "nginx srcache+memc"}
 
@@ -631,6 +636,11 @@ def percentile(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
 
 
+def fleet_l1_env():
+    return dict([("SPOE_CACHE_L1_TTL", FLEET_L1_TTL)] * bool(FLEET_L1_TTL)
+                + [("SPOE_CACHE_L1_MB", FLEET_L1_MB)] * bool(FLEET_L1_MB))
+
+
 class Fleet:
     """n nodes of each multi-node system in front of one origin, on the
     bench's three memcached shards:
@@ -675,7 +685,7 @@ class Fleet:
                 "SPOE_CACHE_AGENT": "%s:%d" % (HOST, agent_port),
                 "SPOE_CACHE_STATS_SOCKET": pr.path("haproxy-ours-%s.sock" % name),
                 "SPOE_CACHE_RATE_LIMIT": str(RATE_LIMIT),
-                "SPOE_CACHE_POLICY": "default"}, port))
+                "SPOE_CACHE_POLICY": "default", **fleet_l1_env()}, port))
             self.ports["ours"].append(port)
             self.ours_haproxy.append(hp)
             self.watch["ours"]["haproxy"].append(hp.pid)
@@ -737,6 +747,7 @@ class Fleet:
         wrk_many(pr, ports, ZIPF_CONNS, WARMUP, script, seed)
         o0 = origin_requests(self.b.origin_status)
         e0 = sum(spoe_errors(p) for p in self.ours_haproxy)
+        a0 = self.agent_lookups() if sysname == "ours" else 0
         rs, cpu, other = self.window(sysname, lambda: wrk_many(
             pr, ports, ZIPF_CONNS, DURATION, script, [seed[0] + 1]))
         o1 = origin_requests(self.b.origin_status)
@@ -744,15 +755,24 @@ class Fleet:
         errs = [e for r in rs for e in r["errors"]]
         if sysname == "ours" and e1 > e0:
             errs.append("HAProxy logged %d failed SPOE lookups or stores" % (e1 - e0))
+        requests = sum(r["requests"] or 0 for r in rs)
+        # ours: what the agents did not see, the L1 answered
+        l1 = (", L1 answered %.0f%%" % (100.0 * max(0, requests - (self.agent_lookups() - a0))
+                                        / requests)) if sysname == "ours" and requests else ""
         run = {"kind": "zipf", "sys": sysname, "cpu": cpu, "other": other,
                "origin": o1 - o0 - 1, "notes": errs,
-               "requests": sum(r["requests"] or 0 for r in rs),
+               "requests": requests,
                "rps": sum(r["rps"] or 0 for r in rs),
                "p50": max((r["p50"] or 0) for r in rs), "p99": max((r["p99"] or 0) for r in rs)}
-        say("  zipf  %-20s %9s req/s  p50 %-9s p99 %-9s origin %d%s" % (
+        say("  zipf  %-20s %9s req/s  p50 %-9s p99 %-9s origin %d%s%s" % (
             FLEET_NAMES[sysname], fmt_rps(run["rps"]), fmt_ms(run["p50"]), fmt_ms(run["p99"]),
-            run["origin"], "  " + "; ".join(notes(run)) if notes(run) else ""))
+            run["origin"], l1, "  " + "; ".join(notes(run)) if notes(run) else ""))
         return run
+
+    def agent_lookups(self):
+        """Lookups every agent of ours has answered, whatever their status."""
+        return sum(v for port in self.admin_ports for k, v in agent_metrics(port).items()
+                   if k.startswith("spoe_cache_lookups_total{"))
 
     # ---- the thundering herd
     def origin_count(self, path):
