@@ -637,8 +637,8 @@ def percentile(xs, q):
 
 
 def fleet_l1_env():
-    return dict([("SPOE_CACHE_L1_TTL", FLEET_L1_TTL)] * bool(FLEET_L1_TTL)
-                + [("SPOE_CACHE_L1_MB", FLEET_L1_MB)] * bool(FLEET_L1_MB))
+    return {k: v for k, v in (("SPOE_CACHE_L1_TTL", FLEET_L1_TTL),
+                              ("SPOE_CACHE_L1_MB", FLEET_L1_MB)) if v}
 
 
 class Fleet:
