@@ -9,24 +9,15 @@
 --
 -- The node-local tier (L1) is HAProxy's own cache (the template's [L1]
 -- block). When the agent says a Hit may be kept there (txn.cache.l1, ms),
--- this service writes the copy HAProxy's cache can keep and replay as it
--- is, labelled "X-Cache-Tier: L1" (the template's rules relabel this live
--- answer L2 and give it its Age back, which cache-store takes off):
--- - fast form: HAProxy's cache adds Age = the Age it kept (none for "Age:
---   0", which it refuses, so that line goes) plus the seconds since. It
---   keeps a response's Age only up to its s-maxage or max-age, so this
---   form is for responses that have one at least that large (or Age 0 and
---   a validator or a lifetime), and no Cache-Status ttl to count down.
--- - marked form, for the rest: no Age, "x-spoe-cache-l1: AGE" (";e" after
---   it when this service added an Expires: HAProxy's cache keeps nothing
---   without a validator or a lifetime), and the template's rules turn each
---   replay back into the agent's answer (Age = AGE + the seconds since,
---   no added Expires, the Cache-Status ttl counted down).
+-- the block it hands over is already the copy HAProxy's cache can keep and
+-- replay as it is (labelled "x-cache-tier: L1", see l1_copy() in
+-- agent/core/l1.h), and the template's rules give this live answer back
+-- what differs. This service does nothing different for it.
 --
 -- Load with "lua-load-per-thread", use with
 --   http-request use-service lua.spoe_cache_hit if { var(txn.cache.serve) -m bool }
 
-local find, sub, lower, floor = string.find, string.sub, string.lower, math.floor
+local find, sub, floor = string.find, string.sub, math.floor
 
 -- ---- the hit service ----
 
@@ -57,90 +48,26 @@ local function refuse(applet)
     applet:start_response()
 end
 
--- The parts of a hit's header lines HAProxy's cache looks at
--- (http_check_response_for_cacheability(), http_calc_maxage() and the Age
--- check of http_action_store_cache()).
-local function cache_view(names, vals, n)
-    local v = { age = 0, smax = -1, max = -1, known = false, status = false }
-    for i = 1, n do
-        local name, val = names[i], vals[i]
-        if name == "age" then
-            v.age = tonumber(val) or 0
-        elseif name == "etag" or name == "last-modified" or name == "expires" then
-            v.known = true
-        elseif name == "cache-status" then
-            v.status = v.status or find(val, "spoe-cache; hit; ttl=", 1, true) ~= nil
-        elseif name == "cache-control" then
-            for d in string.gmatch(lower(val), "[^,]+") do
-                local k, x = string.match(d, "^%s*([%w-]+)%s*=%s*\"?(%d+)")
-                if k == "s-maxage" then
-                    v.smax = tonumber(x)
-                elseif k == "max-age" then
-                    v.max = tonumber(x)
-                end
-            end
-        end
-    end
-    v.life = v.smax > 0 and v.smax or v.max
-    v.known = v.known or v.life > 0
-    return v
-end
-
--- The copy of a hit the L1 may keep (see the top of this file).
-local function send_l1(applet, code, names, vals, n, l1)
-    local v = cache_view(names, vals, n)
-    local fast = not v.status and (v.age == 0 and v.known or v.age > 0 and v.life >= v.age)
-    applet:set_var("txn.cache_l1age", v.age)
-    applet:set_status(code)
-    for i = 1, n do
-        if names[i] ~= "age" then
-            applet:add_header(names[i], vals[i])
-        elseif fast and v.age > 0 then
-            applet:add_header("age", vals[i])
-        end
-    end
-    if not fast then
-        local mark = tostring(v.age)
-        if not v.known then
-            applet:add_header("expires", os.date("!%a, %d %b %Y %H:%M:%S GMT",
-                core.now().sec + floor(l1 / 1000)))
-            applet:set_var("txn.cache_l1e", true)
-            mark = mark .. ";e"
-        end
-        applet:add_header("x-spoe-cache-l1", mark)
-    end
-    applet:add_header("x-cache-tier", "L1")
-end
-
+-- The agent's answer, as it is: status, header lines, body (none for HEAD).
 local function replay(applet)
     local code = tonumber(applet:get_var("txn.cache.code"))
-    local hdrs = applet:get_var("txn.cache.headers") or ""
-    local body = applet:get_var("txn.cache.body") or ""
 
     if not replayable(code) then
         return refuse(applet)
     end
-    local l1 = tonumber(applet:get_var("txn.cache.l1"))
+    local hdrs = applet:get_var("txn.cache.headers") or ""
+    applet:set_status(code)
     local name, val, pos = next_header(hdrs, 1)
-    if l1 ~= nil then
-        local names, vals, n = {}, {}, 0
-        while name do
-            n = n + 1
-            names[n], vals[n] = name, val
-            name, val, pos = next_header(hdrs, pos)
-        end
-        send_l1(applet, code, names, vals, n, l1)
-    else
-        applet:set_status(code)
-        while name do
-            applet:add_header(name, val)
-            name, val, pos = next_header(hdrs, pos)
-        end
-        applet:add_header("x-cache-tier", "L2")
+    while name do
+        applet:add_header(name, val)
+        name, val, pos = next_header(hdrs, pos)
     end
     applet:start_response()
-    if #body > 0 and applet.method ~= "HEAD" then
-        applet:send(body)
+    if applet.method ~= "HEAD" then
+        local body = applet:get_var("txn.cache.body")
+        if body ~= nil and #body > 0 then
+            applet:send(body)
+        end
     end
 end
 
@@ -165,7 +92,6 @@ local function replace(txn)
         reply:add_header(name, val)
         name, val, pos = next_header(hdrs, pos)
     end
-    reply:add_header("x-cache-tier", "L2")
     reply:set_body(body)
     txn:done(reply)
 end

@@ -1,6 +1,11 @@
 /*
  * l1.c - how long the node-local tier may keep a hit; see l1.h.
  */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cachecontrol.h"
 #include "l1.h"
 
 int
@@ -40,4 +45,85 @@ l1_grant_ms(int ttl_s, const struct pol_lookup *L, unsigned req,
 	left = left * 1000 - now_ms;
 	ttl = (int64_t)ttl_s * 1000;
 	return left < ttl ? left : ttl;
+}
+
+/* The next "name: value\r\n" line of a block at *p (which serve() and
+ * entry_check_replay() guarantee): 1 and its parts, 0 at the end. */
+static int
+next_line(const char **p, const char *end, const char **name, size_t *nlen,
+    const char **val, size_t *vlen, size_t *llen)
+{
+	const char *s = *p, *colon, *eol;
+
+	if (s >= end || (colon = memchr(s, ':', (size_t)(end - s))) == NULL ||
+	    end - colon < 4 || (eol = memchr(colon + 2, '\r', (size_t)(end - colon - 2))) == NULL ||
+	    end - eol < 2)
+		return 0;
+	*name = s;
+	*nlen = (size_t)(colon - s);
+	*val = colon + 2;
+	*vlen = (size_t)(eol - colon - 2);
+	*llen = (size_t)(eol + 2 - s);
+	*p = eol + 2;
+	return 1;
+}
+
+static int
+is(const char *name, size_t nlen, const char *want)
+{
+	return nlen == strlen(want) && strncasecmp(name, want, nlen) == 0;
+}
+
+int
+l1_copy(char *buf, size_t *len, size_t cap, int64_t age, int cstatus, int64_t grant_ms,
+    int64_t now, int *expires)
+{
+	const char *p = buf, *end = buf + *len, *name, *val;
+	size_t nlen, vlen, llen, agelen = 0, tierlen = 0, n = 0, out;
+	struct cachectl cc;
+	char add[160], date[30];
+	int64_t life;
+	int known = 0, fast, keep_age;
+
+	cachectl_init(&cc);
+	while (next_line(&p, end, &name, &nlen, &val, &vlen, &llen)) {
+		if (is(name, nlen, "etag") || is(name, nlen, "last-modified") ||
+		    is(name, nlen, "expires"))
+			known = 1;
+		else if (is(name, nlen, "cache-control"))
+			(void)cachectl_parse(val, vlen, &cc);
+		else if (is(name, nlen, "age"))
+			agelen += llen;
+		else if (is(name, nlen, "x-cache-tier"))
+			tierlen += llen;
+	}
+	life = cc.s_maxage > 0 ? cc.s_maxage : cc.max_age;
+	known = known || life > 0;
+	fast = !cstatus && ((age == 0 && known) || (age > 0 && life >= age));
+	keep_age = fast && age > 0;
+	if (!fast && !known && http_date_format(now + grant_ms / 1000, date) < 0)
+		return -1;
+	if (fast)
+		n = (size_t)snprintf(add, sizeof(add), "x-cache-tier: L1\r\n");
+	else
+		n = (size_t)snprintf(add, sizeof(add), "%s%s%sx-spoe-cache-l1: %lld%s\r\n"
+		    "x-cache-tier: L1\r\n", known ? "" : "expires: ", known ? "" : date,
+		    known ? "" : "\r\n", (long long)age, known ? "" : ";e");
+	if (n >= sizeof(add))
+		return -1;
+	/* Room: what stays of the block, then the added lines. */
+	if (*len - tierlen - (keep_age ? 0 : agelen) + n > cap)
+		return -1;
+	p = buf;
+	out = 0;
+	while (next_line(&p, end, &name, &nlen, &val, &vlen, &llen)) {
+		if (is(name, nlen, "x-cache-tier") || (is(name, nlen, "age") && !keep_age))
+			continue;
+		memmove(buf + out, name, llen);	/* never forward: p is past it */
+		out += llen;
+	}
+	memcpy(buf + out, add, n);
+	*len = out + n;
+	*expires = !fast && !known;
+	return 0;
 }

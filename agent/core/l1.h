@@ -17,6 +17,7 @@
 #ifndef SC_L1_H
 #define SC_L1_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "policy.h"
@@ -39,5 +40,32 @@ int l1_policy_ttl(const struct sc_policy *p);
  */
 int64_t l1_grant_ms(int ttl, const struct pol_lookup *L, unsigned req,
     const struct pol_hit *h, int now_ms);
+
+/*
+ * The copy of a granted Hit that HAProxy's cache can keep and replay as it
+ * is, labelled "x-cache-tier: L1"; the hit service sends it as it sends
+ * any answer, and the template's rules give the live answer back what
+ * differs (the L2 label, age as its Age, no added Expires). Made from
+ * the served block buf[0..*len) in place (cap bytes of room), for a Hit
+ * of age seconds granted grant_ms at now (unix seconds); cstatus: the
+ * block ends with a Cache-Status "hit; ttl=" line (PL_CSTATUS).
+ *
+ * HAProxy's cache adds Age = the Age it kept (none for "Age: 0", which it
+ * refuses, so that line goes) plus the whole seconds since, and keeps a
+ * response's Age only up to its s-maxage or max-age. So:
+ * - fast form, for a block with such a lifetime at least age (or age 0
+ *   and a validator, an Expires or a lifetime) and no ttl to count down:
+ *   the block as it is, without "age: 0";
+ * - marked form, for the rest: no Age, "x-spoe-cache-l1: AGE" (";e" after
+ *   it when an Expires was added: HAProxy's cache keeps nothing without
+ *   a validator or a lifetime), and the template's rules turn each replay
+ *   back into this answer (Age = AGE + the seconds since, the added
+ *   Expires removed, the ttl counted down).
+ * A wrong guess only costs the copy (HAProxy then keeps none), never a
+ * wrong Age. Returns 0 and sets *expires (1: an Expires was added), or -1
+ * when the copy does not fit in cap (buf is then unchanged).
+ */
+int l1_copy(char *buf, size_t *len, size_t cap, int64_t age, int cstatus, int64_t grant_ms,
+    int64_t now, int *expires);
 
 #endif

@@ -891,7 +891,8 @@ serve(const struct pol_lookup *L, const struct entry *e, int code, int64_t age,
 		put(buf, cap, &n, "content-length: %zu\r\n", blen);
 	if (e != NULL)
 		put(buf, cap, &n, "age: %lld\r\n", (long long)age);
-	put(buf, cap, &n, "x-cache-status: %s\r\nx-cache-key: %s\r\n", cache_status_name[st], L->key);
+	put(buf, cap, &n, "x-cache-status: %s\r\nx-cache-tier: L2\r\nx-cache-key: %s\r\n",
+	    cache_status_name[st], L->key);
 	if ((L->flags & PL_CSTATUS) && e != NULL)
 		put(buf, cap, &n, "cache-status: " POL_CSTATUS_NAME "; hit; ttl=%lld\r\n",
 		    (long long)out->fresh_left);

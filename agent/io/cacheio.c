@@ -134,25 +134,36 @@ finish(struct cache_env *env, struct spoe_req *r, enum cache_status st)
 	spoe_req_done(r);
 }
 
-/* Queue what policy_entry() decided; the ACK is sent by the caller. */
+/* Queue what policy_entry() decided (its served block is in buf, cap
+ * bytes); the ACK is sent by the caller. */
 static void
-set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h)
+set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h, char *buf, size_t cap)
 {
 	const char *st = cache_status_name[h->status];
 
 	spoe_req_set_str(r, "status", st, strlen(st));
 	spoe_req_set_str(r, "key", lk->L.key, KEY_HEX_LEN);
 	if (h->serve) {
+		/* How long HAProxy's node-local tier may answer this URL with
+		 * it (absent: not at all), and the copy it keeps (l1_copy()). */
+		int64_t l1 = l1_grant_ms(lk->l1_ttl, &lk->L, lk->l1req, h, lk->now_ms);
+		size_t hlen = h->hlen;
+		int expires = 0;
+
+		if (l1 > 0 && (h->hdrs != buf || l1_copy(buf, &hlen, cap, h->age,
+		    (lk->L.flags & PL_CSTATUS) != 0, l1, lk->now, &expires) < 0))
+			l1 = 0;
 		spoe_req_set_bool(r, "serve", 1);
 		spoe_req_set_int(r, "code", h->code);
-		spoe_req_set_bin(r, "headers", h->hdrs, h->hlen);
+		spoe_req_set_bin(r, "headers", h->hdrs, hlen);
 		if (h->body != NULL)
 			spoe_req_set_bin(r, "body", h->body, h->blen);
-		/* How long HAProxy's node-local tier may answer this URL with
-		 * it (lua-glue/spoe-cache.lua); absent: not at all. */
-		int64_t l1 = l1_grant_ms(lk->l1_ttl, &lk->L, lk->l1req, h, lk->now_ms);
-		if (l1 > 0)
+		if (l1 > 0) {
 			spoe_req_set_int(r, "l1", l1);
+			spoe_req_set_int(r, "l1age", h->age);
+			if (expires)
+				spoe_req_set_bool(r, "l1e", 1);
+		}
 	} else {
 		spoe_req_set_bin(r, "ctx", lk->L.ctx, lk->L.ctx_len);
 		if (h->cstatus != NULL)
@@ -323,14 +334,14 @@ decide(struct lookup *lk, const uint8_t *val, size_t vlen)
 	if (h.stale != PST_NONE)
 		M_INC(lk->env->m, stale_served[h.stale]);
 	spoe_req_hold(r, buf);	/* the headers live in buf until the ACK is sent */
-	set_answer(r, lk, &h);
+	set_answer(r, lk, &h, buf, cap);
 	if (h.answer == PE_HIT || h.answer == PE_NOT_MODIFIED || h.reval) {
 		if (spoe_req_ack_size(r) > spoe_req_max_ack(r)) {
 			/* Stored through an HAProxy with larger frames: cannot
 			 * be replayed here. */
 			spoe_req_clear(r);
 			policy_entry(&lk->L, &lk->lim, NULL, 0, lk->now, buf, cap, &h);
-			set_answer(r, lk, &h);
+			set_answer(r, lk, &h, buf, cap);
 		}
 	}
 	finish(lk->env, r, h.status);

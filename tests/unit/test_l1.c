@@ -1,7 +1,8 @@
 /*
  * test_l1.c - l1_grant_ms(): what the agent lets HAProxy's node-local tier
  * keep, over real policy_request() / policy_response() / policy_entry()
- * decisions (a store at T0, then a lookup at a later second).
+ * decisions (a store at T0, then a lookup at a later second); l1_copy():
+ * the copy it keeps.
  */
 #include "entry.h"
 #include "l1.h"
@@ -222,10 +223,102 @@ test_never_what_the_agent_would_refuse(void)
 	CHECK(l1_policy_ttl(NULL) == 0);
 }
 
+/* l1_copy() of block `in` (age, cstatus, a 5 s grant at T0) is `want`,
+ * with *expires as given; want NULL: it does not fit in cap. */
+static int
+copy_is(const char *in, size_t cap, int64_t age, int cstatus, const char *want, int want_exp)
+{
+	char buf[1024];
+	size_t len = strlen(in);
+	int exp = -1, r;
+
+	memcpy(buf, in, len);
+	r = l1_copy(buf, &len, cap, age, cstatus, 5000, T0, &exp);
+	if (want == NULL)
+		return r == -1 && len == strlen(in) && memcmp(buf, in, len) == 0;
+	return r == 0 && exp == want_exp && len == strlen(want) && memcmp(buf, want, len) == 0;
+}
+
+#define TAIL	"x-cache-status: Hit\r\nx-cache-tier: L2\r\nx-cache-key: k\r\n"
+#define TAIL1	"x-cache-status: Hit\r\nx-cache-key: k\r\n"
+
+static void
+test_copy_forms(void)
+{
+	/* Fast: HAProxy's cache keeps the Age up to max-age and adds it back. */
+	CHECK(copy_is("Cache-Control: max-age=60\r\ncontent-length: 5\r\nage: 10\r\n" TAIL, 1024,
+	    10, 0, "Cache-Control: max-age=60\r\ncontent-length: 5\r\nage: 10\r\n" TAIL1
+	    "x-cache-tier: L1\r\n", 0));
+	/* s-maxage is the lifetime it looks at first; an Age exactly at it is kept. */
+	CHECK(copy_is("Cache-Control: max-age=5, s-maxage=30\r\nage: 30\r\n" TAIL, 1024, 30, 0,
+	    "Cache-Control: max-age=5, s-maxage=30\r\nage: 30\r\n" TAIL1 "x-cache-tier: L1\r\n", 0));
+	/* Fast at Age 0, with a validator: "age: 0" goes (HAProxy refuses it). */
+	CHECK(copy_is("ETag: \"a\"\r\nage: 0\r\n" TAIL, 1024, 0, 0,
+	    "ETag: \"a\"\r\n" TAIL1 "x-cache-tier: L1\r\n", 0));
+	CHECK(copy_is("Expires: Thu, 01 Jan 2099 00:00:00 GMT\r\nage: 0\r\n" TAIL, 1024, 0, 0,
+	    "Expires: Thu, 01 Jan 2099 00:00:00 GMT\r\n" TAIL1 "x-cache-tier: L1\r\n", 0));
+	/* Marked: an Age past the response's own lifetime (the policy's
+	 * cache_ttl kept it longer), or no lifetime at all. */
+	CHECK(copy_is("Cache-Control: max-age=5\r\nage: 9\r\n" TAIL, 1024, 9, 0,
+	    "Cache-Control: max-age=5\r\n" TAIL1 "x-spoe-cache-l1: 9\r\nx-cache-tier: L1\r\n", 0));
+	CHECK(copy_is("ETag: \"a\"\r\nage: 3\r\n" TAIL, 1024, 3, 0,
+	    "ETag: \"a\"\r\n" TAIL1 "x-spoe-cache-l1: 3\r\nx-cache-tier: L1\r\n", 0));
+	/* Nothing HAProxy's cache would keep it for: an Expires for the grant. */
+	CHECK(copy_is("Content-Type: text/plain\r\nage: 2\r\n" TAIL, 1024, 2, 0,
+	    "Content-Type: text/plain\r\n" TAIL1
+	    "expires: Tue, 14 Nov 2023 22:13:25 GMT\r\nx-spoe-cache-l1: 2;e\r\nx-cache-tier: L1\r\n", 1));
+	CHECK(copy_is("age: 0\r\n" TAIL, 1024, 0, 0, TAIL1
+	    "expires: Tue, 14 Nov 2023 22:13:25 GMT\r\nx-spoe-cache-l1: 0;e\r\nx-cache-tier: L1\r\n", 1));
+	/* max-age=0 is no lifetime. */
+	CHECK(copy_is("Cache-Control: max-age=0\r\nage: 0\r\n" TAIL, 1024, 0, 0,
+	    "Cache-Control: max-age=0\r\n" TAIL1
+	    "expires: Tue, 14 Nov 2023 22:13:25 GMT\r\nx-spoe-cache-l1: 0;e\r\nx-cache-tier: L1\r\n", 1));
+	/* A ttl to count down (cache_status): always marked. */
+	CHECK(copy_is("Cache-Control: max-age=60\r\nage: 10\r\n" TAIL
+	    "cache-status: spoe-cache; hit; ttl=50\r\n", 1024, 10, 1,
+	    "Cache-Control: max-age=60\r\n" TAIL1 "cache-status: spoe-cache; hit; ttl=50\r\n"
+	    "x-spoe-cache-l1: 10\r\nx-cache-tier: L1\r\n", 0));
+}
+
+static void
+test_copy_room(void)
+{
+	const char *in = "Content-Type: text/plain\r\nage: 2\r\n" TAIL;
+	size_t need = strlen(in) - strlen("age: 2\r\n") - strlen("x-cache-tier: L2\r\n") +
+	    strlen("expires: Tue, 14 Nov 2023 22:13:25 GMT\r\nx-spoe-cache-l1: 2;e\r\nx-cache-tier: L1\r\n");
+
+	CHECK(copy_is(in, need - 1, 2, 0, NULL, 0));
+	CHECK(copy_is(in, need, 2, 0, "Content-Type: text/plain\r\n" TAIL1
+	    "expires: Tue, 14 Nov 2023 22:13:25 GMT\r\nx-spoe-cache-l1: 2;e\r\nx-cache-tier: L1\r\n", 1));
+}
+
+/* What the policy serves, made into the copy: the block policy_entry()
+ * wrote, over a real store. */
+static void
+test_copy_of_a_served_hit(void)
+{
+	struct sc_policy p = policy(5);
+	int exp = -1;
+	size_t len;
+
+	CHECK(store(&p, H(CT, CL, "Cache-Control", "max-age=60")) == 0);
+	CHECK(grant(&p, "GET", PLAIN, 0, T0 + 2, 0) == 5000);
+	len = T.hit.hlen;
+	CHECK(T.hit.hdrs == T.buf);
+	CHECK(l1_copy(T.buf, &len, sizeof(T.buf), T.hit.age, 0, 5000, T0 + 2, &exp) == 0 && exp == 0);
+	CHECK(len == T.hit.hlen);	/* one label for the other */
+	CHECK(memmem(T.buf, len, "age: 2\r\n", 8) != NULL);
+	CHECK(memmem(T.buf, len, "x-cache-tier: L1\r\n", 18) != NULL);
+	CHECK(memmem(T.buf, len, "L2", 2) == NULL);
+}
+
 int
 main(void)
 {
 	RUN(test_ttl_and_freshness);
 	RUN(test_never_what_the_agent_would_refuse);
+	RUN(test_copy_forms);
+	RUN(test_copy_room);
+	RUN(test_copy_of_a_served_hit);
 	return T_EXIT();
 }

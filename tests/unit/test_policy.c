@@ -413,7 +413,8 @@ static int
 hit_hdrs_are(const char *stored_hdrs, const char *added)
 {
 	char want[1024];
-	int n = snprintf(want, sizeof(want), "%s%sx-cache-key: %s\r\n", stored_hdrs, added, T.L.key);
+	int n = snprintf(want, sizeof(want), "%s%sx-cache-tier: L2\r\nx-cache-key: %s\r\n",
+	    stored_hdrs, added, T.L.key);
 
 	return T.hit.serve && n > 0 && T.hit.hlen == (size_t)n && memcmp(T.hit.hdrs, want, (size_t)n) == 0;
 }
