@@ -36,7 +36,7 @@ def main():
     signal.signal(signal.SIGINT, lambda *a: stop.append(1))
     signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
     try:
-        s = Stack(procs, template=template, ports=ports, log_level="notice", l1_ttl=1)
+        s = Stack(procs, template=template, ports=ports, log_level="notice", l1_ttl=5)
         u = "http://%s:%d" % (HOST, s.http_port)
         print("""
 spoe-cache is running on 127.0.0.1 (template %s)

@@ -136,7 +136,7 @@ OUTAGE_CLIENTS = 40
 # HAProxy's cache and srcache do: the outage's stale URLs say max-age=1),
 # cache_ttl for a response that states no freshness.
 # BENCH_L1_TTL, BENCH_L1_MB: the fleet's L1 (ours) other than the
-# template's (1 s, 16 MiB); the TTL is the policy's l1_ttl too.
+# template's (5 s, 64 MiB); the TTL is the policy's l1_ttl too.
 FLEET_L1_TTL = os.environ.get("BENCH_L1_TTL")
 FLEET_L1_MB = os.environ.get("BENCH_L1_MB")
 FLEET_POLICIES = """
@@ -414,8 +414,10 @@ class Bench:
 
         self.fronts = {"ours": ours}
         port = free_port()
+        # the L1 as the template ships it (ours' env turns it off)
+        l1_env = {k: v for k, v in env.items() if k != "SPOE_CACHE_L1_TTL"}
         self.fronts["l1"] = haproxy(pr, "l1", template, dict(
-            env, SPOE_CACHE_BIND="%s:%d" % (HOST, port), SPOE_CACHE_L1_TTL="1",
+            l1_env, SPOE_CACHE_BIND="%s:%d" % (HOST, port),
             SPOE_CACHE_STATS_SOCKET=pr.path("haproxy-l1.sock")), port)
         with open(template) as f:
             text = f.read()

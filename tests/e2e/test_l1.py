@@ -107,7 +107,7 @@ def test_l1_hits_never_ask_the_agent(procs):
 
 @test
 def test_l1_off_with_one_setting(procs):
-    # SPOE_CACHE_L1_TTL=0 is the template's "${SPOE_CACHE_L1_TTL-1}": the
+    # SPOE_CACHE_L1_TTL=0 is the template's "${SPOE_CACHE_L1_TTL-5}": the
     # same as deleting the cache-use line.
     s = Stack(procs, l1_ttl=0, policies=policies(l1_ttl="30"))
     c = Client(s.http_port)
