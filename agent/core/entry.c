@@ -420,7 +420,8 @@ refused_name(const char *n, size_t len, unsigned allow)
 		{ "age", 3, ENTRY_ERR_FORBIDDEN, 0 },		/* computed at hit time */
 		{ "x-cache-status", 14, ENTRY_ERR_FORBIDDEN, 0 },
 		{ "x-cache-key", 11, ENTRY_ERR_FORBIDDEN, 0 },
-		{ "x-spoe-cache-l1", 15, ENTRY_ERR_FORBIDDEN, 0 },	/* the L1's Age (lua-glue) */
+		{ "x-cache-tier", 12, ENTRY_ERR_FORBIDDEN, 0 },
+		{ "x-spoe-cache-l1", 15, ENTRY_ERR_FORBIDDEN, 0 },	/* the L1's Age (l1.c) */
 		/* replayed to another client only when the policy says so */
 		{ "set-cookie", 10, ENTRY_ERR_FORBIDDEN, ENTRY_ALLOW_SET_COOKIE },
 		{ "set-cookie2", 11, ENTRY_ERR_FORBIDDEN, ENTRY_ALLOW_SET_COOKIE },

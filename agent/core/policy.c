@@ -1412,7 +1412,8 @@ static int
 keep_header(const struct hdr *h, const struct conn_lines *cl, int cookies)
 {
 	static const char *const drop[] = {
-		"content-length", "age", "x-cache-status", "x-cache-key", "x-spoe-cache-l1", NULL
+		"content-length", "age", "x-cache-status", "x-cache-tier", "x-cache-key",
+		"x-spoe-cache-l1", NULL
 	};
 
 	if (hdrs_is_hop_by_hop(h->name, h->nlen))

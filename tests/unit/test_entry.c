@@ -621,7 +621,7 @@ test_replay_header_names(void)
 	static const char *const framing[] = { "Transfer-Encoding: chunked",
 		"transfer-encoding: identity", "Content-Length: 11", "CONTENT-LENGTH: 0" };
 	static const char *const forbidden[] = { "Set-Cookie: a=b", "set-cookie2: a=b",
-		"Age: 0", "X-Cache-Status: Hit", "x-cache-key: 00" };
+		"Age: 0", "X-Cache-Status: Hit", "x-cache-key: 00", "X-Cache-Tier: L1" };
 	char line[128];
 
 #define EACH(list, want) for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) { \

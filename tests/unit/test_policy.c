@@ -1494,7 +1494,8 @@ test_stripped_headers(void)
 	    "x-secret", "t", "Connection", "X-Other", "X-OTHER", "o", "Keep-Alive", "timeout=5",
 	    "Proxy-Connection", "keep-alive", "TE", "trailers", "Trailer", "X-T", "Upgrade", "h2c",
 	    "Proxy-Authenticate", "Basic", "Proxy-Authorization", "x", "Age", "5",
-	    "X-Cache-Status", "Hit", "x-cache-key", "forged", "X-Keep", "1", "X-Secret-2", "kept");
+	    "X-Cache-Status", "Hit", "x-cache-key", "forged", "X-Cache-Tier", "L1", "X-Keep", "1",
+	    "X-Secret-2", "kept");
 
 	CHECK(txn(&p, ROOT, RS(.h = rh, .body = "hello"), ROOT, T0) == PE_HIT);
 	CHECK(stored_hdrs_are("Content-Type: text/plain\r\nX-Keep: 1\r\nX-Secret-2: kept\r\n"));
