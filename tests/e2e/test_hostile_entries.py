@@ -137,6 +137,7 @@ HOSTILE = [
     ("connection", dict(headers=CT + "Connection: close, X-Evil\r\nX-Evil: 1\r\n"), "hop_by_hop"),
     ("keep_alive", dict(headers=CT + "Keep-Alive: timeout=1\r\n"), "hop_by_hop"),
     ("set_cookie", dict(headers=CT + "Set-Cookie: session=stolen\r\n"), "forbidden"),
+    ("forged_tier", dict(headers=CT + "X-Cache-Tier: L1\r\n"), "forbidden"),
     ("no_space", dict(headers=CT + "X-Evil:1\r\n"), "header_line"),
     ("other_version", dict(version=1), "version"),
 ]
