@@ -13,6 +13,8 @@
  *     header block of "name: value\r\n" lines with token names and safe
  *     values, no hop-by-hop, Transfer-Encoding or Set-Cookie, and one
  *     Content-Length that the agent wrote: the stored body's length;
+ *   - the L1's copy of what is served (l1_copy) passes the same checks,
+ *     with the L1's label instead of the L2's, or leaves the block as it was;
  *   - an entry built from the input round-trips exactly.
  *
  * Input layout:
@@ -33,6 +35,7 @@
 #include <openssl/hmac.h>
 
 #include "entry.h"
+#include "l1.h"
 #include "hdrs.h"
 #include "policy.h"
 
@@ -88,14 +91,15 @@ dup(const void *p, size_t n)
 }
 
 /* What a client would get from the Lua service: checked line by line,
- * independently of entry_check_replay(). blen: the stored body's length. */
+ * independently of entry_check_replay(). blen: the stored body's length;
+ * tier: the one X-Cache-Tier it must say. */
 static void
-check_served(const struct pol_hit *h, const struct entry *e)
+check_served(const struct pol_hit *h, const struct entry *e, const char *tier)
 {
 	static const char *const never[] = { "connection", "keep-alive", "proxy-connection", "te",
 		"trailer", "upgrade", "transfer-encoding", "set-cookie", "set-cookie2", NULL };
 	const char *p = h->hdrs, *end = h->hdrs + h->hlen;
-	int clen = 0, status = 0, key = 0;
+	int clen = 0, status = 0, key = 0, tiers = 0;
 	char want[32];
 
 	if (h->code < 200 || h->code > 599)
@@ -123,13 +127,41 @@ check_served(const struct pol_hit *h, const struct entry *e)
 		}
 		status += hdr_name_eq(p, nlen, "x-cache-status", 14);
 		key += hdr_name_eq(p, nlen, "x-cache-key", 11);
+		if (hdr_name_eq(p, nlen, "x-cache-tier", 12)) {
+			if ((size_t)(eol - colon - 2) != strlen(tier) || memcmp(colon + 2, tier, strlen(tier)))
+				abort();
+			tiers++;
+		}
 		p = eol + 2;
 	}
 	/* no Content-Length on a 304 or a 204 (RFC 9110 8.6) */
-	if (clen != (h->code == 304 || h->code == 204 ? 0 : 1) || status != 1 || key != 1)
+	if (clen != (h->code == 304 || h->code == 204 ? 0 : 1) || status != 1 || key != 1 ||
+	    tiers != 1)
 		abort();
 	if (h->body != NULL && (e == NULL || h->blen != e->blen || h->body != e->body))
 		abort();
+}
+
+/* The L1's copy of what was served (as if granted 5 s): the same checks,
+ * labelled L1; or, when it does not fit, the block untouched. */
+static void
+l1_copy_of(const struct pol_lookup *L, const struct pol_hit *h, const struct entry *e,
+    char *buf, size_t cap, int64_t now)
+{
+	struct pol_hit c = *h;
+	char *was = dup(buf, h->hlen);
+	int exp = -1;
+
+	c.hlen = h->hlen;
+	if (l1_copy(buf, &c.hlen, cap, h->age, (L->flags & PL_CSTATUS) != 0, 5000, now, &exp) < 0) {
+		if (c.hlen != h->hlen || memcmp(buf, was, h->hlen) != 0)
+			abort();
+	} else {
+		if (c.hlen > cap || (exp != 0 && exp != 1))
+			abort();
+		check_served(&c, e, "L1");
+	}
+	free(was);
 }
 
 /* Decode and check val as the agent does, then replay it through
@@ -187,9 +219,11 @@ replay(const struct pol_lookup *L0, const struct pol_limits *lim, const uint8_t 
 			abort();
 		/* only-if-cached's 504 carries nothing of the entry (a stored 504
 		 * served as a hit does) */
-		check_served(&h, gw ? NULL : &e);
+		check_served(&h, gw ? NULL : &e, "L2");
 		if (gw && h.body != NULL)
 			abort();
+		if (!gw)
+			l1_copy_of(&L, &h, &e, buf, cap, now);
 	}
 	free(buf);
 	free(val);
