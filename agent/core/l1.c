@@ -1,5 +1,6 @@
 /*
- * l1.c - how long the node-local tier may keep a hit; see l1.h.
+ * l1.c - how long the node-local tier may keep a hit, and the copy it
+ * keeps; see l1.h.
  */
 #include <stdio.h>
 #include <string.h>
@@ -55,9 +56,10 @@ next_line(const char **p, const char *end, const char **name, size_t *nlen,
 {
 	const char *s = *p, *colon, *eol;
 
-	if (s >= end || (colon = memchr(s, ':', (size_t)(end - s))) == NULL ||
-	    end - colon < 4 || (eol = memchr(colon + 2, '\r', (size_t)(end - colon - 2))) == NULL ||
-	    end - eol < 2)
+	/* the colon is looked for inside the line only */
+	if (s >= end || (eol = memchr(s, '\r', (size_t)(end - s))) == NULL || end - eol < 2 ||
+	    eol[1] != '\n' || (colon = memchr(s, ':', (size_t)(eol - s))) == NULL ||
+	    colon == s || eol - colon < 2 || colon[1] != ' ')
 		return 0;
 	*name = s;
 	*nlen = (size_t)(colon - s);
@@ -66,6 +68,28 @@ next_line(const char **p, const char *end, const char **name, size_t *nlen,
 	*llen = (size_t)(eol + 2 - s);
 	*p = eol + 2;
 	return 1;
+}
+
+/* s-maxage and max-age as HAProxy's cache reads them
+ * (http_calc_maxage()): element by element, the last one wins. */
+static void
+last_lifetimes(const char *v, size_t len, int64_t *smax, int64_t *max)
+{
+	const char *end = v + len, *c;
+	struct cachectl one;
+
+	while (v < end) {
+		c = memchr(v, ',', (size_t)(end - v));
+		if (c == NULL)
+			c = end;
+		cachectl_init(&one);
+		(void)cachectl_parse(v, (size_t)(c - v), &one);
+		if (one.s_maxage >= 0)
+			*smax = one.s_maxage;
+		if (one.max_age >= 0)
+			*max = one.max_age;
+		v = c + (c < end);
+	}
 }
 
 static int
@@ -80,24 +104,24 @@ l1_copy(char *buf, size_t *len, size_t cap, int64_t age, int cstatus, int64_t gr
 {
 	const char *p = buf, *end = buf + *len, *name, *val;
 	size_t nlen, vlen, llen, agelen = 0, tierlen = 0, n = 0, out;
-	struct cachectl cc;
 	char add[160], date[30];
-	int64_t life;
+	int64_t life, smax = -1, max = -1;
 	int known = 0, fast, keep_age;
 
-	cachectl_init(&cc);
 	while (next_line(&p, end, &name, &nlen, &val, &vlen, &llen)) {
 		if (is(name, nlen, "etag") || is(name, nlen, "last-modified") ||
 		    is(name, nlen, "expires"))
 			known = 1;
 		else if (is(name, nlen, "cache-control"))
-			(void)cachectl_parse(val, vlen, &cc);
+			last_lifetimes(val, vlen, &smax, &max);
 		else if (is(name, nlen, "age"))
 			agelen += llen;
 		else if (is(name, nlen, "x-cache-tier"))
 			tierlen += llen;
 	}
-	life = cc.s_maxage > 0 ? cc.s_maxage : cc.max_age;
+	if (p != end)
+		return -1;	/* not a block serve() wrote: no copy */
+	life = smax > 0 ? smax : max;
 	known = known || life > 0;
 	fast = !cstatus && ((age == 0 && known) || (age > 0 && life >= age));
 	keep_age = fast && age > 0;

@@ -1893,7 +1893,7 @@ updates(const struct hdr *h)
 {
 	static const char *const never[] = {
 		"content-length", "age", "set-cookie", "set-cookie2", "x-cache-status",
-		"x-cache-key", "x-spoe-cache-l1", "transfer-encoding", NULL
+		"x-cache-tier", "x-cache-key", "x-spoe-cache-l1", "transfer-encoding", NULL
 	};
 
 	if (hdrs_is_hop_by_hop(h->name, h->nlen) || !hdr_name_valid(h->name, h->nlen) ||

@@ -227,8 +227,8 @@ def test_l1_never_answers_what_the_agent_would_not(procs):
 def test_l1_copies_turn_back_into_the_agents_answer(procs):
     s = Stack(procs, l1_ttl=30, policies=policies(l1_ttl="30"))
     c = Client(s.http_port)
-    # No validator and no lifetime (the policy's cache_ttl alone): the hit
-    # service adds an Expires for HAProxy's cache, and no answer shows it.
+    # No validator and no lifetime (the policy's cache_ttl alone): the
+    # agent adds an Expires for HAProxy's cache, and no answer shows it.
     c.req("/text")
     st, h, b = c.warm("/text")
     assert "expires" not in h and "x-spoe-cache-l1" not in h, h
@@ -240,12 +240,20 @@ def test_l1_copies_turn_back_into_the_agents_answer(procs):
     assert h2["x-cache-tier"] == "L2" and h2["expires"] == exp, h2
     st, h, b = c.warm(p)
     assert h["expires"] == exp and "x-spoe-cache-l1" not in h, h
-    # An origin cannot forge the hit service's note: the agent does not
+    # An origin cannot forge the agent's note: the agent does not
     # store it, so it moves neither Age nor Expires.
     p = "/gen?body=f&h=X-Spoe-Cache-L1:9999;e&h=Expires:" + exp.replace(" ", "%20")
     c.req(p)
     st, h, b = c.warm(p)
     assert int(h["age"]) < 30 and h["expires"] == exp and "x-spoe-cache-l1" not in h, h
+    # Nor its tier: X-Cache-Tier is the agent's, on a miss as on a hit.
+    p = "/gen?body=t&h=X-Cache-Tier:L1"
+    st, h, b, _ = c.req(p)
+    assert h["x-cache-status"] == "Miss" and "x-cache-tier" not in h, h
+    st, h, b, _ = c.req(p)
+    assert h["x-cache-status"] == "Hit" and h["x-cache-tier"] == "L2", h
+    st, h, b = c.warm(p)
+    assert h["x-cache-tier"] == "L1", h
     c.close()
 
 

@@ -273,6 +273,17 @@ test_copy_forms(void)
 	CHECK(copy_is("Cache-Control: max-age=0\r\nage: 0\r\n" TAIL, 1024, 0, 0,
 	    "Cache-Control: max-age=0\r\n" TAIL1
 	    "expires: Tue, 14 Nov 2023 22:13:25 GMT\r\nx-spoe-cache-l1: 0;e\r\nx-cache-tier: L1\r\n", 1));
+	/* HAProxy's cache reads the last max-age: 5 here, below the Age. */
+	CHECK(copy_is("Cache-Control: max-age=60, max-age=5\r\nage: 10\r\n" TAIL, 1024, 10, 0,
+	    "Cache-Control: max-age=60, max-age=5\r\n" TAIL1
+	    "x-spoe-cache-l1: 10\r\nx-cache-tier: L1\r\n", 0));
+	CHECK(copy_is("Cache-Control: max-age=5\r\nCache-Control: max-age=60\r\nage: 10\r\n" TAIL,
+	    1024, 10, 0, "Cache-Control: max-age=5\r\nCache-Control: max-age=60\r\nage: 10\r\n" TAIL1
+	    "x-cache-tier: L1\r\n", 0));
+	/* Not a block serve() wrote: no copy, the block untouched. */
+	CHECK(copy_is("Cache-Control: max-age=60\r\nage: 10\r\nbroken\r\n" TAIL, 1024, 10, 0,
+	    NULL, 0));
+	CHECK(copy_is("age: 10\r\n" TAIL "x-cut: a", 1024, 10, 0, NULL, 0));
 	/* A ttl to count down (cache_status): always marked. */
 	CHECK(copy_is("Cache-Control: max-age=60\r\nage: 10\r\n" TAIL
 	    "cache-status: spoe-cache; hit; ttl=50\r\n", 1024, 10, 1,
