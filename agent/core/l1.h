@@ -63,7 +63,8 @@ int64_t l1_grant_ms(int ttl, const struct pol_lookup *L, unsigned req,
  *   Expires removed, the ttl counted down).
  * A wrong guess only costs the copy (HAProxy then keeps none), never a
  * wrong Age. Returns 0 and sets *expires (1: an Expires was added), or -1
- * when the copy does not fit in cap (buf is then unchanged).
+ * when it makes none (a block it cannot read whole, or not room enough in
+ * cap): buf is then unchanged.
  */
 int l1_copy(char *buf, size_t *len, size_t cap, int64_t age, int cstatus, int64_t grant_ms,
     int64_t now, int *expires);
