@@ -3,7 +3,7 @@
 -- The agent decides everything (Hit, 304, 504 for only-if-cached, HEAD) and
 -- hands over, as txn.cache.* variables, the exact response to send: status
 -- code, header block ("Name: value\r\n" lines, Content-Length, Age,
--- X-Cache-Status and X-Cache-Key included) and body. This service replays
+-- X-Cache-Status, X-Cache-Tier and X-Cache-Key included) and body. This service replays
 -- them byte for byte and never looks at the origin. It must stay dumb: no
 -- cache logic here, so what a hit looks like is tested in one place (the agent).
 --
