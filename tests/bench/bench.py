@@ -1126,6 +1126,12 @@ def report(b):
                     continue
                 v = o["r"]["rps"] / x["r"]["rps"]
                 flag = "" if want is None or v >= want else " MISSED"
+                # the same ratio in CPU per request, which survives a busy
+                # machine better: the other's CPU over mine (>1: mine cheaper)
+                if o["r"]["requests"] and x["r"]["requests"] and sum(o["cpu"].values()):
+                    flag += " (CPU %.2fx)" % (
+                        sum(x["cpu"].values()) / x["r"]["requests"]
+                        / (sum(o["cpu"].values()) / o["r"]["requests"]))
                 if o["notes"] or x["notes"]:
                     flag += " (run had errors)"
                 elif max(o["other"], x["other"]) > BUSY:
@@ -1138,7 +1144,8 @@ def report(b):
     targets = (("l1", "hit", "haproxy", 0.9, "L1 hits >= 0.9x HAProxy's own cache"),
                ("ours", "hit", "floor", 0.85, "L2 hits >= 0.85x the SPOE+Lua floor"),
                ("ours", "miss", "straight", 0.6, "miss path >= 0.6x straight-to-origin"))
-    say("TARGETS (req/s divided by the other's, every cell of the run)")
+    say("TARGETS (req/s divided by the other's, every cell of the run; in brackets the other's "
+        "CPU per request divided by ours)")
     all_ok = True
     for mine, kind, other, want, what in targets:
         ok, cells = compare(mine, kind, other, want)
