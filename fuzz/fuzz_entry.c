@@ -152,7 +152,6 @@ l1_copy_of(const struct pol_lookup *L, const struct pol_hit *h, const struct ent
 	char *was = dup(buf, h->hlen);
 	int exp = -1;
 
-	c.hlen = h->hlen;
 	if (l1_copy(buf, &c.hlen, cap, h->age, (L->flags & PL_CSTATUS) != 0, 5000, now, &exp) < 0) {
 		if (c.hlen != h->hlen || memcmp(buf, was, h->hlen) != 0)
 			abort();

@@ -4,9 +4,9 @@
  */
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cachecontrol.h"
+#include "hdrs.h"
 #include "l1.h"
 
 int
@@ -95,7 +95,7 @@ last_lifetimes(const char *v, size_t len, int64_t *smax, int64_t *max)
 static int
 is(const char *name, size_t nlen, const char *want)
 {
-	return nlen == strlen(want) && strncasecmp(name, want, nlen) == 0;
+	return hdr_name_eq(name, nlen, want, strlen(want));
 }
 
 int

@@ -638,6 +638,11 @@ def percentile(xs, q):
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else None
 
 
+def cpu_per_1000(r):
+    """CPU seconds per 1,000 requests of a single-node run's whole system."""
+    return sum(r["cpu"].values()) / r["r"]["requests"] * 1000
+
+
 def fleet_l1_env():
     return {k: v for k, v in (("SPOE_CACHE_L1_TTL", FLEET_L1_TTL),
                               ("SPOE_CACHE_L1_MB", FLEET_L1_MB)) if v}
@@ -1098,7 +1103,7 @@ def report(b):
             cells.append("%8.4f" % (r["cpu"][k] / n * 1000) if k in r["cpu"] else "%8s" % "-")
         say("%-4s %-10s %5d  %-20s %s %8.4f  %4.0f%%" % (
             r["kind"], r["obj"], r["conns"], NAMES[r["sys"]], " ".join(cells),
-            sum(r["cpu"].values()) / n * 1000, 100 * r["other"]))
+            cpu_per_1000(r), 100 * r["other"]))
     say("(total: the server-side processes of that system; other jobs: share of the CPUs "
         "taken by processes this bench did not start, wrk excluded)")
     say("")
@@ -1129,9 +1134,7 @@ def report(b):
                 # the same ratio in CPU per request, which survives a busy
                 # machine better: the other's CPU over mine (>1: mine cheaper)
                 if o["r"]["requests"] and x["r"]["requests"] and sum(o["cpu"].values()):
-                    flag += " (CPU %.2fx)" % (
-                        sum(x["cpu"].values()) / x["r"]["requests"]
-                        / (sum(o["cpu"].values()) / o["r"]["requests"]))
+                    flag += " (CPU %.2fx)" % (cpu_per_1000(x) / cpu_per_1000(o))
                 if o["notes"] or x["notes"]:
                     flag += " (run had errors)"
                 elif max(o["other"], x["other"]) > BUSY:
@@ -1191,7 +1194,7 @@ def side_by_side(benches):
             if not r or not r["r"]["requests"]:
                 row.append("%20s" % "-")
                 continue
-            cpu = sum(r["cpu"].values()) / r["r"]["requests"] * 1000
+            cpu = cpu_per_1000(r)
             row.append("%20s" % ("%s (%.4f)%s" % (fmt_rps(r["r"]["rps"]), cpu,
                                                    " !!" if r["notes"] else "")))
         say("%-10s %5d  " % (obj, conns) + " ".join(row))
