@@ -8,6 +8,7 @@ also when it fails. Everything listens on 127.0.0.1 only.
 """
 import atexit
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -59,21 +60,42 @@ def test(fn):
 _ports_given = set()
 
 
+def _listen_ports():
+    """Where free_port() draws from: below the kernel's ephemeral range (the
+    source ports of outgoing connections), else above it. A port from
+    bind(0) lies inside that range, and a connection opened between the
+    test's bind and the daemon's could take it as its source port: the
+    daemon then fails with "Address already in use"."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            lo, hi = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        lo, hi = 32768, 60999
+    return (10000, lo) if lo - 10000 >= 4096 else (hi + 1, 65536)
+
+
+_PORTS = _listen_ports()
+
+
 def free_port():
-    """A port that was free a moment ago on 127.0.0.1, and that this
-    process never handed out before: the kernel may give the same one to
-    two binds in a row, and two daemons of one stack would then be told to
-    listen on it (the second to start cannot, and a wait for its port is
-    answered by the first: a test once got the agent's admin endpoint for
-    HAProxy's port)."""
+    """A port that was free a moment ago on 127.0.0.1, outside the ephemeral
+    range (_listen_ports), and that this process never handed out before:
+    two daemons of one stack must never be told to listen on one port (the
+    second to start cannot, and a wait for its port is answered by the
+    first: a test once got the agent's admin endpoint for HAProxy's port)."""
     while True:
+        port = random.randrange(*_PORTS)
+        if port in _ports_given:
+            continue
         s = socket.socket()
-        s.bind((HOST, 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            continue
+        finally:
+            s.close()
+        _ports_given.add(port)
+        return port
 
 
 def wait_port(port, timeout=15.0, proc=None):
