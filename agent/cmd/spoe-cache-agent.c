@@ -59,6 +59,8 @@ struct agent {
 	int nworkers;
 	unsigned next;			/* round-robin hand-off */
 	struct admin *admin;
+	struct l1feed feed;		/* the L1's, the workers' and the admin endpoint's */
+	int feed_ok;			/* feed made (l1feed_init) */
 	int debug;			/* -d: debug level whatever the config says */
 	atomic_int nconns;		/* SPOP sockets handed to workers, not closed yet */
 	struct metrics m;		/* the acceptor's: conns_refused, accept_pauses */
@@ -608,7 +610,15 @@ main(int argc, char **argv)
 		log_err("out of memory");
 		goto out;
 	}
+	if (l1feed_init(&ag.feed) < 0) {
+		log_err("out of memory");
+		goto out;
+	}
+	ag.feed_ok = 1;
 	for (int i = 0; i < ag.nworkers; i++) {
+		/* Without the admin endpoint no HAProxy can read the feed: its
+		 * L1 then keeps nothing (cacheio grants nothing). */
+		ag.workers[i].cache.feed = ag.cf->agent.admin_listen[0] != '\0' ? &ag.feed : NULL;
 		if (worker_start(&ag.workers[i], i, ag.gens, ag.tls, ag.reap_ev, &ag.nconns, err,
 		    sizeof(err)) < 0) {
 			log_err("%s", err);
@@ -616,7 +626,7 @@ main(int argc, char **argv)
 		}
 	}
 	ag.admin = admin_new(ag.base, ag.gens, ag.tls, ag.workers, ag.nworkers, &ag.m, &ag.pm,
-	    err, sizeof(err));
+	    &ag.feed, err, sizeof(err));
 	if (ag.admin == NULL && ag.cf->agent.admin_listen[0] != '\0') {
 		log_err("admin endpoint: %s", err);
 		goto out_workers;
@@ -649,6 +659,8 @@ out_workers:
 		worker_stop(&ag.workers[i]);
 	free(ag.workers);
 out:
+	if (ag.feed_ok)
+		l1feed_free(&ag.feed);
 	if (ev_term)
 		event_free(ev_term);
 	if (ev_int)

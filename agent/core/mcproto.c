@@ -151,6 +151,20 @@ int mc_enc_get_meta(char *buf, size_t cap, const char *key, size_t klen, uint32_
 	return enc_mg(buf, cap, key, klen, 1, vivify, opaque);
 }
 
+int mc_enc_check(char *buf, size_t cap, const char *key, size_t klen, uint32_t opaque)
+{
+	int n = enc_keyed(buf, cap, "mg ", key, klen);
+	struct wr w = { buf, cap, 0, 0 };
+
+	if (n < 0)
+		return -1;
+	w.n = (size_t)n;
+	wr_str(&w, " c O");
+	wr_u64(&w, opaque);
+	wr_str(&w, "\r\n");
+	return wr_end(&w);
+}
+
 int mc_enc_set(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,
 	       uint32_t ttl, uint32_t opaque)
 {

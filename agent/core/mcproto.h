@@ -47,6 +47,8 @@ int mc_enc_delete(char *buf, size_t cap, const char *key, size_t klen, uint32_t 
  */
 int mc_enc_get_meta(char *buf, size_t cap, const char *key, size_t klen, uint32_t vivify,
 		    uint32_t opaque);
+/* "mg <key> c O<opaque>\r\n": the CAS alone, answered "HD c<cas>" or EN. */
+int mc_enc_check(char *buf, size_t cap, const char *key, size_t klen, uint32_t opaque);
 /* "ms <key> <vlen> T<ttl> ME O<opaque>\r\n": store only when absent (NS
  * otherwise); the caller sends the value as for mc_enc_set. */
 int mc_enc_add(char *buf, size_t cap, const char *key, size_t klen, size_t vlen,

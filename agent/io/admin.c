@@ -27,6 +27,7 @@
 #include <openssl/crypto.h>
 
 #include "admin.h"
+#include "cacheio.h"
 #include "entry.h"
 #include "inspect.h"
 #include "key.h"
@@ -72,6 +73,7 @@ struct admin {
 	struct pool *pool;
 	struct worker *workers;
 	int nworkers;
+	struct l1feed *feed;
 };
 
 /*
@@ -469,7 +471,8 @@ coordination_metrics(struct admin *a, struct evbuffer *b)
 {
 	static const char *const outcome[3] = { "hit", "origin", "timeout" };
 	uint64_t waits = 0, out[3] = { 0 }, locks[2] = { 0 }, stale[PST_MAX] = { 0 }, pass = 0;
-	uint64_t reval = 0;
+	uint64_t reval = 0, l1[4] = { 0 };
+	int64_t tracked = 0;
 
 	for (int i = 0; i < a->nworkers; i++) {
 		struct metrics *m = &a->workers[i].m;
@@ -483,6 +486,11 @@ coordination_metrics(struct admin *a, struct evbuffer *b)
 			stale[k] += M_GET(m, stale_served[k]);
 		pass += M_GET(m, pass_marks);
 		reval += M_GET(m, revalidations);
+		l1[0] += M_GET(m, l1_grants);
+		l1[1] += M_GET(m, l1_refused);
+		l1[2] += M_GET(m, l1_checks);
+		l1[3] += M_GET(m, l1_withdrawn);
+		tracked += M_GET(m, l1_tracked);
 	}
 	scalar_u(b, "spoe_cache_collapsed_waits_total", "counter",
 	    "Lookups that waited for another lookup's fetch of their key (collapsed forwarding).",
@@ -503,6 +511,15 @@ coordination_metrics(struct admin *a, struct evbuffer *b)
 	    "origin for a while.", pass);
 	scalar_u(b, "spoe_cache_revalidations_total", "counter",
 	    "Stale entries the origin confirmed with 304 Not Modified: updated and served.", reval);
+	scalar_u(b, "spoe_cache_l1_grants_total", "counter",
+	    "Hits HAProxy's node-local tier (L1) was allowed to keep.", l1[0]);
+	scalar_u(b, "spoe_cache_l1_refused_total", "counter",
+	    "Hits the L1 was not allowed to keep: no room to track them.", l1[1]);
+	scalar_u(b, "spoe_cache_l1_checks_total", "counter",
+	    "L1 grants re-read from memcached (their entry's CAS).", l1[2]);
+	scalar_u(b, "spoe_cache_l1_withdrawn_total", "counter",
+	    "L1 grants whose entry changed or went: fed to HAProxy (GET /l1/feed) to skip.", l1[3]);
+	scalar_i(b, "spoe_cache_l1_tracked", "gauge", "L1 grants tracked now.", tracked);
 	family(b, "spoe_cache_stale_served_total", "counter", "Stale entries served, by reason.");
 	for (int k = PST_NONE + 1; k < PST_MAX; k++)
 		evbuffer_add_printf(b, "spoe_cache_stale_served_total{reason=\"%s\"} %llu\n",
@@ -755,6 +772,59 @@ soft_purge(struct evhttp_request *req)
 	return q != NULL && strcmp(q, "soft=1") == 0;
 }
 
+/*
+ * GET /l1/feed?since=N: "epoch E seq S", then the events after N (at most
+ * FEED_MAX, oldest first) as "SEQ TTL_MS BASE" lines, TTL_MS what is left
+ * of the longest life a copy of BASE may have; or the line "all" when the
+ * events after N are not held any more (or N is not ours: above S).
+ */
+#define FEED_MAX	1000
+
+static void
+l1_feed(struct admin *a, struct evhttp_request *req)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evbuffer *b = evbuffer_new();
+	struct l1_ring *r = &a->feed->ring;
+	unsigned long long since = 0;
+	struct timespec ts;
+	int64_t now;
+
+	if (q != NULL) {
+		char *end;
+
+		if (strncmp(q, "since=", 6) != 0 || q[6] < '0' || q[6] > '9' ||
+		    (since = strtoull(q + 6, &end, 10), *end != '\0') || since == ULLONG_MAX) {
+			evbuffer_free(b);
+			reply_text(req, 400, "Bad Request", "since=N, N a decimal number");
+			return;
+		}
+	}
+	if (b == NULL) {
+		reply_text(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	pthread_mutex_lock(&a->feed->lock);
+	evbuffer_add_printf(b, "epoch %llu seq %llu\n", (unsigned long long)a->feed->epoch,
+	    (unsigned long long)r->seq);
+	if (since > r->seq || (since < r->seq && since + 1 < l1r_oldest(r))) {
+		evbuffer_add(b, "all\n", 4);
+	} else {
+		for (uint64_t n = since + 1; n <= r->seq && n <= since + FEED_MAX; n++) {
+			const struct l1_event *ev = l1r_get(r, n);
+
+			evbuffer_add_printf(b, "%llu %lld ", (unsigned long long)n,
+			    (long long)(ev->until_ms > now ? ev->until_ms - now : 0));
+			evbuffer_add(b, ev->base, ev->blen);
+			evbuffer_add(b, "\n", 1);
+		}
+	}
+	pthread_mutex_unlock(&a->feed->lock);
+	reply(req, 200, "OK", "text/plain; charset=utf-8", b);
+}
+
 static void
 on_request(struct evhttp_request *req, void *arg)
 {
@@ -785,6 +855,10 @@ on_request(struct evhttp_request *req, void *arg)
 		metrics(a, req);
 		return;
 	}
+	if (strcmp(path, "/l1/feed") == 0 && cmd == EVHTTP_REQ_GET) {
+		l1_feed(a, req);
+		return;
+	}
 	if (strcmp(path, "/cache") == 0 && cmd == EVHTTP_REQ_DELETE) {
 		flush_all(a, req);
 		return;
@@ -808,13 +882,14 @@ on_request(struct evhttp_request *req, void *arg)
 		}
 		return;
 	}
-	reply_text(req, 404, "Not Found", "GET /healthz, GET /metrics, GET|DELETE /cache/KEY, DELETE /cache");
+	reply_text(req, 404, "Not Found",
+	    "GET /healthz, GET /metrics, GET|DELETE /cache/KEY, DELETE /cache, GET /l1/feed");
 }
 
 struct admin *
 admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
     struct worker *workers, int nworkers, const struct metrics *accept_m,
-    const struct proc_metrics *pm, char *err, size_t errlen)
+    const struct proc_metrics *pm, struct l1feed *feed, char *err, size_t errlen)
 {
 	const struct sc_config *cf = g->cf;
 	struct admin *a;
@@ -835,6 +910,7 @@ admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
 	a->nworkers = nworkers;
 	a->accept_m = accept_m;
 	a->pm = pm;
+	a->feed = feed;
 	a->pool = pool_new_at(base, &cf->pool, g->addrs, tls, err, errlen);
 	if (a->pool == NULL)
 		goto fail;

@@ -4,7 +4,9 @@
  *   GET /healthz, GET /metrics (Prometheus text: the counters, build info,
  *   the standard process_* metrics, the configuration generation every
  *   thread has taken (spoe_cache_config_generation) and how reloads went),
- *   GET /cache/KEY, DELETE /cache/KEY, DELETE /cache (flush every shard).
+ *   GET /cache/KEY, DELETE /cache/KEY, DELETE /cache (flush every shard),
+ *   GET /l1/feed?since=N (the L1 copies HAProxy must stop answering,
+ *   cacheio.h's struct l1feed).
  * An optional bearer token guards everything but /healthz (config.c requires
  * one off loopback). Request sizes, the time a request may take to arrive
  * and the connections open are bounded (admin.c).
@@ -21,6 +23,7 @@
 
 struct admin;
 struct generation;
+struct l1feed;
 struct metrics;
 struct proc_metrics;
 struct worker;
@@ -28,11 +31,11 @@ struct worker;
 /* NULL with err set on failure, or NULL with err empty when disabled
  * (agent.admin.listen = ""). g (see worker.h) is borrowed, like every
  * generation given to admin_reload(): agent.c frees one only once
- * admin_taken() has passed it. accept_m and pm are the main thread's,
- * borrowed for as long as the endpoint lives. */
+ * admin_taken() has passed it. accept_m, pm and feed are the main
+ * thread's, borrowed for as long as the endpoint lives. */
 struct admin *admin_new(struct event_base *base, const struct generation *g, SSL_CTX *tls,
     struct worker *workers, int nworkers, const struct metrics *accept_m,
-    const struct proc_metrics *pm, char *err, size_t errlen);
+    const struct proc_metrics *pm, struct l1feed *feed, char *err, size_t errlen);
 /* Take g, the agent's newest generation (the older ones it still holds
  * hang from g->older, for /metrics). 0, or -1 when the admin endpoint
  * could not build its pool and keeps its older generation. */

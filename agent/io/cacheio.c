@@ -14,11 +14,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
 #include "cacheio.h"
+#include "hdrs.h"
 #include "l1.h"
+#include "l1feed.h"
 #include "log.h"
 #include "policy.h"
 #include "spoeconn.h"
@@ -121,6 +124,9 @@ struct lookup {
 	int poll_ms;		/* the pause before the next read, doubling */
 	uint8_t *stale_copy;	/* PE_LOCK: the value, while the lock is taken */
 	size_t stale_len;
+	uint64_t cas;		/* of the entry fetched: what an L1 grant records */
+	size_t blen;		/* 0: the L1 may keep nothing of this lookup */
+	char base[];		/* Host + path, HAProxy's "base": its skip map's key */
 };
 
 #define POLL_FIRST_MS	5
@@ -132,6 +138,137 @@ finish(struct cache_env *env, struct spoe_req *r, enum cache_status st)
 	M_INC(env->m, lookups[st]);
 	log_debug("lookup: %s", cache_status_name[st]);
 	spoe_req_done(r);
+}
+
+/* ---- the L1's grants (l1feed.h) ---- */
+
+/* A copy HAProxy's L1 holds must go: tell every poller. */
+static void
+l1_withdraw(void *arg, const char *base, size_t blen, int64_t until_ms)
+{
+	struct cache_env *env = arg;
+
+	pthread_mutex_lock(&env->feed->lock);
+	l1r_push(&env->feed->ring, base, blen, until_ms);
+	pthread_mutex_unlock(&env->feed->lock);
+	M_INC(env->m, l1_withdrawn);
+}
+
+struct l1_check {
+	struct cache_env *env;
+	uint64_t cas;
+	char key[KEY_HEX_LEN];
+};
+
+static void
+l1_checked(void *arg, enum mc_status st, const struct pool_meta *m, const uint8_t *val,
+    size_t vlen)
+{
+	struct l1_check *ck = arg;
+	struct cache_env *env = ck->env;
+
+	(void)val;
+	(void)vlen;
+	env->l1_checking--;
+	/* A check that failed (shard down, timeout) withdraws the grant too:
+	 * what cannot be verified is not kept. */
+	if (!env->drained)
+		l1g_checked(&env->grants, ck->key, ck->cas, st == MC_OK, st == MC_OK ? m->cas : 0,
+		    l1_withdraw, env);
+	free(ck);
+}
+
+static int
+l1_check(void *arg, const struct l1_grant *gr)
+{
+	struct cache_env *env = arg;
+	struct l1_check *ck = malloc(sizeof(*ck));
+
+	if (ck == NULL)
+		return -1;
+	ck->env = env;
+	ck->cas = gr->cas;
+	memcpy(ck->key, gr->key, KEY_HEX_LEN);
+	if (pool_check(env->pool, ck->key, KEY_HEX_LEN, l1_checked, ck) < 0) {
+		free(ck);
+		return -1;
+	}
+	env->l1_checking++;
+	return 0;
+}
+
+static uint64_t mono_ms(void);
+
+/* Every L1_CHECK_MS: re-read the CAS of every live grant, unless the last
+ * round is still out (a slow shard: its checks time out within the pool's
+ * timeout, and withdraw their grants). */
+static void
+l1_round(evutil_socket_t fd, short what, void *arg)
+{
+	struct cache_env *env = arg;
+
+	(void)fd;
+	(void)what;
+	if (env->l1_checking == 0)
+		M_ADD(env->m, l1_checks, l1g_round(&env->grants, (int64_t)mono_ms(), l1_check,
+		    l1_withdraw, env));
+	atomic_store_explicit(&env->m->l1_tracked, (int64_t)env->grants.n, memory_order_relaxed);
+}
+
+/* Record the grant of lk's hit for l1 ms; -1: the L1 may not keep it. The
+ * copy may live a little longer than l1 from now: HAProxy stores it when
+ * the ACK arrives, and counts its lifetime in whole seconds. */
+static int
+l1_track(struct lookup *lk, int64_t l1)
+{
+	struct cache_env *env = lk->env;
+
+	if (env->feed == NULL || lk->blen == 0)
+		return -1;
+	if (env->l1_timer == NULL) {
+		struct timeval tv = { L1_CHECK_MS / 1000, (L1_CHECK_MS % 1000) * 1000 };
+
+		l1g_init(&env->grants, L1_GRANTS_MAX);
+		env->l1_timer = event_new(env->base, -1, EV_PERSIST, l1_round, env);
+		if (env->l1_timer == NULL || event_add(env->l1_timer, &tv) < 0) {
+			if (env->l1_timer != NULL)
+				event_free(env->l1_timer);
+			env->l1_timer = NULL;
+			return -1;
+		}
+	}
+	if (l1g_grant(&env->grants, lk->L.key, lk->cas, lk->base, lk->blen,
+	    (int64_t)mono_ms() + l1 + 2000, l1_withdraw, env) < 0) {
+		M_INC(env->m, l1_refused);
+		return -1;
+	}
+	M_INC(env->m, l1_grants);
+	return 0;
+}
+
+/* HAProxy's "base" of the request, Host + path (up to '?'), into out when
+ * an L1 copy could be made of its answer: a GET of an origin-form URL with
+ * one Host. 0 when not. */
+static size_t
+l1_base(const struct pol_request *rq, char *out, size_t cap)
+{
+	struct hdr h[POL_MAX_HEADERS];
+	size_t n, from = 0, plen;
+	const struct hdr *host;
+	const char *q;
+
+	if (rq->method_len != 3 || memcmp(rq->method, "GET", 3) != 0 || rq->url_len == 0 ||
+	    rq->url[0] != '/' || hdrs_parse(rq->hdrs, rq->hdrs_len, h, POL_MAX_HEADERS, &n) < 0 ||
+	    (host = hdrs_find(h, n, "host", 4, &from)) == NULL ||
+	    hdrs_find(h, n, "host", 4, &from) != NULL)
+		return 0;
+	q = memchr(rq->url, '?', rq->url_len);
+	plen = q != NULL ? (size_t)(q - rq->url) : rq->url_len;
+	if (host->vlen == 0 || host->vlen + plen > cap)
+		return 0;
+	memcpy(out, host->val, host->vlen);
+	memcpy(out + host->vlen, rq->url, plen);
+	return host->vlen + plen;
 }
 
 /* Queue what policy_entry() decided (its served block is in buf, cap
@@ -150,7 +287,7 @@ set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h, char 
 		size_t hlen = h->hlen;
 		int expires = 0;
 
-		if (l1 > 0 && (h->hdrs != buf || l1_copy(buf, &hlen, cap, h->age,
+		if (l1 > 0 && (h->hdrs != buf || l1_track(lk, l1) < 0 || l1_copy(buf, &hlen, cap, h->age,
 		    (lk->L.flags & PL_CSTATUS) != 0, l1, lk->now, &expires) < 0))
 			l1 = 0;
 		spoe_req_set_bool(r, "serve", 1);
@@ -354,6 +491,7 @@ fetched(void *arg, enum mc_status st, const struct pool_meta *m, const uint8_t *
 	struct lookup *lk = arg;
 
 	lk->L.mc = st == MC_OK ? m->flags : 0;
+	lk->cas = st == MC_OK ? m->cas : 0;
 	decide(lk, st == MC_OK ? val : NULL, vlen);
 }
 
@@ -414,14 +552,22 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 		return;
 	}
 	/* The ctx and, for a fetch, the request facts outlive this call. */
-	lk = calloc(1, sizeof(*lk));
-	if (lk == NULL) {
-		bypass(env, r, "out of memory");
-		return;
+	{
+		int l1_ttl = env->feed != NULL ? l1_policy_ttl(p) : 0;
+		char base[L1_BASE_MAX];
+		size_t blen = l1_ttl > 0 && L.action == PA_FETCH ? l1_base(&rq, base, sizeof(base)) : 0;
+
+		lk = calloc(1, sizeof(*lk) + blen);
+		if (lk == NULL) {
+			bypass(env, r, "out of memory");
+			return;
+		}
+		lk->l1_ttl = l1_ttl;
+		lk->blen = blen;
+		memcpy(lk->base, base, blen);
 	}
 	lk->env = env;
 	lk->r = r;
-	lk->l1_ttl = l1_policy_ttl(p);
 	clock_gettime(CLOCK_REALTIME, &ts);
 	lk->now = (int64_t)ts.tv_sec;
 	lk->now_ms = (int)(ts.tv_nsec / 1000000);
@@ -881,6 +1027,40 @@ cacheio_drain(struct cache_env *env)
 		lk->L.flags |= PL_POLL | PL_WAIT_OVER;
 		decide(lk, NULL, 0);	/* a Miss; frees lk, unlinking it */
 	}
+	/* The checks still out are answered by pool_free() too: they find
+	 * drained set and touch no grant. */
+	if (env->l1_timer != NULL)
+		event_free(env->l1_timer);
+	env->l1_timer = NULL;
+	l1g_free(&env->grants);
+	env->drained = 1;
+}
+
+int
+l1feed_init(struct l1feed *f)
+{
+	struct timespec ts;
+
+	memset(f, 0, sizeof(*f));
+	if (l1r_init(&f->ring, L1_FEED_EVENTS) < 0)
+		return -1;
+	if (pthread_mutex_init(&f->lock, NULL) != 0) {
+		l1r_free(&f->ring);
+		return -1;
+	}
+	/* Another number at each start (the millisecond and the pid), below
+	 * 2^53 so that any poller reads it exactly. */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	f->epoch = ((uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u) * 1000u +
+	    (uint64_t)getpid() % 1000u;
+	return 0;
+}
+
+void
+l1feed_free(struct l1feed *f)
+{
+	pthread_mutex_destroy(&f->lock);
+	l1r_free(&f->ring);
 }
 
 void

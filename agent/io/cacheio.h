@@ -31,16 +31,39 @@
 #ifndef SC_CACHEIO_H
 #define SC_CACHEIO_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
+#include "l1feed.h"
 #include "metrics.h"
 #include "pool.h"
 
 struct event_base;
 struct lookup;
 struct spoe_req;
+
+/*
+ * The L1's invalidation feed (l1feed.h), one per process, agent.c's: every
+ * worker's cacheio appends the copies HAProxy must stop answering, the
+ * admin endpoint serves them (GET /l1/feed). epoch tells a poller that the
+ * agent restarted (its grants, and the copies they let HAProxy keep, are
+ * then unknown).
+ */
+#define L1_FEED_EVENTS	16384	/* events held for pollers */
+#define L1_GRANTS_MAX	65536	/* grants one worker tracks */
+#define L1_CHECK_MS	1000	/* how often each live grant is re-read */
+
+struct l1feed {
+	pthread_mutex_t lock;
+	struct l1_ring ring;	/* guarded by lock */
+	uint64_t epoch;
+};
+
+/* 0, or -1 out of memory. */
+int l1feed_init(struct l1feed *f);
+void l1feed_free(struct l1feed *f);
 
 /* Owned by the worker, which sets cf again on reload; read here.
  * backlog is cacheio.c's: bytes of this worker's background stores not
@@ -53,6 +76,13 @@ struct cache_env {
 	struct metrics *m;
 	struct lookup *waiting;		/* cacheio.c's: lookups waiting on a timer */
 	size_t backlog;
+	/* The L1 (cacheio.c's but feed, the process's, set by agent.c before
+	 * the worker starts; NULL: HAProxy's L1 may keep nothing): */
+	struct l1feed *feed;
+	struct l1_grants grants;
+	struct event *l1_timer;		/* every L1_CHECK_MS while grants live */
+	size_t l1_checking;		/* checks in flight */
+	int drained;			/* cacheio_drain() ran: grants are gone */
 };
 
 /* The NOTIFY handler (spoe_notify_fn); arg is a struct cache_env. */

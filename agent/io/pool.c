@@ -88,7 +88,7 @@ static struct timeval tv_us(uint64_t us)
 
 /* ---- types -------------------------------------------------------------- */
 
-enum req_kind { RQ_GET, RQ_SET, RQ_DELETE, RQ_FLUSH, RQ_STATS, RQ_PROBE, RQ_NUDGE };
+enum req_kind { RQ_GET, RQ_CHECK, RQ_SET, RQ_DELETE, RQ_FLUSH, RQ_STATS, RQ_PROBE, RQ_NUDGE };
 
 /* Why a request failed, for the counters. */
 enum fail_why { FW_IO, FW_TIMEOUT, FW_DOWN, FW_SERVER, FW_TOOBIG };
@@ -691,7 +691,7 @@ static int conn_reply(struct conn *c, const struct mc_reply *m, const uint8_t *r
 	}
 	switch (m->type) {
 	case MC_R_HD: case MC_R_VA: case MC_R_EN: case MC_R_NF: case MC_R_NS: case MC_R_EX:
-		if (r->kind != RQ_GET && r->kind != RQ_SET && r->kind != RQ_DELETE)
+		if (r->kind != RQ_GET && r->kind != RQ_CHECK && r->kind != RQ_SET && r->kind != RQ_DELETE)
 			break;
 		if (!m->has_opaque || m->opaque != r->opaque) {
 			*why = "reply opaque does not match the oldest request";
@@ -727,6 +727,18 @@ static int conn_reply(struct conn *c, const struct mc_reply *m, const uint8_t *r
 		} else if (m->type == MC_R_EN) {
 			st = MC_NOTFOUND;
 			s->st.misses++;
+		} else {
+			goto unexpected;
+		}
+		break;
+	case RQ_CHECK:
+		if (m->type == MC_R_HD) {
+			st = MC_OK;
+			r->meta.flags = m->mflags;
+			r->meta.cas = m->cas;
+			r->meta.ttl = m->has_ttl ? m->ttl : -1;
+		} else if (m->type == MC_R_EN) {
+			st = MC_NOTFOUND;
 		} else {
 			goto unexpected;
 		}
@@ -1273,6 +1285,16 @@ int pool_get_meta(struct pool *p, const char *key, size_t klen, uint32_t vivify,
 		return -1;
 	return keyed_send(r, hdr, mc_enc_get_meta(hdr, sizeof(hdr), key, klen, vivify, r->opaque),
 	    NULL, 0);
+}
+
+int pool_check(struct pool *p, const char *key, size_t klen, pool_meta_cb cb, void *arg)
+{
+	char hdr[MC_MAX_HDR];
+	struct req *r = keyed_req(p, key, klen, RQ_CHECK, NULL, cb, arg);
+
+	if (r == NULL)
+		return -1;
+	return keyed_send(r, hdr, mc_enc_check(hdr, sizeof(hdr), key, klen, r->opaque), NULL, 0);
 }
 
 int pool_add(struct pool *p, const char *key, size_t klen, const void *val, size_t vlen,

@@ -166,6 +166,9 @@ typedef void (*pool_meta_cb)(void *arg, enum mc_status st, const struct pool_met
 			     const uint8_t *val, size_t vlen);
 int pool_get_meta(struct pool *p, const char *key, size_t klen, uint32_t vivify,
 		  pool_meta_cb cb, void *arg);
+/* pool_check: the item's CAS and nothing else (no value): MC_OK with
+ * m->cas, or MC_NOTFOUND. */
+int pool_check(struct pool *p, const char *key, size_t klen, pool_meta_cb cb, void *arg);
 int pool_add(struct pool *p, const char *key, size_t klen, const void *val, size_t vlen,
 	     uint32_t ttl, pool_cb cb, void *arg);
 int pool_invalidate(struct pool *p, const char *key, size_t klen, uint32_t ttl,

@@ -53,6 +53,12 @@ struct metrics {
 	atomic_uint_fast64_t stale_served[PST_MAX];	/* stale entries served, by pol_stale */
 	atomic_uint_fast64_t pass_marks;	/* pass markers stored: not storable, don't wait */
 	atomic_uint_fast64_t revalidations;	/* stale entries a 304 renewed */
+	/* The L1's grants and feed (cacheio.c) */
+	atomic_uint_fast64_t l1_grants;		/* hits HAProxy's L1 was allowed to keep */
+	atomic_uint_fast64_t l1_refused;	/* ... not allowed: no room to track them */
+	atomic_uint_fast64_t l1_checks;		/* grants re-read from memcached */
+	atomic_uint_fast64_t l1_withdrawn;	/* grants whose entry changed: fed to HAProxy */
+	atomic_int_fast64_t l1_tracked;		/* grants tracked now */
 };
 
 /*

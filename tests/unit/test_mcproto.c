@@ -119,6 +119,15 @@ static void t_meta_coordination(void)
 	CHECK(n == (int)strlen("md k I T30 O9\r\n"));
 	CHECK_MEM(b, "md k I T30 O9\r\n", (size_t)n);
 	CHECK(mc_enc_invalidate(b, sizeof(b), "a b", 3, 30, 9) == -1);
+	/* an L1 grant's check: the CAS, no value */
+	n = mc_enc_check(b, sizeof(b), "k", 1, 4);
+	CHECK(n == (int)strlen("mg k c O4\r\n"));
+	CHECK_MEM(b, "mg k c O4\r\n", (size_t)n);
+	for (size_t i = 0; i < strlen("mg k c O4\r\n"); i++)
+		CHECK(mc_enc_check(b, i, "k", 1, 4) == -1);
+	CHECK(mc_enc_check(b, sizeof(b), "a b", 3, 4) == -1);
+	CHECK(parse_g(S("HD c42 O4\r\n"), 100, &r) == 11);
+	CHECK(r.type == MC_R_HD && r.has_cas && r.cas == 42 && r.opaque == 4);
 
 	CHECK(parse_g(S("VA 0 t-1 c1 W O7\r\n\r\n"), 100, &r) == 20);
 	CHECK(r.type == MC_R_VA && r.vlen == 0 && r.mflags == MC_MF_WON && r.has_cas && r.cas == 1);

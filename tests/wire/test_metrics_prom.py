@@ -218,7 +218,7 @@ def test_every_family_is_documented(procs):
         readme = f.read()
     section = readme.split("\n### Metrics\n", 1)[1].split("\n#", 1)[0]
     table = {}
-    for row in re.findall(r"^\| `([a-z_]+)(?:\{[a-z_,]*\})?` \| (\w+) \|", section, re.M):
+    for row in re.findall(r"^\| `([a-z0-9_]+)(?:\{[a-z_,]*\})?` \| (\w+) \|", section, re.M):
         table[row[0]] = row[1]
     assert table == have, ("README table vs /metrics", sorted(set(table.items()) ^ set(have.items())))
     with open(os.path.join(ROOT, "man", "spoe-cache-agent.8")) as f:
