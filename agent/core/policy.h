@@ -79,7 +79,7 @@ struct sc_policy {
 	struct sc_strlist vary_headers;
 	struct sc_strlist vary_query_params;	/* empty = every parameter */
 	struct sc_strlist vary_body_json_fields;
-	int l1_ttl;			/* seconds a node-local tier may keep a hit, 0 = never; default 1 */
+	int l1_ttl;			/* seconds a node-local tier may keep a hit, 0 = never; default 60 */
 	int collapse_wait;		/* ms a lookup waits for another's fetch of its key, 0 = never */
 	int stale_while_revalidate;	/* s past freshness served while one request refreshes (RFC 5861) */
 	int stale_if_error;		/* s past freshness served instead of an origin error */

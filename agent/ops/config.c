@@ -446,7 +446,7 @@ policy_defaults(struct sc_policy *p)
 	p->n_response_codes = 3;
 	p->cache_ttl = 300;
 	p->storage_ttl = -1;
-	p->l1_ttl = 5;
+	p->l1_ttl = 60;
 	p->collapse_wait = POL_COLLAPSE_WAIT_DEFAULT;
 	p->stale_keep = POL_STALE_KEEP_DEFAULT;
 	if (strlist_set(&p->request_method, methods) < 0 || strlist_set(&p->content_type, types) < 0 ||
