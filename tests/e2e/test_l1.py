@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
 from harness import HOST, main, test, wait_for  # noqa: E402
-from stack import Stack, talk  # noqa: E402
+from stack import Stack, haproxy_cmd, talk  # noqa: E402
 
 
 def policies(**p):
@@ -333,6 +333,165 @@ def test_l1_never_outlives_freshness(procs):
     assert last_old is not None
     assert last_old < stored_by + 3 + 0.1, last_old - stored_by
     c.close()
+
+
+# The feed's latency (tests/e2e/test_l1.py's bound for it): the agent
+# re-reads its grants' CAS every second and HAProxy polls every 500 ms, so
+# a change reaches every node within about 2-3 s; 15 s is well inside
+# the 60 s lifetime, so what ends the old answers here is the feed, not
+# the copies' expiry.
+FEED_BOUND = 15
+
+
+def feed_stack(procs, **kw):
+    """A stack with the L1 at its template default (60 s; the policy's
+    l1_ttl too) and its feed."""
+    return Stack(procs, l1_ttl=60, policies=policies(l1_ttl="60"), **kw)
+
+
+def l1_copies(sock):
+    """HAProxy's "show cache": {hash: (entry address, expire in s)}."""
+    out = {}
+    for line in haproxy_cmd(sock, "show cache").splitlines():
+        f = line.split()
+        if len(f) > 1 and f[1].startswith("hash:"):
+            exp = [x for x in f if x.startswith("expire:")]
+            out[f[1]] = (f[0], int(exp[0].split(":")[1]) if exp else 0)
+    return out
+
+
+def new_copy(before, after):
+    """The one copy in after that is not in before: (hash, address)."""
+    new = [(k, v[0]) for k, v in after.items() if k not in before]
+    assert len(new) == 1, (before, after)
+    return new[0]
+
+
+def answers_from_l1(c, path, body, n=5):
+    """The L1 answers path with body, n times running."""
+    for _ in range(n):
+        st, h, b, _ = c.req(path)
+        assert h.get("x-cache-tier") == "L1" and b == body, (path, h, b, body)
+
+
+@test
+def test_l1_feed_purge_flush_and_store_on_two_nodes_and_two_agents(procs):
+    # Node 1 on agent 1, node 2 on agent 2: two agents on the same
+    # memcached shards, each following only the copies it granted itself,
+    # and each HAProxy polling its own agent's feed (with the admin token).
+    s = feed_stack(procs, admin_token="feed-s3cret")
+    a2_port, a2_admin, _ = s.second_agent()
+    port2, _ = s.node(SPOE_CACHE_AGENT="%s:%d" % (HOST, a2_port),
+                      SPOE_CACHE_ADMIN="%s:%d" % (HOST, a2_admin))
+    sock2 = s.procs.path("haproxy-%d.sock" % port2)
+    a, b = Client(s.http_port), Client(port2)
+    # Another base, warmed on node 1: only the bases that changed are
+    # skipped, so a purge elsewhere leaves it in the L1.
+    other = "/gen/other?serial=1"
+    st, h, other_body = a.warm(other)
+    for event in ("purge", "store", "flush"):
+        path = "/gen/%s?serial=1" % event  # a base of its own: the last event's
+        before = (l1_copies(s.stats_sock), l1_copies(sock2))  # skip is still on for its base
+        st, h, old = a.warm(path)
+        key = h["x-cache-key"]
+        st, h, body = b.warm(path)
+        assert body == old, (body, old)
+        copy_a, copy_b = (new_copy(b4, l1_copies(sock)) for b4, sock in
+                          zip(before, (s.stats_sock, sock2)))
+        # the L1 still answers it on both nodes just before the event
+        answers_from_l1(a, path, old)
+        answers_from_l1(b, path, old)
+        t0 = time.time()
+        if event == "purge":
+            rc, out, err = s.ctl("purge", key)
+            assert rc == 0, (out, err)
+        elif event == "flush":
+            st, _, out = s.request("DELETE", "/cache", s.admin_headers(), port=s.admin_port)
+            assert st == 200, out
+        else:
+            # a newer store: the entry deleted and stored again by the
+            # next Miss, through a request the L1 does not answer
+            rc, out, err = s.ctl("purge", key)
+            assert rc == 0, (out, err)
+            c = Client(s.http_port)
+            wait_for(lambda: c.req(path, {"Pragma": "x"})[1]["x-cache-status"] == "Miss",
+                     timeout=10, what="a Miss that stores a newer entry")
+            c.close()
+        last = poll_until_new([a, b], path, old, "the new state on both nodes")
+        done = time.time()
+        for name, last_old in zip(("node 1", "node 2"), last):
+            assert last_old is None or last_old < t0 + FEED_BOUND, (event, name, last_old - t0)
+        assert done < t0 + FEED_BOUND, (event, done - t0)
+        # Skipped, not bypassed: the hits that went to the agent replaced
+        # the stale copy (cache-store keyed them, see "Pragma" in the
+        # template), so once the skip ends the L1 answers the new state.
+        for c, sock, (h_, addr) in ((a, s.stats_sock, copy_a), (b, sock2, copy_b)):
+            wait_for(lambda: c.req(path) and l1_copies(sock).get(h_, ("", 0))[0] != addr,
+                     timeout=10, what="cache-store to replace the stale copy")
+            assert l1_copies(sock)[h_][1] >= 55, l1_copies(sock)[h_]
+        # and the old state never comes back
+        deadline = time.time() + 2
+        while time.time() < deadline:
+            for c in (a, b):
+                st, h, got, _ = c.req(path)
+                assert got != old and st == 200, (event, h, got)
+        if event == "purge":
+            answers_from_l1(a, other, other_body)
+    a.close()
+    b.close()
+
+
+@test
+def test_l1_feed_down_skips_every_copy(procs):
+    s = feed_stack(procs, admin_token="t0ken")
+    c = Client(s.http_port)
+    path = "/gen?serial=1"
+    st, h, old = c.warm(path)
+    answers_from_l1(c, path, old)
+    # The agent stops: no feed, so 3 s later (and a poll) the L1 answers
+    # nothing; without the feed it would answer the copy 60 s.
+    s.stop_agent()
+    t0 = time.time()
+    last_l1 = [None]
+
+    def off():
+        st, h, b, sent = c.req(path)
+        if h.get("x-cache-tier") == "L1":
+            last_l1[0] = sent
+            return False
+        return True
+    wait_for(off, timeout=15, step=0.05, what="the L1 to stop answering")
+    assert last_l1[0] is not None, "the L1 never answered after the agent stopped"
+    assert last_l1[0] < t0 + 3 + 0.5 + 1.5, last_l1[0] - t0
+    for _ in range(20):
+        st, h, b, _ = c.req(path)
+        assert h.get("x-cache-tier") != "L1", h
+    # Back, as a new process (another epoch): the copies it granted are
+    # no longer followed, so the L1 keeps skipping everything (its whole
+    # lifetime) although the agent answers hits again.
+    s.start_agent()
+    wait_for(s.agent_seen_up, timeout=15, step=0.1, what="HAProxy to see the agent up")
+    wait_for(lambda: c.req(path)[1].get("x-cache-status") == "Hit", timeout=15,
+             what="a Hit from the agent again")
+    t1 = time.time()
+    while time.time() < t1 + 4:
+        st, h, b, _ = c.req(path)
+        assert h.get("x-cache-tier") == "L2", h
+        time.sleep(0.05)
+    c.close()
+
+    # A node polling with the wrong token is never told anything: 3 s
+    # after it starts, its L1 answers nothing.
+    port3, _ = s.node(SPOE_CACHE_ADMIN_TOKEN="wrong")
+    started = time.time()
+    c3 = Client(port3)
+    path = "/gen/token?serial=1"
+    c3.req(path)
+    time.sleep(max(0, started + 4 - time.time()))
+    for _ in range(20):
+        st, h, b, _ = c3.req(path)
+        assert h.get("x-cache-status") == "Hit" and h.get("x-cache-tier") == "L2", h
+    c3.close()
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ tests and by `make run`.
 The templates turn the node-local tier (L1) on; a Stack turns it off
 (SPOE_CACHE_L1_TTL=0) unless l1_ttl is given, because most end-to-end tests
 are about what the agent and the shared pool do (a purge is seen at once
-there, not within the L1's lifetime): tests/e2e/test_l1.py is the one about
-the L1.
+there, not through the L1's invalidation feed): tests/e2e/test_l1.py is the
+one about the L1. HAProxy polls the feed on the agent's admin endpoint
+(SPOE_CACHE_ADMIN, with SPOE_CACHE_ADMIN_TOKEN when admin_token is given).
 """
 import http.client
 import json
@@ -30,15 +31,18 @@ DEFAULT_POLICIES = """
 
 
 def agent_config(shards, port, admin_port, policies=DEFAULT_POLICIES, threads=2,
-                 pool_extra="", agent_extra="", log_level="info", timeout_ms=500):
-    """shards: list of (port, weight); timeout_ms: memcached.timeout."""
+                 pool_extra="", agent_extra="", log_level="info", timeout_ms=500,
+                 admin_token=None):
+    """shards: list of (port, weight); timeout_ms: memcached.timeout;
+    admin_token: agent.admin.token (None: none)."""
     hosts = ",\n".join('    { host = "127.0.0.1"; port = %d; weight = %d; }' % (p, w)
                        for p, w in shards)
+    admin = "%d;" % admin_port + (' token = "%s";' % admin_token if admin_token else "")
     return """agent: {
   listen = "127.0.0.1";
   port = %d;
   threads = %d;
-  admin: { listen = "127.0.0.1"; port = %d; };
+  admin: { listen = "127.0.0.1"; port = %s };
   log: { level = "%s"; };
   %s
 };
@@ -52,14 +56,15 @@ memcached: {
 policies: {
 %s
 };
-""" % (port, threads, admin_port, log_level, agent_extra, hosts, timeout_ms, pool_extra, policies)
+""" % (port, threads, admin, log_level, agent_extra, hosts, timeout_ms, pool_extra, policies)
 
 
 class Stack:
     def __init__(self, procs, template="cache-before-ratelimit.cfg", weights=(100, 100, 50),
                  policies=DEFAULT_POLICIES, rate_limit=10**9, asan=False, threads=2,
                  pool_extra="", agent_extra="", log_level="info", policy="default",
-                 haproxy_extra_env=None, shards=None, ports=None, l1_ttl=0, timeout_ms=500):
+                 haproxy_extra_env=None, shards=None, ports=None, l1_ttl=0, timeout_ms=500,
+                 admin_token=None):
         ports = ports or {}
         self.procs = procs
         self.shards = shards if shards is not None else [
@@ -77,6 +82,7 @@ class Stack:
         self.agent_extra = agent_extra
         self.log_level = log_level
         self.timeout_ms = timeout_ms
+        self.admin_token = admin_token
         self.asan = asan
         self.conf = procs.write("spoe-cache.conf", self.config_text())
         self.origin = procs.spawn([sys.executable, os.path.join(ROOT, "tests/lib/origin.py"),
@@ -89,12 +95,18 @@ class Stack:
             "SPOE_CACHE_BIND": "%s:%d" % (HOST, self.http_port),
             "SPOE_CACHE_ORIGIN": "%s:%d" % (HOST, self.origin_port),
             "SPOE_CACHE_AGENT": "%s:%d" % (HOST, self.agent_port),
+            "SPOE_CACHE_ADMIN": "%s:%d" % (HOST, self.admin_port),
             "SPOE_CACHE_STATS_SOCKET": self.stats_sock,
             "SPOE_CACHE_RELAY_SOCKET": procs.path("relay.sock"),
             "SPOE_CACHE_RATE_LIMIT": str(rate_limit),
             "SPOE_CACHE_POLICY": policy,
             "SPOE_CACHE_L1_TTL": str(l1_ttl),
+            # HAProxy touches all of its cache at start: the templates'
+            # 256 MiB per HAProxy is more than any test fills
+            "SPOE_CACHE_L1_MB": "16",
         }
+        if admin_token:
+            self.env["SPOE_CACHE_ADMIN_TOKEN"] = admin_token
         if haproxy_extra_env:
             self.env.update(haproxy_extra_env)
         self.haproxy = None
@@ -103,7 +115,8 @@ class Stack:
     def config_text(self):
         return agent_config([(s.port, w) for s, w in zip(self.shards, self.weights)],
                             self.agent_port, self.admin_port, self.policies, self.threads,
-                            self.pool_extra, self.agent_extra, self.log_level, self.timeout_ms)
+                            self.pool_extra, self.agent_extra, self.log_level, self.timeout_ms,
+                            self.admin_token)
 
     def start_agent(self):
         binary = AGENT_ASAN if self.asan else AGENT
@@ -167,6 +180,25 @@ class Stack:
         rc = self.procs.stop(self.agent)
         return rc
 
+    def second_agent(self):
+        """Another agent on the same memcached shards, policies and admin
+        token, with its own ports and config: (agent_port, admin_port,
+        process). A node() given SPOE_CACHE_AGENT and SPOE_CACHE_ADMIN of
+        its ports uses it instead of the first."""
+        port, admin = free_port(), free_port()
+        conf = self.procs.write("spoe-cache-%d.conf" % port, agent_config(
+            [(s.port, w) for s, w in zip(self.shards, self.weights)], port, admin,
+            self.policies, self.threads, self.pool_extra, self.agent_extra, self.log_level,
+            self.timeout_ms, self.admin_token))
+        p = self.procs.spawn([AGENT_ASAN if self.asan else AGENT, "-c", conf], name="agent2")
+        wait_port(port, proc=p)
+        wait_port(admin, proc=p)
+        return port, admin, p
+
+    def admin_headers(self):
+        """What an admin request needs: the bearer token, if any."""
+        return {"Authorization": "Bearer " + self.admin_token} if self.admin_token else {}
+
     def start_haproxy(self, template=None):
         cfg = os.path.join(ROOT, "haproxy-conf", template or self.template)
         self.haproxy = self.procs.spawn([HAPROXY, "-db", "-f", cfg], name="haproxy",
@@ -217,7 +249,7 @@ class Stack:
         return int(body)
 
     def metrics(self):
-        st, _, body = self.request("GET", "/metrics", port=self.admin_port)
+        st, _, body = self.request("GET", "/metrics", self.admin_headers(), port=self.admin_port)
         return parse_prometheus(body)
 
     def lookups(self, status):

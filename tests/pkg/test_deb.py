@@ -62,7 +62,8 @@ def test_package_installs_serves_and_purges(procs):
                      "/lib/systemd/system/spoe-cache-agent.service",
                      "/usr/share/man/man8/spoe-cache-agent.8.gz",
                      SHARE + "/haproxy-conf/cache-before-ratelimit.cfg",
-                     SHARE + "/haproxy-conf/spoe-cache.conf", SHARE + "/lua-glue/spoe-cache.lua"):
+                     SHARE + "/haproxy-conf/spoe-cache.conf", SHARE + "/lua-glue/spoe-cache.lua",
+                     SHARE + "/haproxy-conf/spoe-cache-l1-skip.map"):
             assert os.path.exists(path), path
         assert sh("dpkg-query", "-W", "-f=${Conffiles}", PKG)[1].split()[0] == CONF
         assert sh("getent", "passwd", PKG, check=False)[0] == 0, "no system user"
@@ -111,6 +112,7 @@ def serve_miss_then_hit(procs):
     env = {"SPOE_CACHE_BIND": "%s:%d" % (HOST, http_port),
            "SPOE_CACHE_ORIGIN": "%s:%d" % (HOST, origin_port),
            "SPOE_CACHE_AGENT": "%s:%d" % (HOST, agent_port),
+           "SPOE_CACHE_ADMIN": "%s:%d" % (HOST, admin_port),
            "SPOE_CACHE_STATS_SOCKET": sock}
     tpl = SHARE + "/haproxy-conf/cache-before-ratelimit.cfg"
     with open(tpl) as f:
