@@ -277,6 +277,23 @@ def poll_until_new(clients, path, old_body, what):
     return last_old
 
 
+def change(s, event, path, key):
+    """Make the entry of path (key) change by event: purge (the CLI),
+    flush (the admin endpoint) or store (deleted, then stored again by the
+    next Miss, through a request the L1 does not answer)."""
+    if event == "flush":
+        st, _, out = s.request("DELETE", "/cache", s.admin_headers(), port=s.admin_port)
+        assert st == 200, out
+        return
+    rc, out, err = s.ctl("purge", key)
+    assert rc == 0, (out, err)
+    if event == "store":
+        c = Client(s.http_port)
+        wait_for(lambda: c.req(path, {"Pragma": "x"})[1]["x-cache-status"] == "Miss",
+                 timeout=10, what="a Miss that stores a newer entry")
+        c.close()
+
+
 @test
 def test_l1_bound_after_purge_flush_and_store_on_two_nodes(procs):
     ttl = 2
@@ -290,21 +307,7 @@ def test_l1_bound_after_purge_flush_and_store_on_two_nodes(procs):
         st, h, body = b.warm(path)
         assert body == old, (body, old)
         t0 = time.time()
-        if event == "purge":
-            rc, out, err = s.ctl("purge", key)
-            assert rc == 0, (out, err)
-        elif event == "flush":
-            st, _, out = s.request("DELETE", "/cache", port=s.admin_port)
-            assert st == 200, out
-        else:
-            # a newer store: the entry deleted and stored again by the
-            # next Miss, through a request the L1 does not answer
-            rc, out, err = s.ctl("purge", key)
-            assert rc == 0, (out, err)
-            c = Client(s.http_port)
-            wait_for(lambda: c.req(path, {"Pragma": "x"})[1]["x-cache-status"] == "Miss",
-                     timeout=10, what="a Miss that stores a newer entry")
-            c.close()
+        change(s, event, path, key)
         last = poll_until_new([a, b], path, old, "the new state on both nodes")
         for name, last_old in zip(("node 1", "node 2"), last):
             # the L1 did answer after the event (else this proves nothing) ...
@@ -402,21 +405,7 @@ def test_l1_feed_purge_flush_and_store_on_two_nodes_and_two_agents(procs):
         answers_from_l1(a, path, old)
         answers_from_l1(b, path, old)
         t0 = time.time()
-        if event == "purge":
-            rc, out, err = s.ctl("purge", key)
-            assert rc == 0, (out, err)
-        elif event == "flush":
-            st, _, out = s.request("DELETE", "/cache", s.admin_headers(), port=s.admin_port)
-            assert st == 200, out
-        else:
-            # a newer store: the entry deleted and stored again by the
-            # next Miss, through a request the L1 does not answer
-            rc, out, err = s.ctl("purge", key)
-            assert rc == 0, (out, err)
-            c = Client(s.http_port)
-            wait_for(lambda: c.req(path, {"Pragma": "x"})[1]["x-cache-status"] == "Miss",
-                     timeout=10, what="a Miss that stores a newer entry")
-            c.close()
+        change(s, event, path, key)
         last = poll_until_new([a, b], path, old, "the new state on both nodes")
         done = time.time()
         for name, last_old in zip(("node 1", "node 2"), last):
