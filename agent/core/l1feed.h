@@ -55,8 +55,9 @@ void l1g_free(struct l1_grants *g);
  * Record that the entry key (read with cas) may be kept for base until
  * until_ms. A grant of the same key with another CAS replaces the older one
  * and emits it first (its copies, elsewhere, are of the older entry).
- * Returns 0, or -1 when refused (table full, out of memory, base empty or
- * longer than L1_BASE_MAX): do not let the L1 keep it.
+ * Returns 0, or -1 when refused (table full, out of memory, base empty,
+ * longer than L1_BASE_MAX or with a control byte): do not let the L1 keep
+ * it.
  */
 int l1g_grant(struct l1_grants *g, const char *key, uint64_t cas, const char *base,
     size_t blen, int64_t until_ms, l1_emit_fn emit, void *arg);

@@ -142,6 +142,10 @@ t_limits(void)
 	l1g_init(&g, 3);
 	CHECK(l1g_grant(&g, key(1), 1, "", 0, 100, emit, &k) == -1);
 	CHECK(l1g_grant(&g, key(1), 1, big, L1_BASE_MAX + 1, 100, emit, &k) == -1);
+	/* a control byte could forge a feed line: refused */
+	CHECK(l1g_grant(&g, key(1), 1, "h/a\n1 60000 h/b", 15, 100, emit, &k) == -1);
+	CHECK(l1g_grant(&g, key(1), 1, "h/a\r", 4, 100, emit, &k) == -1);
+	CHECK(l1g_grant(&g, key(1), 1, "h/\x7f", 3, 100, emit, &k) == -1);
 	CHECK(l1g_grant(&g, key(1), 1, big, L1_BASE_MAX, 100, emit, &k) == 0);
 	CHECK(l1g_grant(&g, key(2), 1, "b", 1, 100, emit, &k) == 0);
 	CHECK(l1g_grant(&g, key(3), 1, "c", 1, 100, emit, &k) == 0);
