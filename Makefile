@@ -28,7 +28,9 @@ OPS_LIBS  := $(call pkglibs,$(OPS_PKGS))
 IO_LIBS   := $(call pkglibs,$(IO_PKGS))
 
 CFLAGS  ?= -O2 -g
-WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes
+# `make test` builds with WERROR=-Werror: a warning fails the tests.
+WERROR  ?=
+WARN    := -Wall -Wextra -Wpedantic -Wshadow -Wpointer-arith -Wstrict-prototypes -Wmissing-prototypes $(WERROR)
 override CFLAGS += -std=c11 -D_GNU_SOURCE -pthread $(WARN) -MMD -MP
 LDLIBS  += -pthread -lm
 
@@ -187,7 +189,7 @@ deps:
 	@scripts/deps.sh install
 
 test: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory -j$(NPROC) all asan tools haproxy34 promtool $(if $(shell command -v $(FUZZ_CC)),fuzz)
+	@$(MAKE) --no-print-directory -j$(NPROC) WERROR=-Werror all asan tools haproxy34 promtool $(if $(shell command -v $(FUZZ_CC)),fuzz)
 	@python3 tests/run.py
 
 run: $(DEPS_STAMP)

@@ -8,13 +8,14 @@ shards and origin), e2e-3.4 (the same tests on HAProxy 3.4, built from
 ../shared/haproxy; skipped with a line saying so when it is absent), pkg
 (`make deb`, then the package installed, tried and purged; when CI=true or
 dpkg-buildpackage is present), fuzz (each libFuzzer target for a short
-bounded time).
+bounded time, one per core at once).
 Each test program prints "ok - name" / "not ok - name" lines; a program that
 exits non-zero without a "not ok" line (a crash) counts as one failure.
 The last line is "N passed, N failed".
 
   python3 tests/run.py [tier ...]      e.g. tests/run.py unit wire
 """
+import concurrent.futures
 import glob
 import os
 import re
@@ -30,6 +31,7 @@ FUZZ_SECONDS = int(os.environ.get("FUZZ_SECONDS", "10"))
 # `make test` could build it from ../shared/haproxy.
 HAPROXY_34 = os.path.join(ROOT, "build/haproxy-3.4/haproxy")
 TIER_ENV = {"e2e-3.4": {"SPOE_CACHE_HAPROXY": HAPROXY_34}}
+PARALLEL_TIERS = ("fuzz",)
 
 
 def programs(tier):
@@ -57,7 +59,14 @@ def programs(tier):
     raise SystemExit("unknown tier %s" % tier)
 
 
-def run(argv, env=None):
+def run(argv, env=None, out=None):
+    """Runs one test program; its report goes to out (a list of lines,
+    printed by the caller) or straight to stdout."""
+    def say(text):
+        if out is None:
+            print(text, flush=True)
+        else:
+            out.append(text)
     name = os.path.relpath(next(a for a in argv if os.path.basename(a).startswith(("test_", "fuzz_"))
                                 and "fuzz_smoke" not in a), ROOT)
     t0 = time.time()
@@ -68,21 +77,34 @@ def run(argv, env=None):
         line = raw.decode("utf-8", "replace").rstrip("\n")
         if re.match(r"^ok - ", line):
             passed += 1
-            print("  %s" % line, flush=True)
+            say("  %s" % line)
         elif line.startswith("skip - "):
-            print("  %s" % line, flush=True)
+            say("  %s" % line)
         elif re.match(r"^not ok - ", line):
             failed += 1
-            print("  %s" % line, flush=True)
+            say("  %s" % line)
         else:
-            print("    | %s" % line, flush=True)
+            say("    | %s" % line)
     rc = p.wait()
     if rc != 0 and failed == 0:
         failed = 1
-        print("  not ok - %s exited with %d" % (name, rc), flush=True)
-    print("  [%s: %d passed, %d failed, %.1fs]" % (name, passed, failed, time.time() - t0),
-          flush=True)
+        say("  not ok - %s exited with %d" % (name, rc))
+    say("  [%s: %d passed, %d failed, %.1fs]" % (name, passed, failed, time.time() - t0))
     return passed, failed
+
+
+def run_parallel(progs, env=None):
+    """The fuzz tier: each target is a bounded CPU-bound run that shares
+    nothing, so they run one per core; reports print in order."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as ex:
+        jobs = []
+        for argv in progs:
+            out = []
+            jobs.append((ex.submit(run, argv, env, out), out))
+        for fut, out in jobs:
+            result = fut.result()
+            print("\n".join(out), flush=True)
+            yield result
 
 
 def main():
@@ -90,8 +112,10 @@ def main():
     total_p = total_f = 0
     for tier in tiers:
         print("== %s" % tier, flush=True)
-        for argv in programs(tier):
-            p, f = run(argv, TIER_ENV.get(tier))
+        progs = programs(tier)
+        results = (run_parallel(progs, TIER_ENV.get(tier)) if tier in PARALLEL_TIERS
+                   else (run(argv, TIER_ENV.get(tier)) for argv in progs))
+        for p, f in results:
             total_p += p
             total_f += f
     print("%d passed, %d failed" % (total_p, total_f), flush=True)

@@ -117,7 +117,7 @@ l1g_grant(struct l1_grants *g, const char *key, uint64_t cas, const char *base,
 		return -1;
 	/* a base is one field of a feed line: a CR or LF in it (a Host no
 	 * HAProxy should pass, but hostile until checked) would forge lines */
-	for (size_t i = 0; i < blen; i++)
+	for (i = 0; i < blen; i++)
 		if ((unsigned char)base[i] < 0x20 || base[i] == 0x7f)
 			return -1;
 	if (e != NULL && e->cas == cas && e->blen == blen && memcmp(e->base, base, blen) == 0) {

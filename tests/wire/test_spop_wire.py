@@ -606,10 +606,13 @@ def test_ack_size_limit(procs):
     def edge_hdrs(n):
         return [("host", HOSTHDR), ("x-pad", "p" * n)]
 
+    # every lookup names a path of its own (same length, so the same ACK
+    # size): a second Miss on one key would wait for the first one's fill
+    paths = ("/edge%04d" % i for i in range(10000))
     found = {}
     for n in range(0, 200):
         for sid in (1, 300):
-            a = big.lookup(sid, 1, "default", "GET", "/edge", edge_hdrs(n))
+            a = big.lookup(sid, 1, "default", "GET", next(paths), edge_hdrs(n))
             assert a["status"] == "Miss", a
             found.setdefault(a.size, (n, sid))
         if 255 in found and 256 in found:
@@ -619,10 +622,10 @@ def test_ack_size_limit(procs):
     tiny = ag.ready(max_frame=256)
     assert tiny.max_frame == 256
     n, sid = found[255]
-    a = tiny.lookup(sid, 1, "default", "GET", "/edge", edge_hdrs(n))
+    a = tiny.lookup(sid, 1, "default", "GET", next(paths), edge_hdrs(n))
     assert a.size == 255 and a["status"] == "Miss", a
     n, sid = found[256]
-    a = tiny.lookup(sid, 1, "default", "GET", "/edge", edge_hdrs(n))
+    a = tiny.lookup(sid, 1, "default", "GET", next(paths), edge_hdrs(n))
     assert a.size <= 255 and a["status"] != "Miss", a
     check_served(tiny)
     ag.finish()
