@@ -92,6 +92,7 @@ grow(struct l1_grants *g)
 		return -1;
 	g->tab = tab;
 	g->cap = cap;
+	g->cursor = 0;	/* the walk in progress starts again on the new table */
 	for (size_t i = 0; i < ocap; i++) {
 		size_t j;
 
@@ -153,26 +154,31 @@ l1g_grant(struct l1_grants *g, const char *key, uint64_t cas, const char *base,
 }
 
 size_t
-l1g_round(struct l1_grants *g, int64_t now_ms,
+l1g_round(struct l1_grants *g, int64_t now_ms, size_t slots,
     int (*check)(void *arg, const struct l1_grant *gr), l1_emit_fn emit, void *arg)
 {
 	size_t sent = 0;
 
-	for (size_t i = 0; i < g->cap;) {
-		struct l1_grant *e = &g->tab[i];
+	if (slots > g->cap)
+		slots = g->cap;
+	while (slots > 0) {
+		struct l1_grant *e = &g->tab[g->cursor];
 
-		if (!e->used || e->checking) {
-			i++;
-		} else if (e->until_ms <= now_ms) {
-			drop(g, e);	/* another entry may have moved into i */
-		} else if (check(arg, e) < 0) {
-			emit(arg, e->base, e->blen, e->until_ms);
-			drop(g, e);
-		} else {
+		if (e->used && !e->checking && e->until_ms <= now_ms) {
+			drop(g, e);	/* another entry may have moved into it */
+			continue;
+		}
+		if (e->used && !e->checking) {
+			if (check(arg, e) < 0) {
+				emit(arg, e->base, e->blen, e->until_ms);
+				drop(g, e);
+				continue;
+			}
 			e->checking = 1;
 			sent++;
-			i++;
 		}
+		g->cursor = (g->cursor + 1) & (g->cap - 1);
+		slots--;
 	}
 	return sent;
 }

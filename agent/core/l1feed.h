@@ -46,6 +46,7 @@ struct l1_grants {
 	size_t cap;		/* a power of two, or 0 before the first grant */
 	size_t n;
 	size_t max;		/* at most this many grants */
+	size_t cursor;		/* where the next l1g_round() starts */
 };
 
 void l1g_init(struct l1_grants *g, size_t max);
@@ -63,14 +64,18 @@ int l1g_grant(struct l1_grants *g, const char *key, uint64_t cas, const char *ba
     size_t blen, int64_t until_ms, l1_emit_fn emit, void *arg);
 
 /*
- * One round of checks: forgets the grants whose copies have all expired
- * (until_ms <= now_ms), and calls check(arg, grant) for every other one
- * not already being checked, which is then marked so. check() must not
- * change the table; when it returns -1 (the check cannot be sent) the
- * grant is emitted and dropped: what cannot be verified is withdrawn.
- * Returns how many checks were sent.
+ * Part of a round of checks: walks the next `slots` slots of the table
+ * (at most all of them), from where the last call stopped, so that a round
+ * can be spread over many calls (the whole table each time: slots >= cap).
+ * Forgets the grants whose copies have all expired (until_ms <= now_ms),
+ * and calls check(arg, grant) for every other one not already being
+ * checked, which is then marked so. check() must not change the table;
+ * when it returns -1 (the check cannot be sent) the grant is emitted and
+ * dropped: what cannot be verified is withdrawn. A grant made meanwhile is
+ * reached within one more walk of the table (the table growing restarts
+ * the walk). Returns how many checks were sent.
  */
-size_t l1g_round(struct l1_grants *g, int64_t now_ms,
+size_t l1g_round(struct l1_grants *g, int64_t now_ms, size_t slots,
     int (*check)(void *arg, const struct l1_grant *gr), l1_emit_fn emit, void *arg);
 
 /*

@@ -169,7 +169,6 @@ l1_checked(void *arg, enum mc_status st, const struct pool_meta *m, const uint8_
 
 	(void)val;
 	(void)vlen;
-	env->l1_checking--;
 	/* A check that failed (shard down, timeout) withdraws the grant too:
 	 * what cannot be verified is not kept. */
 	if (!env->drained)
@@ -193,25 +192,26 @@ l1_check(void *arg, const struct l1_grant *gr)
 		free(ck);
 		return -1;
 	}
-	env->l1_checking++;
 	return 0;
 }
 
 static uint64_t mono_ms(void);
 
-/* Every L1_CHECK_MS: re-read the CAS of every live grant, unless the last
- * round is still out (a slow shard: its checks time out within the pool's
- * timeout, and withdraw their grants). */
+/* Every L1_CHECK_MS, re-read the CAS of every live grant, a slice of the
+ * table at a time (65,536 checks in one callback would hold up every
+ * request of the worker for tens of ms). A grant whose check is still out
+ * (a slow shard: it times out within the pool's timeout, and withdraws the
+ * grant) is not checked twice. */
 static void
 l1_round(evutil_socket_t fd, short what, void *arg)
 {
 	struct cache_env *env = arg;
+	size_t slots = (env->grants.cap + L1_CHECK_SLICES - 1) / L1_CHECK_SLICES;
 
 	(void)fd;
 	(void)what;
-	if (env->l1_checking == 0)
-		M_ADD(env->m, l1_checks, l1g_round(&env->grants, (int64_t)mono_ms(), l1_check,
-		    l1_withdraw, env));
+	M_ADD(env->m, l1_checks, l1g_round(&env->grants, (int64_t)mono_ms(), slots, l1_check,
+	    l1_withdraw, env));
 	atomic_store_explicit(&env->m->l1_tracked, (int64_t)env->grants.n, memory_order_relaxed);
 }
 
@@ -226,7 +226,7 @@ l1_track(struct lookup *lk, int64_t l1)
 	if (env->feed == NULL || lk->blen == 0)
 		return -1;
 	if (env->l1_timer == NULL) {
-		struct timeval tv = { L1_CHECK_MS / 1000, (L1_CHECK_MS % 1000) * 1000 };
+		struct timeval tv = { 0, L1_CHECK_MS / L1_CHECK_SLICES * 1000 };
 
 		l1g_init(&env->grants, L1_GRANTS_MAX);
 		env->l1_timer = event_new(env->base, -1, EV_PERSIST, l1_round, env);

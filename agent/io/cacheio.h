@@ -54,6 +54,7 @@ struct spoe_req;
 #define L1_FEED_EVENTS	16384	/* events held for pollers */
 #define L1_GRANTS_MAX	65536	/* grants one worker tracks */
 #define L1_CHECK_MS	1000	/* how often each live grant is re-read */
+#define L1_CHECK_SLICES	20	/* in steps of 1/20 of the table, 50 ms apart */
 
 struct l1feed {
 	pthread_mutex_t lock;
@@ -80,8 +81,7 @@ struct cache_env {
 	 * the worker starts; NULL: HAProxy's L1 may keep nothing): */
 	struct l1feed *feed;
 	struct l1_grants grants;
-	struct event *l1_timer;		/* every L1_CHECK_MS while grants live */
-	size_t l1_checking;		/* checks in flight */
+	struct event *l1_timer;		/* every L1_CHECK_MS / L1_CHECK_SLICES */
 	int drained;			/* cacheio_drain() ran: grants are gone */
 };
 

@@ -6,6 +6,7 @@
 #include "l1feed.h"
 #include "t.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -40,6 +41,8 @@ key(unsigned n)
 }
 
 /* The checks a round sent: their keys and CASes, to answer later. */
+#define ALL SIZE_MAX	/* a whole round in one call */
+
 struct sent {
 	char key[64][KEY_HEX_LEN];
 	uint64_t cas[64];
@@ -82,9 +85,9 @@ t_grant_check_withdraw(void)
 	/* the same entry granted again: one grant, the longer life */
 	CHECK(l1g_grant(&g, key(1), 7, "h/a", 3, 9000, emit, &k) == 0);
 	CHECK(g.n == 2 && k.n == 0);
-	CHECK(l1g_round(&g, 1000, check, emit_sent, &s) == 2 && s.n == 2);
+	CHECK(l1g_round(&g, 1000, ALL, check, emit_sent, &s) == 2 && s.n == 2);
 	/* a round while they are out sends nothing more */
-	CHECK(l1g_round(&g, 1100, check, emit_sent, &s) == 0);
+	CHECK(l1g_round(&g, 1100, ALL, check, emit_sent, &s) == 0);
 	for (int i = 0; i < 2; i++) {
 		if (memcmp(s.key[i], key(1), KEY_HEX_LEN) == 0)
 			l1g_checked(&g, s.key[i], s.cas[i], 1, 7, emit, &k);	/* unchanged */
@@ -95,7 +98,7 @@ t_grant_check_withdraw(void)
 	CHECK(g.n == 1);
 	/* gone (purge, flush) or not verifiable (a failed check): withdrawn */
 	s.n = 0;
-	CHECK(l1g_round(&g, 2000, check, emit_sent, &s) == 1);
+	CHECK(l1g_round(&g, 2000, ALL, check, emit_sent, &s) == 1);
 	l1g_checked(&g, s.key[0], s.cas[0], 0, 0, emit, &k);
 	CHECK(k.n == 2 && strcmp(k.base, "h/a") == 0 && k.until == 9000 && g.n == 0);
 	/* an answer for a grant no longer there changes nothing */
@@ -113,7 +116,7 @@ t_regrant_and_expiry(void)
 
 	l1g_init(&g, 100);
 	CHECK(l1g_grant(&g, key(1), 7, "h/a", 3, 5000, emit, &k) == 0);
-	CHECK(l1g_round(&g, 1000, check, emit_sent, &s) == 1);
+	CHECK(l1g_round(&g, 1000, ALL, check, emit_sent, &s) == 1);
 	/* granted again with another CAS while the check is out: the older
 	 * copies go at once, and the check's answer is for the old one */
 	CHECK(l1g_grant(&g, key(1), 8, "h/a", 3, 6000, emit, &k) == 0);
@@ -122,11 +125,11 @@ t_regrant_and_expiry(void)
 	CHECK(k.n == 1 && g.n == 1);
 	/* a grant whose copies have all expired is forgotten, not withdrawn */
 	s.n = 0;
-	CHECK(l1g_round(&g, 6000, check, emit_sent, &s) == 0 && g.n == 0 && k.n == 1);
+	CHECK(l1g_round(&g, 6000, ALL, check, emit_sent, &s) == 0 && g.n == 0 && k.n == 1);
 	/* a check that cannot be sent withdraws */
 	CHECK(l1g_grant(&g, key(3), 1, "h/c", 3, 9000, emit, &k) == 0);
 	s.fail = 1;
-	CHECK(l1g_round(&g, 7000, check, emit_sent, &s) == 0 && g.n == 0 && k.n == 2);
+	CHECK(l1g_round(&g, 7000, ALL, check, emit_sent, &s) == 0 && g.n == 0 && k.n == 2);
 	CHECK(strcmp(k.base, "h/c") == 0);
 	l1g_free(&g);
 }
@@ -155,6 +158,45 @@ t_limits(void)
 	l1g_free(&g);
 }
 
+/* A round spread over calls (the agent walks 1/20 of the table every
+ * 50 ms): every live grant is checked once per walk of the table, a grant
+ * made meanwhile within the next walk, and a grow restarts the walk. */
+static void
+t_round_in_slices(void)
+{
+	struct l1_grants g;
+	struct sink k = { .n = 0 };
+	struct sent s = { .n = 0, .sink = &k };
+	size_t sent = 0, calls = 0;
+
+	l1g_init(&g, 1000);
+	for (unsigned i = 0; i < 100; i++)
+		CHECK(l1g_grant(&g, key(i), i, "h/x", 3, 100000, emit, &k) == 0);
+	CHECK(g.cap == 256);
+	for (int c = 0; c < 4; c++) {
+		size_t n = l1g_round(&g, 1000, g.cap / 4, check, emit_sent, &s);
+
+		CHECK(n < 100);	/* a part, not all of them */
+		sent += n;
+	}
+	CHECK(sent == 100 && g.cursor == 0);
+	for (unsigned i = 0; i < 100; i++)
+		l1g_checked(&g, key(i), i, 1, i, emit, &k);
+	/* the table grows mid-walk: the walk starts again, nothing missed */
+	s.n = 0;
+	sent = l1g_round(&g, 1000, 8, check, emit_sent, &s);
+	CHECK(g.cursor == 8);
+	for (unsigned i = 100; i < 200; i++)
+		CHECK(l1g_grant(&g, key(i), i, "h/x", 3, 100000, emit, &k) == 0);
+	CHECK(g.cap == 512 && g.cursor == 0);
+	for (calls = 0; calls * 50 < g.cap; calls++)
+		sent += l1g_round(&g, 1000, 50, check, emit_sent, &s);
+	CHECK(sent == 200 && k.n == 0);
+	/* all out: another walk sends nothing */
+	CHECK(l1g_round(&g, 1000, ALL, check, emit_sent, &s) == 0);
+	l1g_free(&g);
+}
+
 /* Many grants, dropped in every order: the table finds each one left. */
 static void
 t_table_churn(void)
@@ -174,7 +216,7 @@ t_table_churn(void)
 
 		for (unsigned i = 0; i < 3000; i++)
 			alive += i % 7 >= 3;
-		CHECK(l1g_round(&g, 3000, check, emit_sent, &s) == alive && g.n == alive);
+		CHECK(l1g_round(&g, 3000, ALL, check, emit_sent, &s) == alive && g.n == alive);
 	}
 	/* granted again, the same entries: those alive are found (nothing
 	 * withdrawn), the others tracked anew */
@@ -214,6 +256,7 @@ main(void)
 	RUN(t_grant_check_withdraw);
 	RUN(t_regrant_and_expiry);
 	RUN(t_limits);
+	RUN(t_round_in_slices);
 	RUN(t_table_churn);
 	RUN(t_ring);
 	return T_EXIT();
