@@ -27,7 +27,7 @@
 #include "spoeconn.h"
 
 struct args {
-	struct spop_data policy, method, url, tls, hdrs, consumer, body;	/* lookup */
+	struct spop_data policy, method, url, tls, hdrs, consumer, body, l1life;	/* lookup */
 	struct spop_data ctx, status, body_len;					/* store */
 };
 
@@ -48,6 +48,7 @@ read_args(const uint8_t **p, const uint8_t *end, int nargs, struct args *a)
 		{ "hdrs", offsetof(struct args, hdrs) },
 		{ "consumer", offsetof(struct args, consumer) },
 		{ "body", offsetof(struct args, body) },
+		{ "l1life", offsetof(struct args, l1life) },
 		{ "ctx", offsetof(struct args, ctx) },
 		{ "status", offsetof(struct args, status) },
 		{ "body_len", offsetof(struct args, body_len) },
@@ -115,6 +116,7 @@ struct lookup {
 	int now_ms;		/* the millisecond within now: what an L1 grant loses of it */
 	unsigned l1req;		/* L1_REQ_* */
 	int l1_ttl;		/* l1_policy_ttl(): the config may be gone when the fetch returns */
+	int64_t l1_min_ms;	/* a shorter grant is never kept: no grant at all */
 	struct pol_lookup L;
 	struct pol_limits lim;
 	/* Collapsed forwarding: waiting for another lookup's fetch. */
@@ -287,6 +289,8 @@ set_answer(struct spoe_req *r, struct lookup *lk, const struct pol_hit *h, char 
 		size_t hlen = h->hlen;
 		int expires = 0;
 
+		if (l1 < lk->l1_min_ms)
+			l1 = 0;
 		if (l1 > 0 && (h->hdrs != buf || l1_track(lk, l1) < 0 || l1_copy(buf, &hlen, cap, h->age,
 		    (lk->L.flags & PL_CSTATUS) != 0, l1, lk->now, &expires) < 0))
 			l1 = 0;
@@ -553,8 +557,19 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 	}
 	/* The ctx and, for a fetch, the request facts outlive this call. */
 	{
+		/* l1life: the lifetime (s) of the copies this HAProxy's L1
+		 * keeps, SPOE_CACHE_L1_TTL (0: it keeps none); its cache-store
+		 * keeps only grants that long, so a shorter one is not made
+		 * (nor tracked, nor checked every second). Absent (an older
+		 * spoe-cache.conf) or not an integer: any grant is made. */
+		int64_t life = int_arg(&a->l1life);
 		int l1_ttl = env->feed != NULL ? l1_policy_ttl(p) : 0;
 		char base[L1_BASE_MAX];
+
+		if (life > 86400)
+			life = 86400;	/* more than any l1_ttl (at most 3600) */
+		if (life == 0 || (life > 0 && l1_ttl < life))
+			l1_ttl = 0;
 		size_t blen = l1_ttl > 0 && L.action == PA_FETCH ? l1_base(&rq, base, sizeof(base)) : 0;
 
 		lk = calloc(1, sizeof(*lk) + blen);
@@ -563,6 +578,7 @@ do_lookup(struct cache_env *env, struct spoe_req *r, const struct args *a)
 			return;
 		}
 		lk->l1_ttl = l1_ttl;
+		lk->l1_min_ms = life > 0 ? life * 1000 : 0;
 		lk->blen = blen;
 		memcpy(lk->base, base, blen);
 	}

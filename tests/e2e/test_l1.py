@@ -67,6 +67,10 @@ class Client:
         self.conn.close()
 
 
+def l1_grants(s):
+    return s.metrics().get("spoe_cache_l1_grants_total", 0)
+
+
 def agent_lookups(s):
     m = s.metrics()
     return sum(v for k, v in m.items() if k.startswith("spoe_cache_lookups_total"))
@@ -115,6 +119,34 @@ def test_l1_off_with_one_setting(procs):
     for _ in range(30):
         st, h, b, _ = c.req("/text")
         assert h["x-cache-status"] == "Hit" and h["x-cache-tier"] == "L2", h
+    c.close()
+    # and the agent, told so by the lookup's l1life, grants (tracks,
+    # checks) nothing
+    assert l1_grants(s) == 0, s.metrics()
+
+
+@test
+def test_l1_grants_only_what_the_l1_keeps(procs):
+    # cache-store keeps only grants of the L1's whole lifetime (here 30 s):
+    # a policy's l1_ttl below it, or an entry fresh for less, is no grant
+    # at all (nothing tracked, nothing checked every second)
+    s = Stack(procs, l1_ttl=30, policies=policies(
+        l1_ttl="20", short=dict(l1_ttl="60", cache_ttl="20"), long=dict(l1_ttl="60")))
+    short, _ = s.node(SPOE_CACHE_POLICY="short")
+    long_, _ = s.node(SPOE_CACHE_POLICY="long")
+    for port in (s.http_port, short):
+        c = Client(port)
+        c.req("/text")
+        for _ in range(10):
+            st, h, b, _ = c.req("/text")
+            assert h["x-cache-status"] == "Hit" and h["x-cache-tier"] == "L2", (port, h)
+        c.close()
+    assert l1_grants(s) == 0, s.metrics()
+    # a policy and an entry that allow the whole lifetime: granted
+    c = Client(long_)
+    c.req("/text")
+    c.warm("/text")
+    assert l1_grants(s) >= 1, s.metrics()
     c.close()
 
 
