@@ -388,6 +388,37 @@ def test_lookup_store_lookup(procs):
 
 
 @test
+def test_l1life_argument(procs):
+    """l1life (the L1's lifetime, s) decides whether a Hit carries an L1
+    grant: none when 0 or longer than what the policy and entry allow;
+    absent, or not a usable integer, the agent grants as without it."""
+    ag = Agent(procs, policies=wireagent.DEFAULT_POLICIES.replace(
+        "cache_ttl = 300;", "cache_ttl = 300; l1_ttl = 60;"))
+    c = ag.ready()
+    store_entry(c, "/l1life", b"granted or not")
+
+    def hit(*extra):
+        sid = next_id()
+        msg = sc.lookup_message("default", "GET", "/l1life", BASE_HDRS)
+        c.send_raw(sc.notify_frame(sid, 1, [(msg[0], msg[1] + list(extra))]))
+        a = c.wait_ack(sid, 1)
+        assert a["status"] == "Hit" and a["body"] == b"granted or not", (extra, a)
+        return a.get("l1")
+
+    assert 0 < hit() <= 60000
+    assert hit(("l1life", 0)) is None
+    assert 0 < hit(("l1life", 30)) <= 60000
+    assert hit(("l1life", 60)) is not None
+    assert hit(("l1life", 61)) is None
+    assert hit(("l1life", sc.u64(2**40))) is None
+    assert hit(("l1life", sc.i32(-5))) is not None
+    assert hit(("l1life", "60")) is not None
+    assert hit(("l1life", None)) is not None
+    check_served(c)
+    ag.finish()
+
+
+@test
 def test_large_entries_round_trip(procs):
     """Large entries, and 60 of 200 KB sent to a frozen shard: its socket
     buffers fill, the sets wait in the agent's output, and each store is
