@@ -127,6 +127,7 @@ def test_stale_while_revalidate_serves_stale_while_one_refreshes(procs):
     wait_for(lambda: get(s, path)[1].get("x-cache-status") == "Hit", what="a Hit")
     time.sleep(2.2)
     res = herd(s, ports, path, 8)
+    herd_done = time.time()
     statuses = [h.get("x-cache-status") for _, h, _ in res]
     assert statuses.count("Refresh") == 1, statuses
     stale = [(h, b) for _, h, b in res if h.get("x-cache-status") == "Hit"]
@@ -135,9 +136,13 @@ def test_stale_while_revalidate_serves_stale_while_one_refreshes(procs):
         [(h.get("age"), b) for h, b in stale]
     assert s.origin_count(path) == 2
     assert metric(s, 'spoe_cache_stale_served_total{reason="while_revalidate"}') == len(stale)
-    # the refresh is what the next request gets, fresh
+    # the refresh is what the next request gets (fresh, or, on a machine
+    # slow enough that its 1 s went by, stale while another refresh runs:
+    # either way not the first body, and no older than the refresh)
     st, h, body = get(s, path)
-    assert h["x-cache-status"] == "Hit" and body != first and int(h["age"]) <= 1, (h, body)
+    since = time.time() - herd_done
+    assert h["x-cache-status"] in ("Hit", "Refresh") and body != first, (h, body)
+    assert h["x-cache-status"] != "Hit" or int(h["age"]) <= since + 1, (h, since)
 
 
 @test
