@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
+#include <event2/event.h>
 
 #include "bevio.h"
 
@@ -62,4 +63,91 @@ bevio_read_more(struct bufferevent *bev, size_t max)
 			break;	/* short read: nothing more for now */
 	}
 	evbuffer_freeze(in, 0);
+}
+
+static int
+write_pending(const struct bevio_writer *w)
+{
+	return (bufferevent_get_enabled(w->bev) & EV_WRITE) != 0;
+}
+
+static void
+writer_flush(evutil_socket_t fd, short what, void *arg)
+{
+	struct bevio_writer *w = arg;
+	struct evbuffer *out = bufferevent_get_output(w->bev);
+
+	(void)fd;
+	(void)what;
+	if (!w->on || write_pending(w) || evbuffer_get_length(out) == 0)
+		return;
+	/* the start of a socket bufferevent's output is frozen but for its
+	 * own write callback, which does the same */
+	evbuffer_unfreeze(out, 1);
+	(void)evbuffer_write_atmost(out, bufferevent_getfd(w->bev), BEVIO_MAX_WRITE);
+	evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out) > 0) {
+		/* the rest, or the error, is the bufferevent's (its write
+		 * event, timeout and event callback) */
+		bufferevent_enable(w->bev, EV_WRITE);
+		return;
+	}
+	if (w->drained != NULL)
+		w->drained(w->arg);	/* may free w */
+}
+
+static void
+writer_added(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct bevio_writer *w = arg;
+
+	(void)buf;
+	if (info->n_added > 0 && w->on && !write_pending(w))
+		event_active(w->ev, EV_WRITE, 1);
+}
+
+int
+bevio_writer_init(struct bevio_writer *w, struct event_base *base, struct bufferevent *bev,
+    void (*drained)(void *arg), void *arg)
+{
+	w->bev = bev;
+	w->on = 0;
+	w->drained = drained;
+	w->arg = arg;
+	w->ev = event_new(base, -1, 0, writer_flush, w);
+	if (w->ev == NULL)
+		return -1;
+	if (evbuffer_add_cb(bufferevent_get_output(bev), writer_added, w) == NULL) {
+		event_free(w->ev);
+		w->ev = NULL;
+		return -1;
+	}
+	return 0;
+}
+
+void
+bevio_writer_start(struct bevio_writer *w)
+{
+	if (w->ev == NULL)
+		return;
+	w->on = 1;
+	bevio_writer_written(w);
+}
+
+void
+bevio_writer_written(struct bevio_writer *w)
+{
+	if (w->on && evbuffer_get_length(bufferevent_get_output(w->bev)) == 0)
+		bufferevent_disable(w->bev, EV_WRITE);
+}
+
+void
+bevio_writer_free(struct bevio_writer *w)
+{
+	if (w->ev == NULL)
+		return;
+	evbuffer_remove_cb(bufferevent_get_output(w->bev), writer_added, w);
+	event_free(w->ev);
+	w->ev = NULL;
+	w->on = 0;
 }

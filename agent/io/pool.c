@@ -130,6 +130,7 @@ struct conn {
 	struct shard *shard;
 	struct bufferevent *bev;
 	struct event *timer;		/* deadline of the oldest request, or idle */
+	struct bevio_writer w;		/* plain sockets: writes at the end of each loop pass */
 	enum conn_state state;
 	int probe;
 	int busy;
@@ -178,6 +179,7 @@ struct pool {
 };
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_close(struct conn *c);
@@ -430,8 +432,11 @@ static struct conn *conn_new(struct shard *s, int probe)
 		c->bev = bufferevent_socket_new(p->base, -1, opts);
 		if (c->bev == NULL)
 			goto fail;
+		/* started once connected; without it (out of memory) the
+		 * bufferevent writes, as it can */
+		(void)bevio_writer_init(&c->w, p->base, c->bev, NULL, NULL);
 	}
-	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
+	bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
 	bevio_tune(c->bev);
 	/* Non-blocking; a refusal seen at once is reported through the
 	 * (deferred) event callback, never from here. */
@@ -459,8 +464,10 @@ fail:
 	}
 	if (ssl)
 		SSL_free(ssl);
-	if (c->bev)
+	if (c->bev) {
+		bevio_writer_free(&c->w);
 		bufferevent_free(c->bev);
+	}
 	if (c->timer)
 		event_free(c->timer);
 	free(c);
@@ -495,8 +502,10 @@ static void conn_close(struct conn *c)
 	if (c->timer)
 		event_free(c->timer);
 	c->timer = NULL;
-	if (c->bev)
+	if (c->bev) {
+		bevio_writer_free(&c->w);
 		bufferevent_free(c->bev);
+	}
 	c->bev = NULL;
 	if (c->probe) {
 		if (s->probe == c)
@@ -621,6 +630,15 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	conn_arm(c);
 }
 
+/* The bufferevent wrote what the writer could not (see bevio.h). */
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)bev;
+	bevio_writer_written(&c->w);
+}
+
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
@@ -629,6 +647,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		conn_set_state(c, CONN_READY);
+		bevio_writer_start(&c->w);
 		if (!c->probe)
 			s->st.conn_opened++;
 		return;

@@ -64,6 +64,7 @@ struct spoe_conn {
 	TAILQ_HEAD(, spoe_req) reqs;
 	TAILQ_ENTRY(spoe_conn) link;
 	struct event *resume;		/* re-runs input processing after a stall */
+	struct bevio_writer w;		/* writes the output at the end of each loop pass */
 	/* One fragmented NOTIFY at a time (SPOP forbids interlacing). */
 	struct evbuffer *frag;		/* NULL when none is being reassembled */
 	uint64_t frag_sid, frag_fid;
@@ -523,12 +524,12 @@ on_resume(evutil_socket_t fd, short what, void *arg)
 	conn_process(arg);
 }
 
+/* Output written, left bytes of it still queued: by the bufferevent's
+ * write event (on_write, down to the low watermark) or, all of it, by the
+ * writer at the end of a loop pass (on_drained). */
 static void
-on_write(struct bufferevent *bev, void *arg)
+conn_written(struct spoe_conn *c, size_t left)
 {
-	struct spoe_conn *c = arg;
-	size_t left = evbuffer_get_length(bufferevent_get_output(bev));
-
 	if (c->state == ST_CLOSING) {
 		if (left == 0)
 			conn_free(c);
@@ -536,6 +537,21 @@ on_write(struct bufferevent *bev, void *arg)
 	}
 	if (left <= c->srv->conf->max_output / 2)
 		conn_unstall(c, STALL_OUTPUT);
+}
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+	struct spoe_conn *c = arg;
+
+	bevio_writer_written(&c->w);
+	conn_written(c, evbuffer_get_length(bufferevent_get_output(bev)));
+}
+
+static void
+on_drained(void *arg)
+{
+	conn_written(arg, 0);
 }
 
 static void
@@ -626,12 +642,17 @@ spoe_conn_new(struct spoe_server *s, int fd)
 	bevio_tune(c->bev);
 	bufferevent_setwatermark(c->bev, EV_WRITE, s->conf->max_output / 2, 0);
 	bufferevent_set_timeouts(c->bev, &tv, NULL);
+	/* without it (out of memory) the bufferevent writes, as it can */
+	(void)bevio_writer_init(&c->w, s->base, c->bev, on_drained, c);
 	if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) < 0)
-		goto fail_ev;
+		goto fail_w;
+	bevio_writer_start(&c->w);
 	TAILQ_INSERT_TAIL(&s->conns, c, link);
 	M_INC(s->m, conns_total);
 	M_ADD(s->m, conns_open, 1);
 	return;
+fail_w:
+	bevio_writer_free(&c->w);
 fail_ev:
 	event_free(c->resume);
 fail_bev:
@@ -660,6 +681,7 @@ conn_free(struct spoe_conn *c)
 	frag_reset(c);
 	event_free(c->resume);
 	c->resume = NULL;
+	bevio_writer_free(&c->w);
 	conn_unwatch(c, bufferevent_get_input(c->bev));
 	conn_unwatch(c, bufferevent_get_output(c->bev));
 	assert(c->held == 0);
@@ -794,10 +816,10 @@ encode_ack(struct spoe_req *r, uint8_t *buf, size_t cap)
 /*
  * Write r's ACK straight to the socket when nothing else is due on the
  * connection: nothing queued for the peer, no other request in flight, no
- * further frame already read (HAProxy 3.1+ without pipelining: always). A
- * bufferevent would add its write event for it and delete it once written
- * (two epoll_ctl and one more loop pass per ACK); with other ACKs due, the
- * bufferevent's one write for all of them is the cheaper path. 1: the ACK
+ * further frame already read (HAProxy 3.1+ without pipelining: always): no
+ * copy into the output buffer, no wait for the end of the loop pass (the
+ * writer, bevio.h). With other ACKs due, the writer's one writev at the end
+ * of the pass for all of them is the cheaper path. 1: the ACK
  * is written, or what the socket did not take is queued here; 0: not taken
  * (the caller queues it). Counted before it is written: HAProxy may act on
  * it before this thread runs another instruction.

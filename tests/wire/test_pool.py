@@ -408,6 +408,26 @@ def fake_faults_error_without_crash_and_replace_the_connection(procs):
 
 
 @test
+def shard_slow_to_read_gets_every_command_in_order(procs):
+    # The pool writes each loop pass's commands itself and hands what the
+    # socket does not take to the bufferevent (agent/io/bevio.h): a shard
+    # that stops reading for a second at its first set, through a tiny
+    # receive buffer, leaves most of 1.3 MB of sets queued there. Every set is still answered, in
+    # order, and later commands go out the usual way again.
+    f = fake(procs, "slowread")
+    d = Driver(procs, ["--timeout", "20000", "--fail", "1000", "--poolsize", "1",
+                       "127.0.0.1:%d" % f.port])
+    r = d.cmd("get w 5 x")          # connected: the pool writes from now on
+    assert r["notfound"] == 5 and r["sync"] == 0, r
+    ok_batch(d.cmd("set w 20 65536"), 20)
+    r = d.cmd("get w 5 x")
+    assert r["notfound"] == 5 and r["sync"] == 0, r
+    st = d.shards()[0]
+    assert st["conn_opened"] == 1 and st["conn_failures"] == 0 and st["timeouts"] == 0, st
+    d.quit()
+
+
+@test
 def fake_server_error_keeps_the_connection(procs):
     f = fake(procs, "servererror")
     d = Driver(procs, ["--fail", "2", "--poolsize", "1", "127.0.0.1:%d" % f.port])
@@ -565,6 +585,8 @@ def plain_and_tls_pools_side_by_side(procs):
 def fake_main(port, mode, cert=None, key=None):
     srv = socket.socket()
     srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if mode == "slowread":
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # accepted ones inherit it
     srv.bind((HOST, port))
     srv.listen(64)
     ctx = None
@@ -585,7 +607,7 @@ def fake_main(port, mode, cert=None, key=None):
 
 def fake_reply(mode, parts, op):
     cmd = parts[0]
-    if mode in ("good", "tls-good"):
+    if mode in ("good", "tls-good", "slowread"):
         return {b"mg": b"EN O%s\r\n" % op, b"ms": b"HD O%s\r\n" % op,
                 b"md": b"NF O%s\r\n" % op, b"mn": b"MN\r\n"}.get(cmd, b"ERROR\r\n")
     if mode == "garbage":
@@ -627,6 +649,9 @@ def fake_serve(c, mode, ctx):
                 line, rest = buf.split(b"\r\n", 1)
                 parts = line.split() or [b""]
                 if parts[0] == b"ms":
+                    if mode == "slowread" and not answered:
+                        time.sleep(1)   # the first set: stop reading for a while
+                        answered = True
                     size = int(parts[2])
                     if len(rest) < size + 2:
                         break
