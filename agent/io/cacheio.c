@@ -215,6 +215,8 @@ l1_round(evutil_socket_t fd, short what, void *arg)
 	M_ADD(env->m, l1_checks, l1g_round(&env->grants, (int64_t)mono_ms(), slots, l1_check,
 	    l1_withdraw, env));
 	atomic_store_explicit(&env->m->l1_tracked, (int64_t)env->grants.n, memory_order_relaxed);
+	if (env->grants.n == 0)
+		(void)event_del(env->l1_timer);	/* an idle worker sleeps; l1_track() re-arms */
 }
 
 /* Record the grant of lk's hit for l1 ms; -1: the L1 may not keep it. The
@@ -228,16 +230,16 @@ l1_track(struct lookup *lk, int64_t l1)
 	if (env->feed == NULL || lk->blen == 0)
 		return -1;
 	if (env->l1_timer == NULL) {
-		struct timeval tv = { 0, L1_CHECK_MS / L1_CHECK_SLICES * 1000 };
-
 		l1g_init(&env->grants, L1_GRANTS_MAX);
 		env->l1_timer = event_new(env->base, -1, EV_PERSIST, l1_round, env);
-		if (env->l1_timer == NULL || event_add(env->l1_timer, &tv) < 0) {
-			if (env->l1_timer != NULL)
-				event_free(env->l1_timer);
-			env->l1_timer = NULL;
+		if (env->l1_timer == NULL)
 			return -1;
-		}
+	}
+	if (!evtimer_pending(env->l1_timer, NULL)) {
+		struct timeval tv = { 0, L1_CHECK_MS / L1_CHECK_SLICES * 1000 };
+
+		if (event_add(env->l1_timer, &tv) < 0)
+			return -1;
 	}
 	if (l1g_grant(&env->grants, lk->L.key, lk->cas, lk->base, lk->blen,
 	    (int64_t)mono_ms() + l1 + 2000, l1_withdraw, env) < 0) {

@@ -144,7 +144,11 @@ static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
+	char name[16];
 
+	/* for top -H, perf and /proc/PID/task/N/comm */
+	snprintf(name, sizeof name, "worker-%d", w->id);
+	(void)pthread_setname_np(pthread_self(), name);
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	event_free(w->snap_ev);
 	w->snap_ev = NULL;

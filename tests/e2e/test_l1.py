@@ -515,5 +515,47 @@ def test_l1_feed_down_skips_every_copy(procs):
     c3.close()
 
 
+def worker_wakeups(pid):
+    """Voluntary context switches of each of the agent's worker threads."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+            if not f.read().startswith("worker-"):
+                continue
+        with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+            for line in f:
+                if line.startswith("voluntary_ctxt_switches:"):
+                    out[tid] = int(line.split()[1])
+    return out
+
+
+@test
+def test_l1_checks_stop_while_no_grant_is_live(procs):
+    # Each live grant is re-read every second, a slice of the table every
+    # 50 ms; once the last grant has expired, a worker sleeps (its only
+    # timer left is the once-a-second stats snapshot), and a new grant
+    # wakes the checks again.
+    s = Stack(procs, l1_ttl=1, policies=policies(l1_ttl="1"))
+    c = Client(s.http_port)
+    c.req("/text")
+    c.warm("/text")
+    tracked = lambda: s.metrics().get("spoe_cache_l1_tracked", 0)  # noqa: E731
+    wait_for(lambda: tracked() > 0, timeout=20, what="the grant in the gauge")
+    wait_for(lambda: tracked() == 0, timeout=20, what="the grant to expire")
+    before = worker_wakeups(s.agent.pid)
+    assert before, "no thread of the agent is named worker-N"
+    time.sleep(2)
+    after = worker_wakeups(s.agent.pid)
+    woke = {t: after[t] - before[t] for t in before}
+    # 2 s of the 50 ms slice timer alone would be 40
+    assert all(n < 15 for n in woke.values()), woke
+    checks = s.metrics().get("spoe_cache_l1_checks_total", 0)
+    c.req("/gen/again")
+    c.warm("/gen/again")
+    wait_for(lambda: s.metrics().get("spoe_cache_l1_checks_total", 0) > checks, timeout=20,
+             what="the new grant to be checked")
+    c.close()
+
+
 if __name__ == "__main__":
     main()
