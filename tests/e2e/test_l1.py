@@ -111,8 +111,8 @@ def test_l1_hits_never_ask_the_agent(procs):
 
 @test
 def test_l1_off_with_one_setting(procs):
-    # SPOE_CACHE_L1_TTL=0 is the template's "${SPOE_CACHE_L1_TTL-5}": the
-    # same as deleting the cache-use line.
+    # SPOE_CACHE_L1_TTL=0 (the template's presetenv line, or the
+    # environment): no L1 lookup, no copy kept.
     s = Stack(procs, l1_ttl=0, policies=policies(l1_ttl="30"))
     c = Client(s.http_port)
     c.req("/text")
@@ -123,6 +123,13 @@ def test_l1_off_with_one_setting(procs):
     # and the agent, told so by the lookup's l1life, grants (tracks,
     # checks) nothing
     assert l1_grants(s) == 0, s.metrics()
+    # and off is off: the template's .if blocks leave the cache section
+    # out (HAProxy holds no memory for it), where a node with it on has one
+    off = s.haproxy_cmd("show cache")
+    assert "spoe-cache-l1" not in off, off
+    port2, _ = s.node(SPOE_CACHE_L1_TTL="30")
+    on = haproxy_cmd(s.procs.path("haproxy-%d.sock" % port2), "show cache")
+    assert "spoe-cache-l1" in on, on
 
 
 @test
