@@ -15,6 +15,9 @@ and four front ends on that origin:
             answers Bypass at once and every request is answered by a Lua
             service sending the object from memory (tests/bench/floor.lua):
             the most any SPOE+Lua cache can do on this HAProxy
+  floorh    the floor again, also sending the other headers of ours' 1 KB
+            hit (BENCH_FLOOR_HEADERS): what replaying a real hit's headers
+            through the Lua applet costs, still with no cache work
   haproxy   HAProxy's built-in in-memory cache (tests/bench/haproxy-cache.cfg)
   srcache   nginx srcache+memc on the same three shards (tests/bench/srcache.conf)
   straight  HAProxy straight to the origin (tests/bench/haproxy-straight.cfg)
@@ -101,6 +104,7 @@ NAMES = {
     "l1": "spoe-cache L1",
     "ours": "spoe-cache L2 (ours)",
     "floor": "SPOE+Lua floor",
+    "floorh": "floor, hit's headers",
     "haproxy": "HAProxy cache",
     "srcache": "nginx srcache+memc",
     "straight": "HAProxy straight",
@@ -433,10 +437,24 @@ class Bench:
         text = text.replace(HIT_RULE, FLOOR_RULE).replace(
             "\nglobal\n", "\nglobal\n    lua-load-per-thread \"%s\"\n"
             % os.path.join(HERE, "floor.lua"), 1)
+        floor_cfg = pr.write("haproxy-floor.cfg", text)
+        floor_env = dict(env, SPOE_CACHE_POLICY="bench_floor", BENCH_OBJECTS=html)
         port = free_port()
-        self.fronts["floor"] = haproxy(pr, "floor", pr.write("haproxy-floor.cfg", text), dict(
-            env, SPOE_CACHE_BIND="%s:%d" % (HOST, port), SPOE_CACHE_POLICY="bench_floor",
-            SPOE_CACHE_STATS_SOCKET=pr.path("haproxy-floor.sock"), BENCH_OBJECTS=html), port)
+        self.fronts["floor"] = haproxy(pr, "floor", floor_cfg, dict(
+            floor_env, SPOE_CACHE_BIND="%s:%d" % (HOST, port),
+            SPOE_CACHE_STATS_SOCKET=pr.path("haproxy-floor.sock")), port)
+        # The floor sends two headers; a real hit replays more. The same
+        # floor sending the other headers of ours' 1 KB hit as well tells
+        # what that replay costs HAProxy, apart from any cache work.
+        self.check_hit("ours", OBJECTS[0][1], OBJECTS[0][2])
+        hit = ["%s: %s" % kv for kv in get(ours.port, OBJECTS[0][1])[1].items()
+               if kv[0] not in ("content-length", "content-type")]
+        self.floorh_headers = len(hit)
+        port = free_port()
+        self.fronts["floorh"] = haproxy(pr, "floorh", floor_cfg, dict(
+            floor_env, SPOE_CACHE_BIND="%s:%d" % (HOST, port),
+            SPOE_CACHE_STATS_SOCKET=pr.path("haproxy-floorh.sock"),
+            BENCH_FLOOR_HEADERS="\n".join(hit)), port)
         for name, cfg in (("haproxy", "haproxy-cache.cfg"), ("straight", "haproxy-straight.cfg")):
             port = free_port()
             self.fronts[name] = haproxy(pr, name, os.path.join(HERE, cfg), {
@@ -456,6 +474,7 @@ class Bench:
             "l1": {"haproxy": [self.fronts["l1"].pid], "agent": [self.agent.pid],
                    "memcached": mc},
             "floor": {"haproxy": [self.fronts["floor"].pid], "agent": [self.agent.pid]},
+            "floorh": {"haproxy": [self.fronts["floorh"].pid], "agent": [self.agent.pid]},
             "haproxy": {"haproxy": [self.fronts["haproxy"].pid]},
             "srcache": {"nginx": children(self.fronts["srcache"].pid), "memcached": mc},
             "straight": {"haproxy": [self.fronts["straight"].pid]},
@@ -465,7 +484,8 @@ class Bench:
             w["origin"] = origin_pids
         self.all_pids = sorted(set(
             mc + origin_pids + [self.agent.pid] + children(self.fronts["srcache"].pid)
-            + [self.fronts[s].pid for s in ("l1", "ours", "floor", "haproxy", "straight")]))
+            + [self.fronts[s].pid for s in ("l1", "ours", "floor", "floorh", "haproxy",
+                                            "straight")]))
 
     def idle_check(self):
         """Warn when other jobs share the machine: the numbers would be noise."""
@@ -519,7 +539,7 @@ class Bench:
         cpu0 = {k: cpu_ticks(v) for k, v in watch.items()}
         o0 = origin_requests(self.origin_status)
         m0 = agent_metrics(self.admin_port) if sysname == "ours" else None
-        spoe = sysname in ("ours", "floor", "l1")
+        spoe = sysname in ("ours", "floor", "floorh", "l1")
         e0 = spoe_errors(self.fronts[sysname]) if spoe else 0
         all0, busy0, wrk0 = cpu_ticks(self.all_pids), machine_busy_ticks(), reaped_children_secs()
         r = wrk(self.procs, self.fronts[sysname].port, path, conns, DURATION, script)
@@ -560,7 +580,7 @@ class Bench:
         return run
 
     def run_all(self):
-        order = ["l1", "ours", "floor", "haproxy", "srcache", "straight"]
+        order = ["l1", "ours", "floor", "floorh", "haproxy", "srcache", "straight"]
         for label, path, size in OBJECTS if "hits" in PARTS else []:
             for s in order:
                 self.check_hit(s, path, size)
@@ -1068,7 +1088,7 @@ def report(b):
     for label, _, _ in OBJECTS:
         for c in CONNS:
             ours = find("hit", label, c, "ours")
-            for s in ("l1", "ours", "floor", "haproxy", "srcache", "straight"):
+            for s in ("l1", "ours", "floor", "floorh", "haproxy", "srcache", "straight"):
                 r = find("hit", label, c, s)
                 if not r:
                     continue
@@ -1078,6 +1098,9 @@ def report(b):
                     n.insert(0, "no cache: every request to the origin")
                 if s == "floor":
                     n.insert(0, "no cache work: SPOE Bypass + Lua from memory")
+                if s == "floorh":
+                    n.insert(0, "the floor plus the %d other headers of ours' 1 KB hit"
+                             % b.floorh_headers)
                 say("%-10s %5d  %-20s %9s %9s %9s  %8s %8s %8s  %s" % (
                     label, c, NAMES[s], fmt_rps(w["rps"]), fmt_ms(w["p50"]), fmt_ms(w["p99"]),
                     ratio(w["rps"], ours["r"]["rps"]), ratio(w["p50"], ours["r"]["p50"]),
@@ -1166,6 +1189,7 @@ def report(b):
     for mine, other, what in (("l1", "srcache", "L1 hits / nginx srcache+memc"),
                               ("ours", "srcache", "L2 hits / nginx srcache+memc"),
                               ("ours", "haproxy", "L2 hits / HAProxy's own cache"),
+                              ("ours", "floorh", "L2 hits / the floor, hit's headers"),
                               ("floor", "srcache", "the floor / nginx srcache+memc")):
         say("  %-38s %-6s  %s" % (what, "", ", ".join(compare(mine, "hit", other, None)[1])))
     errs = [r for r in b.runs if r["notes"]]
@@ -1251,7 +1275,7 @@ def main():
             b.start()
             b.idle_before = b.idle_check()
             say("bench: ~%d s of wrk runs" % (
-                ("hits" in PARTS) * len(OBJECTS) * (6 * WARMUP + 6 * len(CONNS) * DURATION)
+                ("hits" in PARTS) * len(OBJECTS) * (7 * WARMUP + 7 * len(CONNS) * DURATION)
                 + ("miss" in PARTS) * (2 * WARMUP + 2 * len(CONNS) * DURATION)
                 + ("zipf" in PARTS) * 3 * (ZIPF_WARMUP + ZIPF_DURATION)
                 + ("outage" in PARTS) * 3 * OUTAGE_PASSES * 3 * OUTAGE_URLS // OUTAGE_CLIENTS * 3))
