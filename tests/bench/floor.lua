@@ -5,7 +5,7 @@
 -- memory. That is everything a cache built from an SPOE exchange and a Lua
 -- hit service must do on every hit, minus the cache itself: no SPOE+Lua
 -- cache on this HAProxy can be faster.
--- BENCH_FLOOR_HEADERS (the "floor+hdrs" front end only): the other header
+-- BENCH_FLOOR_HEADERS (the bench's "floorh" front end only): the other header
 -- lines of a real L2 hit, "name: value" one per line, sent as well: what
 -- replaying a hit's headers costs, still with no cache work.
 local extra = {}
