@@ -100,6 +100,7 @@ POLICIES = """
 HIT_RULE = "http-request use-service lua.spoe_cache_hit if { var(txn.cache.serve) -m bool }"
 FLOOR_RULE = "http-request use-service lua.bench_floor"
 
+# Every hit run's system, in the order they run and are reported.
 NAMES = {
     "l1": "spoe-cache L1",
     "ours": "spoe-cache L2 (ours)",
@@ -597,14 +598,13 @@ class Bench:
         return run
 
     def run_all(self):
-        order = ["l1", "ours", "floor", "floorh", "haproxy", "srcache", "straight"]
         for label, path, size in OBJECTS if "hits" in PARTS else []:
-            for s in order:
+            for s in NAMES:
                 self.check_hit(s, path, size)
                 wrk(self.procs, self.fronts[s].port, path, max(CONNS), WARMUP)
                 self.check_hit(s, path, size)
             for c in CONNS:
-                for s in order:
+                for s in NAMES:
                     self.measure("hit", s, label, path, c)
         if "miss" in PARTS:
             self.run_miss()
@@ -1106,7 +1106,7 @@ def report(b):
     for label, _, _ in OBJECTS:
         for c in CONNS:
             ours = find("hit", label, c, "ours")
-            for s in ("l1", "ours", "floor", "floorh", "haproxy", "srcache", "straight"):
+            for s in NAMES:
                 r = find("hit", label, c, s)
                 if not r:
                     continue
@@ -1293,7 +1293,7 @@ def main():
             b.start()
             b.idle_before = b.idle_check()
             say("bench: ~%d s of wrk runs" % (
-                ("hits" in PARTS) * len(OBJECTS) * (7 * WARMUP + 7 * len(CONNS) * DURATION)
+                ("hits" in PARTS) * len(OBJECTS) * len(NAMES) * (WARMUP + len(CONNS) * DURATION)
                 + ("miss" in PARTS) * (2 * WARMUP + 2 * len(CONNS) * DURATION)
                 + ("zipf" in PARTS) * 3 * (ZIPF_WARMUP + ZIPF_DURATION)
                 + ("outage" in PARTS) * 3 * OUTAGE_PASSES * 3 * OUTAGE_URLS // OUTAGE_CLIENTS * 3))
